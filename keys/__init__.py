@@ -1,0 +1,1 @@
+"""keys/: the crypto core. Pure computation: primitives at the bottom, key management above."""
