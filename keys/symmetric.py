@@ -10,6 +10,7 @@ import enum
 import os
 
 from Crypto.Cipher import AES as _AES
+from Crypto.Cipher import DES as _DES
 from Crypto.Cipher import DES3 as _DES3
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,7 +43,7 @@ def _check_key(algorithm: Algorithm, key: bytes) -> None:
 class BlockCipher:
     """Raw block encryption under one key. Holds the key: never log or repr it."""
 
-    __slots__ = ("algorithm", "block_size", "_enc", "_dec", "_key")
+    __slots__ = ("algorithm", "block_size", "_enc", "_dec", "_key", "_module")
 
     def __init__(self, algorithm: Algorithm | str, key: bytes):
         algorithm = Algorithm(algorithm)
@@ -51,25 +52,13 @@ class BlockCipher:
         self.algorithm = algorithm
         self.block_size = algorithm.block_size
         self._key = key
+        self._module = _legacy_module(algorithm, key)
         if algorithm is Algorithm.SM4:
             cipher = Cipher(algorithms.SM4(key), modes.ECB())
             self._enc = cipher.encryptor()
             self._dec = cipher.decryptor()
-        elif algorithm is Algorithm.TDES:
-            # DES3 refuses keys whose halves are equal (single DES); EMV test keys
-            # sometimes are, so fall back to the equivalent single-length key schedule.
-            try:
-                c = _DES3.new(key, _DES3.MODE_ECB)
-            except ValueError:
-                from Crypto.Cipher import DES as _DES
-
-                if key[:8] != key[8:16]:
-                    raise InvalidKey("TDES key is degenerate") from None
-                c = _DES.new(key[:8], _DES.MODE_ECB)
-            self._enc = c
-            self._dec = c
         else:
-            c = _AES.new(key, _AES.MODE_ECB)
+            c = self._legacy(_MODE_ECB)
             self._enc = c
             self._dec = c
 
@@ -95,7 +84,7 @@ class BlockCipher:
         if self.algorithm is Algorithm.SM4:
             e = Cipher(algorithms.SM4(self._key), modes.CBC(iv)).encryptor()
             return e.update(data) + e.finalize()
-        return self._legacy(iv).encrypt(data)
+        return self._legacy(_MODE_CBC, iv=iv).encrypt(data)
 
     def decrypt_cbc(self, data: bytes, iv: bytes | None = None) -> bytes:
         self._check_blocks(data)
@@ -103,7 +92,7 @@ class BlockCipher:
         if self.algorithm is Algorithm.SM4:
             d = Cipher(algorithms.SM4(self._key), modes.CBC(iv)).decryptor()
             return d.update(data) + d.finalize()
-        return self._legacy(iv).decrypt(data)
+        return self._legacy(_MODE_CBC, iv=iv).decrypt(data)
 
     def crypt_ctr(self, data: bytes, nonce: bytes) -> bytes:
         """CTR mode (its own inverse); `nonce` is the full initial counter block."""
@@ -112,11 +101,7 @@ class BlockCipher:
         if self.algorithm is Algorithm.SM4:
             e = Cipher(algorithms.SM4(self._key), modes.CTR(nonce)).encryptor()
             return e.update(data) + e.finalize()
-        if self.algorithm is Algorithm.AES:
-            c = _AES.new(self._key, _AES.MODE_CTR, nonce=b"", initial_value=nonce)
-        else:
-            c = _DES3.new(self._key, _DES3.MODE_CTR, nonce=b"", initial_value=nonce)
-        return c.encrypt(data)
+        return self._legacy(_MODE_CTR, nonce=b"", initial_value=nonce).encrypt(data)
 
     def kcv(self, length: int = 3) -> bytes:
         """Key check value: the first `length` bytes of the key encrypting a zero block."""
@@ -134,10 +119,30 @@ class BlockCipher:
             raise InvalidKey(f"IV must be {self.block_size} bytes, got {len(iv)}")
         return iv
 
-    def _legacy(self, iv: bytes):
-        if self.algorithm is Algorithm.AES:
-            return _AES.new(self._key, _AES.MODE_CBC, iv=iv)
-        return _DES3.new(self._key, _DES3.MODE_CBC, iv=iv)
+    def _legacy(self, mode: int, **kwargs):
+        module, key = self._module
+        return module.new(key, mode, **kwargs)
+
+
+_MODE_ECB, _MODE_CBC, _MODE_CTR = _AES.MODE_ECB, _AES.MODE_CBC, _AES.MODE_CTR  # same values in DES/DES3
+
+
+def _legacy_module(algorithm: Algorithm, key: bytes):
+    """pycryptodome module and key for AES/3DES; None for SM4 (served by `cryptography`)."""
+    if algorithm is Algorithm.SM4:
+        return None
+    if algorithm is Algorithm.AES:
+        return _AES, key
+    try:
+        return _DES3, _DES3.adjust_key_parity(key)
+    except ValueError:
+        # DES3 refuses K1 == K2 (single DES in disguise); old POS MAKs and EMV test keys
+        # are like that, so run them as the single DES they are equivalent to.
+        # parity bits (the low bit of each byte) do not take part in DES
+        halves = {bytes(b & 0xFE for b in key[i : i + 8]) for i in range(0, len(key), 8)}
+        if len(halves) == 1:
+            return _DES, key[:8]
+        raise InvalidKey("TDES key is degenerate (K1 = K2 or K2 = K3)") from None
 
 
 def sm4_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
