@@ -1,0 +1,74 @@
+"""BER-TLV: round trips, strict errors, DOLs, masking of cardholder data."""
+import pytest
+from hypothesis import given, strategies as st
+
+from keys.tlv import (TLV, TLVError, build_dol_data, decode, describe, encode_dict, flatten, mask_pan,
+                      parse_dol, tlv)
+
+FCI = bytes.fromhex("6F1A840E325041592E5359532E4444463031A508880102" "5F2D027A68")
+
+
+def test_decode_nested_fci():
+    (fci,) = decode(FCI)
+    assert fci.tag == 0x6F and fci.constructed
+    assert fci.find(0x84).value == b"2PAY.SYS.DDF01"
+    assert fci.find(0x88).value == b"\x02"
+    assert fci.encode() == FCI
+
+
+@given(st.dictionaries(st.sampled_from([0x5A, 0x82, 0x94, 0x9F02, 0x9F36, 0x9F10, 0xDF61, 0x9F4B]),
+                       st.binary(max_size=300)))
+def test_round_trip_of_primitives(items):
+    assert flatten(encode_dict(items)) == items
+
+
+def test_long_lengths_and_multibyte_tags():
+    value = bytes(300)
+    enc = tlv(0x9F4B, value)
+    assert enc[:5] == bytes.fromhex("9F4B82012C")
+    assert decode(enc)[0].value == value
+
+
+@pytest.mark.parametrize("bad,where", [
+    (bytes.fromhex("9F"), "truncated multi-byte tag"),
+    (bytes.fromhex("5A"), "truncated length"),
+    (bytes.fromhex("5A08123456"), "declares 8 bytes, only 3 remain"),
+    (bytes.fromhex("5A85FFFFFFFFFF"), "unsupported length form"),
+    (bytes.fromhex("700A5A08"), "declares 10 bytes"),
+    (bytes.fromhex("70055A0812345678"), "tag 5A at offset 2 declares 8"),
+])
+def test_malformed_tlv_raises_with_offset(bad, where):
+    with pytest.raises(TLVError, match=where):
+        decode(bad)
+
+
+def test_padding_bytes_between_objects_are_skipped():
+    assert flatten(bytes.fromhex("00FF82021980") + bytes(2)) == {0x82: bytes.fromhex("1980")}
+
+
+def test_pdol_parsing_and_data():
+    pdol = bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704")
+    assert parse_dol(pdol) == [(0x9F66, 4), (0x9F02, 6), (0x9F03, 6), (0x9F1A, 2), (0x95, 5),
+                               (0x5F2A, 2), (0x9A, 3), (0x9C, 1), (0x9F37, 4)]
+    data = build_dol_data(pdol, {0x9F02: bytes.fromhex("000000001000"), 0x9F37: b"\x01\x02\x03\x04"})
+    assert len(data) == 33 and data[4:10] == bytes.fromhex("000000001000") and data[-4:] == b"\x01\x02\x03\x04"
+    with pytest.raises(TLVError):
+        parse_dol(bytes.fromhex("9F66"))
+
+
+def test_describe_masks_pan_and_track2():
+    rec = tlv(0x70, tlv(0x57, bytes.fromhex("6212345678901234567D30122011234500000F"))
+              + tlv(0x5A, bytes.fromhex("6212345678901234567F")) + tlv(0x5F24, bytes.fromhex("301231")))
+    text = describe(rec)
+    assert "621234*********4567" in text and "Track 2" in text and "Expiry" in text
+    assert "6212345678901234567" not in text and "D3012201" not in text
+
+
+def test_mask_pan():
+    assert mask_pan("6212345678901234") == "621234******1234"
+    assert mask_pan("123") == "***"
+
+
+def test_tlv_node_encodes_children():
+    node = TLV(0x77, children=[TLV(0x9F27, b"\x80"), TLV(0x9F36, b"\x00\x01")])
+    assert node.encode() == bytes.fromhex("77099F2701809F36020001")
