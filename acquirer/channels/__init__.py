@@ -1,0 +1,1 @@
+"""Channels the host routes to: the card issuer (simulated), wallets, face."""
