@@ -24,6 +24,7 @@ from .errors import InvalidKey, KeyBlockError, KeyNotFound, KeyUsageError, MACEr
 from .mac import CBCMAC, cmac, cup_ecb_mac, verify, x919_mac
 from .model import Key, KeyAlgorithm, KeyUsage
 from .pinblock import PinBlockFormat, decrypt_pin_block, encrypt_pin_block
+from .symmetric import open_field, seal_field
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -218,6 +219,14 @@ class HSM:
         fmt = _PIN_FORMATS[key.algorithm]
         return hmac.compare_digest(decrypt_pin_block(fmt, key.cipher, pin_block, pan),
                                     decrypt_pin_block(fmt, key.cipher, reference_pin_block, pan))
+
+    # --- data keys ---------------------------------------------------------------
+    def seal_data(self, name: str, data: bytes) -> bytes:
+        return seal_field(self._get(name, KeyUsage.TDK).cipher, data)
+
+    def open_data(self, name: str, sealed: bytes) -> bytes:
+        """Decrypt a field sealed under a terminal's TDK (e.g. track 2 for the issuer)."""
+        return open_field(self._get(name, KeyUsage.TDK).cipher, sealed)
 
     # --- MACs ------------------------------------------------------------------
     def generate_mac(self, name: str, data: bytes, method: str = "cbc", length: int = 8) -> bytes:

@@ -195,3 +195,18 @@ def unpad_iso9797_m2(data: bytes) -> bytes:
     if not stripped or stripped[-1] != 0x80:
         raise DecryptionError("bad ISO 9797-1 method 2 padding")
     return stripped[:-1]
+
+
+def seal_field(cipher: BlockCipher, data: bytes, iv: bytes | None = None) -> bytes:
+    """Encrypt a sensitive message field (track 2, PAN): random IV || CBC(pad method 2).
+
+    A fresh IV per message keeps equal PANs from producing equal ciphertexts."""
+    iv = os.urandom(cipher.block_size) if iv is None else iv
+    return iv + cipher.encrypt_cbc(pad_iso9797_m2(data, cipher.block_size), iv)
+
+
+def open_field(cipher: BlockCipher, sealed: bytes) -> bytes:
+    b = cipher.block_size
+    if len(sealed) < 2 * b or len(sealed) % b:
+        raise DecryptionError(f"sealed field must be IV plus whole {b}-byte blocks, got {len(sealed)} bytes")
+    return unpad_iso9797_m2(cipher.decrypt_cbc(sealed[b:], sealed[:b]))

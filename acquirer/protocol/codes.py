@@ -48,6 +48,7 @@ class NetworkCode(str, enum.Enum):
 
     ACTIVATE = "101"  # one-time code + device public key -> terminal id confirmed
     KEY_DOWNLOAD = "102"  # TMK in an SM2 envelope to the device key
+    CHALLENGE = "005"  # -> a single-use host nonce for the attestation of the next sign-on
     SIGN_ON = "004"  # attestation -> TPK/TAK/TDK under the TMK, batch opened
     SIGN_OFF = "002"
     ECHO = "301"

@@ -157,3 +157,18 @@ def test_a_tampered_stored_block_is_refused_not_used(tmp_path):
     with pytest.raises(KeyBlockError, match="integrity"):
         h.generate_mac("t/TAK", b"x")
     h.close()
+
+
+def test_sealed_fields_under_the_tdk(hsm):
+    hsm.generate("terminal/T1/TDK", "SM4", "TDK")
+    track2 = b"6212345678901234D30122011234500000"
+    a, b = hsm.seal_data("terminal/T1/TDK", track2), hsm.seal_data("terminal/T1/TDK", track2)
+    assert a != b and track2 not in a and len(a) <= 64
+    assert hsm.open_data("terminal/T1/TDK", a) == track2
+    from keys.errors import DecryptionError
+    # integrity comes from the message MAC; here only the shape is checked
+    with pytest.raises(DecryptionError):
+        hsm.open_data("terminal/T1/TDK", a[:20])
+    hsm.generate("terminal/T1/TAK", "SM4", "TAK")
+    with pytest.raises(KeyUsageError):
+        hsm.seal_data("terminal/T1/TAK", track2)
