@@ -71,16 +71,20 @@ class Frame:
         return cls(bytes(body[11:]), dest, src, body[7] >> 4, processing, body[8:11].hex())
 
 
-async def read_frame(reader: asyncio.StreamReader, timeout: float, max_len: int = MAX_FRAME) -> Frame | None:
+async def read_frame(reader: asyncio.StreamReader, timeout: float, max_len: int = MAX_FRAME,
+                     idle_timeout: float | None = None) -> Frame | None:
     """Read one frame; None at a clean end of stream between frames.
 
-    Raises FrameError for an oversized or malformed frame and asyncio.TimeoutError when
-    the peer stalls (a slow-loris client is cut off, not waited for)."""
+    `idle_timeout` bounds the wait for a frame to start, `timeout` the time to finish
+    it once started. Raises FrameError for an oversized or malformed frame and
+    asyncio.TimeoutError when the peer stalls (a slow-loris client is cut off)."""
     try:
-        head = await asyncio.wait_for(reader.readexactly(2), timeout)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
+        first = await asyncio.wait_for(reader.readexactly(1), idle_timeout or timeout)
+    except asyncio.IncompleteReadError:
+        return None
+    try:
+        head = first + await asyncio.wait_for(reader.readexactly(1), timeout)
+    except asyncio.IncompleteReadError:
         raise FrameError("connection closed inside a length prefix") from None
     (length,) = struct.unpack(">H", head)
     if length > max_len:
