@@ -4,7 +4,7 @@ Every source yields `Fix` values through `LocationSource.read(timeout, cancel,
 max_age)` and raises the `LocationError` family. Distances and fences are not here:
 the fence computes geodesics itself.
 """
-from hardware.location.clock import Clock, ManualClock, SystemClock
+from hardware.clock import Clock, ManualClock, SystemClock
 from hardware.location.fix import (
     Fix,
     LocationCancelled,

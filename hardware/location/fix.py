@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hardware.errors import HardwareError
-from hardware.location.clock import Clock, SystemClock
+from hardware.clock import Clock, SystemClock
 
 # A blocked read wakes this often to look at its cancel event and its deadline.
 POLL_SLICE_S = 0.05

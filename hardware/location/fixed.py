@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from hardware.location.clock import Clock
+from hardware.clock import Clock
 from hardware.location.fix import Fix, LocationSource
 
 

@@ -11,7 +11,7 @@ import select
 import socket
 from datetime import datetime, timezone
 
-from hardware.location.clock import Clock
+from hardware.clock import Clock
 from hardware.location.fix import Fix, LocationSource, LocationUnavailable, NoFix
 
 DEFAULT_PORT = 2947

@@ -14,7 +14,7 @@ from functools import reduce
 
 import serial
 
-from hardware.location.clock import Clock
+from hardware.clock import Clock
 from hardware.location.fix import Fix, LocationSource, LocationUnavailable, NoFix
 
 # Accuracy = UERE x HDOP. 5 m is a typical 1-sigma user range error for a consumer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from hardware.location.clock import Clock
+from hardware.clock import Clock
 from hardware.location.fix import Fix, LocationSource
 
 # Simulation only (how far to move per second); fencing does its own geodesy with

@@ -11,9 +11,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Protocol
+from datetime import datetime
 
+from hardware.clock import Clock, SystemClock
 from hardware.errors import HardwareError
 
 UNKNOWN_SYMBOLOGY = "UNKNOWN"
@@ -33,22 +33,6 @@ AIM_IDENTIFIERS = {
     "]d": "DATAMATRIX",
     "]e": "DATABAR",
 }
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    """The real clocks; tests pass `hardware.location.clock.ManualClock` instead."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
 
 
 def _mask(text: str) -> str:

@@ -13,7 +13,7 @@ from barcode.writer import ImageWriter
 from evdev import ecodes
 from PIL import Image, ImageFilter
 
-from hardware.location.clock import ManualClock
+from hardware.clock import ManualClock
 from hardware.scanners import (
     ScanCancelled,
     ScannerClosed,

@@ -1,4 +1,4 @@
-"""Clocks for location sources (and scanners): the real one and a hand-driven one.
+"""Clocks for hardware sources (location, scanners): the real one and a hand-driven one.
 
 Fix times, staleness and simulated walks all read a clock passed in, so a test or the
 demo can move time on without sleeping.
