@@ -1,28 +1,159 @@
-"""`acquirer`: the host's command line."""
+"""`acquirer`: the host's command line (registry administration, HSM listing, serving)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+DEFAULT_STATE = os.environ.get("SOFTPOS_ACQUIRER_STATE", "var/acquirer")
 
 
-def _cmd_hsm_kcv(args: argparse.Namespace) -> int:
+def _state(args: argparse.Namespace) -> Path:
+    path = Path(args.state)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _registry(args):
+    from acquirer.registry import Registry
+
+    return Registry(_state(args) / "registry.db")
+
+
+def _hsm(args):
     from keys.hsm import HSM
 
-    hsm = HSM.open(args.store, lmk_path=args.lmk)
+    state = _state(args)
+    return HSM.open(state / "hsm.db", state / "lmk")
+
+
+def _fail(message: str) -> int:
+    print(f"acquirer: {message}", file=sys.stderr)
+    return 2
+
+
+def _cmd_merchant_add(args) -> int:
+    from acquirer.registry import RegistryError
+
+    reg = _registry(args)
+    try:
+        m = reg.add_merchant(args.merchant_id, args.name, mcc=args.mcc, rate_bp=args.rate_bp, fixed_fee=args.fixed_fee,
+                             latitude=args.lat, longitude=args.lon, radius_m=args.radius, mobile=args.mobile)
+    except RegistryError as exc:
+        return _fail(str(exc))
+    print(f"merchant {m.merchant_id} added: {m.name}, rate {m.rate_bp} bp, radius {m.radius_m:.0f} m")
+    return 0
+
+
+def _cmd_merchant_list(args) -> int:
+    for m in _registry(args).merchants():
+        print(f"{m.merchant_id}  {m.name:30s} mcc {m.mcc} rate {m.rate_bp} bp  {m.status}")
+    return 0
+
+
+def _cmd_terminal_add(args) -> int:
+    from acquirer.registry import RegistryError
+
+    try:
+        code = _registry(args).add_terminal(args.terminal_id, args.merchant)
+    except RegistryError as exc:
+        return _fail(str(exc))
+    print(f"terminal {args.terminal_id} registered to merchant {args.merchant}")
+    print(f"one-time activation code (valid 24 h, shown once): {code}")
+    return 0
+
+
+def _cmd_terminal_lock(args, locked: bool) -> int:
+    from acquirer.registry import RegistryError
+
+    try:
+        t = _registry(args).set_locked(args.terminal_id, locked, reason=args.reason or "")
+    except RegistryError as exc:
+        return _fail(str(exc))
+    print(f"terminal {t.terminal_id} {'locked' if t.locked else 'unlocked'}")
+    return 0
+
+
+def _cmd_terminal_list(args) -> int:
+    for t in _registry(args).terminals(args.merchant):
+        flags = "LOCKED" if t.locked else ""
+        print(f"{t.terminal_id}  merchant {t.merchant_id}  {t.status.value:10s} device {t.device_id or '-':12s} {flags}")
+    return 0
+
+
+def _cmd_measurement_allow(args) -> int:
+    try:
+        value = bytes.fromhex(args.value)
+    except ValueError:
+        return _fail("measurement must be 64 hex digits (an SM3 digest)")
+    if len(value) != 32:
+        return _fail("measurement must be 64 hex digits (an SM3 digest)")
+    _registry(args).allow_measurement(value, args.label)
+    print(f"measurement {args.value[:16]}... allowed ({args.label})")
+    return 0
+
+
+def _cmd_hsm_list(args: argparse.Namespace) -> int:
+    hsm = _hsm(args)
     for name, key in sorted(hsm.describe().items()):
         print(f"{name:40s} {key}")
     return 0
 
 
+def _cmd_audit(args) -> int:
+    for seq, at, actor, action, subject, details in _registry(args).audit_log(args.subject):
+        print(f"{seq:6d} {at:.3f} {actor:10s} {action:28s} {subject:16s} {details}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acquirer", description="Acquirer host")
+    parser.add_argument("--state", default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})")
     sub = parser.add_subparsers(dest="command", required=True)
-    hsm = sub.add_parser("hsm", help="the host security module's key store")
-    hsm_sub = hsm.add_subparsers(dest="hsm_command", required=True)
-    p = hsm_sub.add_parser("list", help="list keys with usage, version and check value (never key bytes)")
-    p.add_argument("--store", required=True, help="path of the HSM key store (SQLite)")
-    p.add_argument("--lmk", required=True, help="path of the local master key file")
-    p.set_defaults(func=_cmd_hsm_kcv)
+
+    merchant = sub.add_parser("merchant", help="merchants").add_subparsers(dest="merchant_command", required=True)
+    p = merchant.add_parser("add", help="add a merchant")
+    p.add_argument("merchant_id", help="15 letters or digits")
+    p.add_argument("name")
+    p.add_argument("--mcc", default="5411")
+    p.add_argument("--rate-bp", type=int, default=38, help="fee rate in basis points (38 = 0.38%%)")
+    p.add_argument("--fixed-fee", type=int, default=0, help="fixed fee per transaction, fen")
+    p.add_argument("--lat", type=float)
+    p.add_argument("--lon", type=float)
+    p.add_argument("--radius", type=float, default=500.0, help="fence radius in metres")
+    p.add_argument("--mobile", action="store_true", help="mobile merchant (wider fence)")
+    p.set_defaults(func=_cmd_merchant_add)
+    merchant.add_parser("list").set_defaults(func=_cmd_merchant_list)
+
+    terminal = sub.add_parser("terminal", help="terminals").add_subparsers(dest="terminal_command", required=True)
+    p = terminal.add_parser("add", help="register a terminal and print its one-time activation code")
+    p.add_argument("terminal_id", help="8 letters or digits")
+    p.add_argument("--merchant", required=True)
+    p.set_defaults(func=_cmd_terminal_add)
+    for name, locked in (("lock", True), ("unlock", False)):
+        p = terminal.add_parser(name, help=f"{name} a terminal (a locked terminal is refused everything)")
+        p.add_argument("terminal_id")
+        p.add_argument("--reason")
+        p.set_defaults(func=lambda a, locked=locked: _cmd_terminal_lock(a, locked))
+    p = terminal.add_parser("list")
+    p.add_argument("--merchant")
+    p.set_defaults(func=_cmd_terminal_list)
+
+    p = sub.add_parser("measurement", help="allowed terminal software measurements").add_subparsers(
+        dest="m_command", required=True).add_parser("allow", help="allow an SM3 measurement at sign-on")
+    p.add_argument("value")
+    p.add_argument("--label", default="terminal build")
+    p.set_defaults(func=_cmd_measurement_allow)
+
+    hsm = sub.add_parser("hsm", help="the host security module's key store").add_subparsers(
+        dest="hsm_command", required=True)
+    hsm.add_parser("list", help="keys with usage, version and check value (never key bytes)").set_defaults(
+        func=_cmd_hsm_list)
+
+    p = sub.add_parser("audit", help="the audit log of administrative actions")
+    p.add_argument("--subject")
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 

@@ -11,7 +11,7 @@ import time
 
 from acquirer.pipeline import Context
 from acquirer.protocol import NetworkCode, PrivateTag, ResponseCode, private_fields
-from acquirer.protocol.attestation import AttestationError, verify as verify_attestation
+from acquirer.protocol.attestation import AttestationError, key_download_proof, verify as verify_attestation
 from acquirer.registry import Registry, RegistryError, TerminalStatus
 from keys.errors import InvalidKey, InvalidSignature
 from keys.hsm import HSM, terminal_key_name
@@ -20,12 +20,6 @@ from keys.sm2 import SM2PublicKey
 HOST_SIGNING_KEY = "host/SIGN"
 WORKING_KEYS = ("TPK", "TAK", "TDK")
 CHALLENGE_TTL_S = 60.0
-KEY_DOWNLOAD_CONTEXT = b"KDL1"
-
-
-def key_download_proof(terminal_id: str, nonce: bytes) -> bytes:
-    """What the device key signs to ask for a TMK (so only the bound device can ask)."""
-    return KEY_DOWNLOAD_CONTEXT + terminal_id.encode("ascii") + nonce
 
 
 class NetworkManagement:

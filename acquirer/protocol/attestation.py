@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from keys.errors import InvalidSignature
 
 MAGIC = b"ATT1"
+KEY_DOWNLOAD_CONTEXT = b"KDL1"
+
+
+def key_download_proof(terminal_id: str, nonce: bytes) -> bytes:
+    """What the device key signs to ask for a TMK (so only the bound device can ask)."""
+    return KEY_DOWNLOAD_CONTEXT + terminal_id.encode("ascii") + nonce
 
 
 class AttestationError(ValueError):

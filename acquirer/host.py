@@ -1,0 +1,138 @@
+"""The acquirer host: the pipeline assembled over the registry, HSM, ledger and channels.
+
+`Host.handle` is the server's handler: one frame in, one frame (or nothing) out. The
+response leaves only after the ledger committed what it depends on.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from acquirer import pipeline
+from acquirer.pipeline import Context
+from acquirer.protocol import (MTI, Frame, PrivateTag, Processing, ResponseCode, TxnType, describe, encode,
+                               private_fields)
+from acquirer.netmgmt import NetworkManagement
+from acquirer.registry import Registry
+from keys.hsm import HSM, terminal_key_name
+
+log = logging.getLogger("acquirer.host")
+
+# fields a response echoes from its request when present
+ECHOED = ("3", "4", "11", "12", "13", "22", "25", "41", "42", "49", "60", "61")
+
+
+@dataclass
+class Metrics:
+    """Per-response-code counts and a latency histogram (ms buckets), for `acquirer stats`."""
+
+    codes: dict[str, int] = field(default_factory=dict)
+    buckets: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, float("inf"))
+    histogram: list[int] = field(default_factory=lambda: [0] * 11)
+    total: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def observe(self, code: str, seconds: float) -> None:
+        self.codes[code] = self.codes.get(code, 0) + 1
+        ms = seconds * 1000
+        for i, b in enumerate(self.buckets):
+            if ms <= b:
+                self.histogram[i] += 1
+                break
+        self.total += 1
+
+    def prometheus(self) -> str:
+        lines = ["# TYPE acquirer_responses_total counter"]
+        lines += [f'acquirer_responses_total{{code="{c}"}} {n}' for c, n in sorted(self.codes.items())]
+        lines.append("# TYPE acquirer_latency_ms histogram")
+        acc = 0
+        for b, n in zip(self.buckets, self.histogram):
+            acc += n
+            le = "+Inf" if b == float("inf") else f"{b:g}"
+            lines.append(f'acquirer_latency_ms_bucket{{le="{le}"}} {acc}')
+        lines.append(f"acquirer_latency_ms_count {self.total}")
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        lines.append(f"acquirer_tps {self.total / elapsed:.2f}")
+        return "\n".join(lines) + "\n"
+
+
+class Host:
+    def __init__(self, registry: Registry, hsm: HSM, ledger, card_flows, clock: Callable[[], float] = time.time):
+        self.registry = registry
+        self.hsm = hsm
+        self.ledger = ledger
+        self.clock = clock
+        self.netmgmt = NetworkManagement(registry, hsm, ledger, clock)
+        self.card_flows = card_flows
+        self.metrics = Metrics()
+        self.steps = [
+            pipeline.step_decode,
+            pipeline.identify_terminal(registry),
+            pipeline.authenticate_mac(hsm, terminal_key_name),
+            pipeline.deduplicate(ledger),
+            self.route,
+        ]
+
+    async def handle(self, frame: Frame, peer: str) -> Frame | None:
+        ctx = Context(frame, peer)
+        for step in self.steps:
+            result = step(ctx)
+            if inspect.isawaitable(result):
+                await result
+            if ctx.done:
+                break
+        if ctx.replay is not None:
+            self.metrics.observe(ResponseCode.DUPLICATE.value + "-replay", time.monotonic() - ctx.received_at)
+            return frame.reply(ctx.replay)
+        if ctx.code is None:  # a step forgot to decide: never leave a terminal hanging
+            ctx.decide(ResponseCode.SYSTEM_ERROR, "no decision")
+        if ctx.mti is None:
+            if not ctx.terminal_id:
+                return None  # not even a message: nothing to answer to
+            ctx.mti = MTI.FINANCIAL_REQUEST
+        response = self._response(ctx)
+        if ctx.unit is not None or (ctx.store_response and ctx.maced):
+            await self.card_flows.commit(ctx, response)
+        self.metrics.observe(ctx.code.value, time.monotonic() - ctx.received_at)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s %s", ctx.peer, describe(ctx.doc or {}), ctx.code.value, ctx.text)
+        processing = Processing.LOCKED if ctx.code is ResponseCode.TERMINAL_LOCKED else (
+            Processing.SIGN_ON_AGAIN if ctx.code is ResponseCode.SIGN_ON_AGAIN else Processing.NONE)
+        return frame.reply(response, processing)
+
+    def route(self, ctx: Context):
+        if ctx.mti is MTI.NETWORK_REQUEST:
+            return self.netmgmt.handle(ctx)
+        return self.card_flows.handle(ctx)
+
+    def _response(self, ctx: Context) -> bytes:
+        doc = ctx.doc or {}
+        fields = {k: doc[k] for k in ECHOED if k in doc}
+        fields["t"] = ctx.mti.response.value
+        fields["39"] = ctx.code.value
+        if ctx.text:
+            fields["44"] = ctx.text.encode("ascii", "replace").decode("ascii")[:99]
+        fields.update(ctx.reply_fields)
+        mac = None
+        if ctx.mti is not MTI.NETWORK_REQUEST:
+            tak = terminal_key_name(ctx.terminal_id, "TAK")
+            if self.hsm.exists(tak):
+                mac = lambda data: self.hsm.generate_mac(tak, data)  # noqa: E731
+        try:
+            return encode(fields, mac)
+        except ValueError:
+            # an echoed field we cannot re-encode: answer with the bare minimum
+            bare = {k: fields[k] for k in ("t", "11", "39", "41") if k in fields}
+            return encode(bare, mac)
+
+
+def cashier_text(ctx: Context) -> None:
+    """Put the decision's text in the private area too, for terminals that show 59."""
+    if ctx.text:
+        ctx.reply_fields.setdefault("59", private_fields({PrivateTag.CASHIER_TEXT: ctx.text.encode()}))
+
+
+__all__ = ["Host", "Metrics", "TxnType"]

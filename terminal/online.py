@@ -1,0 +1,251 @@
+"""The terminal's online session: talk to the host, match responses, never lose a reversal.
+
+Requests are MAC-ed and responses verified by the secure world (`SecureKeys`); this
+module only sees protected data. A request that gets no answer leaves a reversal in
+the store-and-forward queue (SQLite, survives a restart), sent before anything else
+until the host acknowledges it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from acquirer.protocol import (MTI, EntryMode, Field60, Frame, FrameError, NetworkCode, Original, PrivateTag,
+                               ProtocolError, ResponseCode, TxnType, decode, encode, mac_input, private_fields,
+                               read_frame_blocking, read_private)
+from acquirer.protocol.attestation import key_download_proof
+from keys.errors import MACError
+from .secure.keystore import SecureKeys
+
+
+class HostUnavailable(Exception):
+    """No answer from the host; for a financial request a reversal is queued."""
+
+
+class HostRefused(Exception):
+    """The host answered with a non-approval the caller must act on (sign on, locked...)."""
+
+    def __init__(self, code: str, text: str):
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True)
+class CardData:
+    """What the kernel hands the normal world: protected and masked only."""
+
+    sealed_track2: bytes  # under the TDK
+    masked_pan: str
+    psn: str = "00"
+    icc: bytes = b""  # field 55 TLVs
+    pin_block: bytes | None = None
+    entry_mode: EntryMode = EntryMode.CONTACTLESS_NO_PIN
+    risk_flags: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    code: str
+    text: str
+    stan: str
+    batch: str
+    rrn: str = ""
+    auth_code: str = ""
+    fields: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def approved(self) -> bool:
+        return self.code == ResponseCode.APPROVED.value
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS saf (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, stan TEXT NOT NULL, batch TEXT NOT NULL,
+    fields TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, acked_at REAL
+);
+"""
+
+
+class OnlineSession:
+    def __init__(self, host: str, port: int, terminal_id: str, merchant_id: str, keys: SecureKeys,
+                 journal_path: str | os.PathLike, timeout: float = 10.0):
+        self.address = (host, port)
+        self.terminal_id = terminal_id
+        self.merchant_id = merchant_id
+        self.keys = keys
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._db = sqlite3.connect(str(journal_path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    # --- small persistent state --------------------------------------------------
+    def _get(self, k: str, default: str = "") -> str:
+        row = self._db.execute("SELECT v FROM state WHERE k=?", (k,)).fetchone()
+        return row[0] if row else default
+
+    def _set(self, k: str, v: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO state VALUES (?,?)", (k, v))
+
+    @property
+    def batch(self) -> str:
+        return self._get("batch", "000000")
+
+    def next_stan(self) -> str:
+        stan = int(self._get("stan", "0")) % 999999 + 1
+        self._set("stan", str(stan))
+        return f"{stan:06d}"
+
+    # --- transport ----------------------------------------------------------------
+    def connect(self) -> None:
+        if self._sock is None:
+            try:
+                self._sock = socket.create_connection(self.address, timeout=self.timeout)
+            except OSError as exc:
+                raise HostUnavailable(f"cannot reach the host at {self.address[0]}:{self.address[1]}: {exc}") from None
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _exchange(self, fields: dict, maced: bool) -> dict:
+        raw = encode(fields, self.keys.mac if maced else None)
+        self.connect()
+        try:
+            self._sock.sendall(Frame(raw, 0x0000, 0x0001).encode())
+            while True:
+                frame = read_frame_blocking(self._sock)
+                if frame is None:
+                    raise HostUnavailable("the host closed the connection")
+                doc = decode(frame.message)
+                if doc.get("11") == fields["11"] and doc.get("41") == self.terminal_id and \
+                        doc.get("t") == MTI(fields["t"]).response.value:
+                    break  # anything else is a late answer to an earlier request: skip it
+        except (OSError, FrameError, ProtocolError) as exc:
+            self.close()
+            raise HostUnavailable(f"no answer from the host: {exc}") from None
+        if maced and doc.get("39") != ResponseCode.MAC_ERROR.value:
+            try:
+                data, tag = mac_input(frame.message)
+                self.keys.verify_mac(data, tag)
+            except (ProtocolError, MACError):
+                raise HostUnavailable("the host's response failed MAC verification") from None
+        return doc
+
+    def _base(self, mti: MTI, type_code: TxnType, network: str = "000", stan: str | None = None) -> dict:
+        return {"t": mti.value, "11": stan or self.next_stan(), "41": self.terminal_id, "42": self.merchant_id,
+                "60": Field60(type_code.value, self.batch, network).encode()}
+
+    # --- network management -------------------------------------------------------
+    def activate(self, code: str) -> None:
+        fields = self._base(MTI.NETWORK_REQUEST, TxnType.ACTIVATION, NetworkCode.ACTIVATE.value)
+        fields["59"] = private_fields({PrivateTag.ACTIVATION_CODE: code.encode(),
+                                       PrivateTag.DEVICE_ID: self.keys.device_id.encode(),
+                                       PrivateTag.DEVICE_PUBLIC_KEY: self.keys.device_public_key})
+        doc = self._checked(self._exchange(fields, False))
+        self.keys.pin_host_key(read_private(doc)[PrivateTag.HOST_PUBLIC_KEY])
+
+    def download_keys(self) -> str:
+        nonce = os.urandom(16)
+        fields = self._base(MTI.NETWORK_REQUEST, TxnType.KEY_DOWNLOAD, NetworkCode.KEY_DOWNLOAD.value)
+        fields["59"] = private_fields({PrivateTag.NONCE: nonce, PrivateTag.ATTESTATION: self.keys.sign(
+            key_download_proof(self.terminal_id, nonce))})
+        doc = self._checked(self._exchange(fields, False))
+        return self.keys.install_tmk(bytes.fromhex(doc["62"]), self.terminal_id, nonce)
+
+    def sign_on(self, measurement: bytes) -> dict[str, str]:
+        challenge = self._checked(self._exchange(
+            self._base(MTI.NETWORK_REQUEST, TxnType.SIGN_ON, NetworkCode.CHALLENGE.value), False))
+        nonce = read_private(challenge)[PrivateTag.NONCE]
+        fields = self._base(MTI.NETWORK_REQUEST, TxnType.SIGN_ON, NetworkCode.SIGN_ON.value)
+        fields["59"] = private_fields({PrivateTag.NONCE: nonce,
+                                       PrivateTag.ATTESTATION: self.keys.attest(measurement, nonce)})
+        doc = self._checked(self._exchange(fields, False))
+        kcvs = dict(item.split(":") for item in read_private(doc)[PrivateTag.KEY_CHECK_VALUES].decode().split())
+        installed = self.keys.install_working_keys(bytes.fromhex(doc["62"]).decode("ascii"), kcvs)
+        self._set("batch", Field60.decode(doc["60"]).batch)
+        return installed
+
+    def _checked(self, doc: dict) -> dict:
+        if doc.get("39") != ResponseCode.APPROVED.value:
+            raise HostRefused(doc.get("39", "??"), doc.get("44", ""))
+        return doc
+
+    # --- financial ----------------------------------------------------------------
+    def _financial(self, fields: dict, reversible: bool) -> Outcome:
+        self.flush_reversals()
+        if reversible:  # queued before sending: a crash between send and answer still reverses
+            saf_id = self._queue_reversal(fields)
+        try:
+            doc = self._exchange(fields, True)
+        except HostUnavailable:
+            raise HostUnavailable("offline, reversal queued" if reversible else "host unavailable") from None
+        if reversible:
+            self._db.execute("UPDATE saf SET acked_at=? WHERE id=?", (time.time(), saf_id))
+        return Outcome(doc.get("39", "??"), doc.get("44", ""), fields["11"], self.batch, doc.get("37", ""),
+                       doc.get("38", ""), doc)
+
+    def sale(self, amount: int, card: CardData, type_code: TxnType = TxnType.SALE) -> Outcome:
+        fields = self._base(MTI.FINANCIAL_REQUEST, type_code)
+        now = time.localtime()
+        fields.update({"3": "000000", "4": f"{amount:012d}", "12": time.strftime("%H%M%S", now),
+                       "13": time.strftime("%m%d", now), "22": card.entry_mode.value, "23": f"{int(card.psn):03d}",
+                       "25": "00", "35": card.sealed_track2.hex().upper(), "49": "156"})
+        if card.icc:
+            fields["55"] = card.icc.hex().upper()
+        if card.pin_block:
+            fields["52"] = card.pin_block.hex().upper()
+            fields["26"] = "12"
+        if card.risk_flags:
+            fields["59"] = private_fields({PrivateTag.RISK_FLAGS: ",".join(card.risk_flags).encode()})
+        return self._financial(fields, reversible=True)
+
+    def void(self, original: Outcome, amount: int) -> Outcome:
+        fields = self._base(MTI.FINANCIAL_REQUEST, TxnType.VOID)
+        fields.update({"3": "200000", "4": f"{amount:012d}", "25": "00", "49": "156",
+                       "61": Original(original.batch, original.stan, "0000", original.rrn).encode()})
+        return self._financial(fields, reversible=True)
+
+    def refund(self, original_batch: str, original_stan: str, amount: int, original_rrn: str = "") -> Outcome:
+        fields = self._base(MTI.ADVICE_REQUEST, TxnType.REFUND)
+        fields.update({"3": "200000", "4": f"{amount:012d}", "25": "00", "49": "156",
+                       "61": Original(original_batch, original_stan, "0000", original_rrn).encode()})
+        return self._financial(fields, reversible=False)
+
+    def query(self, original_batch: str, original_stan: str, original_rrn: str = "") -> Outcome:
+        fields = self._base(MTI.STATUS_REQUEST, TxnType.QUERY)
+        fields.update({"3": "300000", "61": Original(original_batch, original_stan, "0000", original_rrn).encode()})
+        return self._financial(fields, reversible=False)
+
+    # --- reversals ----------------------------------------------------------------
+    def _queue_reversal(self, original: dict) -> int:
+        rev = {k: original[k] for k in ("3", "4", "11", "22", "41", "42", "49", "60") if k in original}
+        rev.update({"t": MTI.REVERSAL_REQUEST.value, "25": "98", "39": "98"})
+        cur = self._db.execute("INSERT INTO saf (kind, stan, batch, fields, created_at) VALUES (?,?,?,?,?)",
+                               ("reversal", original["11"], self.batch, json.dumps(rev), time.time()))
+        return cur.lastrowid
+
+    def pending_reversals(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM saf WHERE acked_at IS NULL").fetchone()[0]
+
+    def flush_reversals(self) -> int:
+        """Send every queued reversal until the host acknowledges it; returns how many were sent.
+
+        Raises HostUnavailable if the host does not answer (they stay queued)."""
+        sent = 0
+        for saf_id, fields in list(self._db.execute("SELECT id, fields FROM saf WHERE acked_at IS NULL ORDER BY id")):
+            self._db.execute("UPDATE saf SET attempts=attempts+1 WHERE id=?", (saf_id,))
+            doc = self._exchange(json.loads(fields), True)
+            if doc.get("39") in (ResponseCode.APPROVED.value, ResponseCode.ORIGINAL_NOT_FOUND.value):
+                self._db.execute("UPDATE saf SET acked_at=? WHERE id=?", (time.time(), saf_id))
+                sent += 1
+        return sent

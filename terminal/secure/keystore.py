@@ -1,0 +1,154 @@
+"""The secure world's keys: device identity, the host's pinned key, the TMK and the
+working keys, and the only operations that use them.
+
+Everything here answers with protected output (signatures, MACs, sealed fields, PIN
+blocks, check values), never with a key. State persists only through `SealedStore`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from acquirer.protocol import attestation
+from keys import envelope, keyblock
+from keys.errors import CryptoError, EnvelopeError, KeyBlockError
+from keys.mac import CBCMAC, verify as verify_tag
+from keys.model import Key, KeyAlgorithm, KeyUsage
+from keys.pinblock import PinBlockFormat, encrypt_pin_block
+from keys.sm2 import SM2PrivateKey, SM2PublicKey
+from keys.symmetric import seal_field
+from .sealed import SealedStore
+
+WORKING = (KeyUsage.TPK, KeyUsage.TAK, KeyUsage.TDK)
+_PIN_FORMATS = {KeyAlgorithm.SM4: PinBlockFormat.SM4, KeyAlgorithm.TDES: PinBlockFormat.ISO0,
+                KeyAlgorithm.AES: PinBlockFormat.ISO4}
+
+
+class NotProvisioned(CryptoError):
+    """The operation needs a key the secure world does not hold yet (activate, download, sign on)."""
+
+
+class SecureKeys:
+    def __init__(self, store: SealedStore):
+        self._store = store
+        self._lock = threading.RLock()
+        self._mac: CBCMAC | None = None
+        if store.exists():
+            data = store.load()  # raises SealedStoreError when tampered or foreign
+            self._device = SM2PrivateKey.from_bytes(bytes.fromhex(data["device_key"]))
+            self.device_id = data["device_id"]
+            self._host = SM2PublicKey.from_bytes(bytes.fromhex(data["host_key"])) if data.get("host_key") else None
+            self._keys = {KeyUsage(u): Key(v["alg"], u, bytes.fromhex(v["key"]), v["version"])
+                          for u, v in data.get("keys", {}).items()}
+            self._counters = dict(data.get("counters", {}))
+        else:
+            self._device = SM2PrivateKey.generate()
+            self.device_id = "DEV-" + os.urandom(5).hex().upper()
+            self._host = None
+            self._keys = {}
+            self._counters = {}
+            self._persist()
+        self._guard = envelope.ReplayGuard()
+        if KeyUsage.TMK in self._keys:
+            self._guard.versions[KeyUsage.TMK] = self._keys[KeyUsage.TMK].version
+
+    def __repr__(self) -> str:
+        held = ",".join(sorted(u.value for u in self._keys))
+        return f"<SecureKeys device={self.device_id} keys=[{held}]>"
+
+    def _persist(self) -> None:
+        self._store.save({
+            "device_id": self.device_id,
+            "device_key": self._device.private_bytes().hex(),
+            "host_key": self._host.to_bytes().hex() if self._host else None,
+            "keys": {u.value: {"alg": k.algorithm.value, "key": k.material.hex(), "version": k.version}
+                     for u, k in self._keys.items()},
+            "counters": self._counters,
+        })
+
+    # --- identity --------------------------------------------------------------
+    @property
+    def device_public_key(self) -> bytes:
+        return self._device.public_key.to_bytes()
+
+    def sign(self, data: bytes) -> bytes:
+        return self._device.sign(data)
+
+    def pin_host_key(self, raw: bytes) -> None:
+        """Trust this host key for envelopes from now on (done once, at activation)."""
+        with self._lock:
+            self._host = SM2PublicKey.from_bytes(raw)
+            self._persist()
+
+    def next_counter(self, name: str) -> int:
+        """A persisted monotonic counter (location reports, STAN)."""
+        with self._lock:
+            value = int(self._counters.get(name, 0)) + 1
+            self._counters[name] = value
+            self._persist()
+            return value
+
+    # --- provisioning ----------------------------------------------------------
+    def install_tmk(self, sealed_envelope: bytes, terminal_id: str, nonce: bytes) -> str:
+        """Open the host's envelope (signature, addressee, freshness, nonce, version); returns the KCV."""
+        with self._lock:
+            if self._host is None:
+                raise NotProvisioned("no host key pinned: activate first")
+            key = envelope.open_envelope(self._device, self._host, sealed_envelope, terminal_id, self._guard,
+                                         expected_nonce=nonce)
+            if key.usage is not KeyUsage.TMK:
+                raise EnvelopeError(f"envelope carries a {key.usage.value}, not a TMK")
+            self._keys = {KeyUsage.TMK: key}  # working keys under the old TMK are dead
+            self._mac = None
+            self._persist()
+            return key.kcv
+
+    def install_working_keys(self, blocks: str, check_values: dict[str, str]) -> dict[str, str]:
+        """Unwrap TPK/TAK/TDK key blocks under the TMK; every KCV must match the host's."""
+        with self._lock:
+            tmk = self._require(KeyUsage.TMK)
+            size = keyblock.TOTAL_LEN
+            if len(blocks) != size * len(WORKING):
+                raise KeyBlockError(f"expected {len(WORKING)} key blocks of {size} characters")
+            fresh = {}
+            for i, usage in enumerate(WORKING):
+                key = keyblock.unwrap(tmk, blocks[i * size : (i + 1) * size], usage)
+                if check_values.get(usage.value) != key.kcv:
+                    raise KeyBlockError(f"{usage.value} check value does not match the host's")
+                fresh[usage] = key
+            self._keys.update(fresh)
+            self._mac = None
+            self._persist()
+            return {u.value: k.kcv for u, k in fresh.items()}
+
+    def attest(self, measurement: bytes, nonce: bytes) -> bytes:
+        return attestation.build(self.sign, self.device_id, measurement, nonce)
+
+    def holds(self, usage: KeyUsage) -> bool:
+        return usage in self._keys
+
+    def check_values(self) -> dict[str, str]:
+        return {u.value: k.kcv for u, k in self._keys.items()}
+
+    def _require(self, usage: KeyUsage) -> Key:
+        key = self._keys.get(usage)
+        if key is None:
+            raise NotProvisioned(f"no {usage.value}: {'download keys' if usage is KeyUsage.TMK else 'sign on'} first")
+        return key
+
+    # --- transaction operations ------------------------------------------------
+    def mac(self, data: bytes) -> bytes:
+        if self._mac is None:
+            self._mac = CBCMAC(self._require(KeyUsage.TAK).cipher, 2, 8)
+        return self._mac.mac(data)
+
+    def verify_mac(self, data: bytes, tag: bytes) -> None:
+        verify_tag(self.mac(data), tag)
+
+    def seal(self, data: bytes) -> bytes:
+        """Encrypt a sensitive field (track 2 equivalent) under the TDK."""
+        return seal_field(self._require(KeyUsage.TDK).cipher, data)
+
+    def pin_block(self, pin: str, pan: str) -> bytes:
+        tpk = self._require(KeyUsage.TPK)
+        return encrypt_pin_block(_PIN_FORMATS[tpk.algorithm], tpk.cipher, pin, pan)
