@@ -90,6 +90,7 @@ class HSM:
         self._lock = threading.RLock()
         self._cache: dict[str, Key] = {}
         self._macs: dict[tuple[str, str, int], CBCMAC] = {}
+        self._sm2: dict[str, object] = {}  # SM2PrivateKey per name: importing one costs a scalar multiplication
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -109,6 +110,7 @@ class HSM:
             self._db.close()
             self._cache.clear()
             self._macs.clear()
+            self._sm2.clear()
 
     def __repr__(self) -> str:
         return f"<HSM lmk_kcv={self._lmk.kcv}>"
@@ -124,6 +126,7 @@ class HSM:
                 (name, key.usage.value, key.algorithm.value, key.version, key.kcv, block, time.time()),
             )
             self._cache[name] = key
+            self._sm2.pop(name, None)
             for k in [k for k in self._macs if k[0] == name]:
                 del self._macs[k]
         return self.info(name)
@@ -160,6 +163,9 @@ class HSM:
         with self._lock:
             self._db.execute("DELETE FROM keys WHERE name=?", (name,))
             self._cache.pop(name, None)
+            self._sm2.pop(name, None)
+            for k in [k for k in self._macs if k[0] == name]:
+                del self._macs[k]
 
     # --- key lifecycle ---------------------------------------------------------
     def generate(self, name: str, algorithm: KeyAlgorithm | str, usage: KeyUsage | str,
@@ -189,21 +195,24 @@ class HSM:
     def export_envelope(self, name: str, terminal_pub, terminal_id: str, signer: str,
                         nonce: bytes | None = None, now: float | None = None) -> bytes:
         """Send a key to a terminal in an SM2 envelope signed by the host key `signer`."""
-        from .sm2 import SM2PrivateKey
-
-        host = SM2PrivateKey.from_bytes(self._get(signer, KeyUsage.SIGN).material)
+        host = self._sm2_key(signer, KeyUsage.SIGN)
         return envelope.seal(host, terminal_pub, terminal_id, self._get(name), nonce=nonce, now=now)
 
-    def public_key(self, name: str):
+    def _sm2_key(self, name: str, *usages: KeyUsage):
         from .sm2 import SM2PrivateKey
 
-        key = self._get(name, KeyUsage.SIGN, KeyUsage.ENC)
-        return SM2PrivateKey.from_bytes(key.material).public_key
+        key = self._get(name, *usages)
+        with self._lock:
+            sm2 = self._sm2.get(name)
+            if sm2 is None:
+                sm2 = self._sm2[name] = SM2PrivateKey.from_bytes(key.material)
+        return sm2
+
+    def public_key(self, name: str):
+        return self._sm2_key(name, KeyUsage.SIGN, KeyUsage.ENC).public_key
 
     def sign(self, name: str, data: bytes) -> bytes:
-        from .sm2 import SM2PrivateKey
-
-        return SM2PrivateKey.from_bytes(self._get(name, KeyUsage.SIGN).material).sign(data)
+        return self._sm2_key(name, KeyUsage.SIGN).sign(data)
 
     # --- PINs ------------------------------------------------------------------
     def translate_pin(self, pin_block: bytes, pan: str, source: str, destination: str) -> bytes:

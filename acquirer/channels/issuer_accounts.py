@@ -1,0 +1,269 @@
+"""The issuer simulator's own database: card accounts and the decisions taken on them.
+
+SQLite in WAL mode, synchronous FULL: a decision is on disk before its answer leaves.
+Accounts are keyed by a PAN token, SM3(per-issuer salt || PAN); the clear PAN is never
+stored, only its masked form for people. The PIN is kept as a PIN block under the
+issuer's ZPK (the "PIN reference"), never in clear.
+"""
+from __future__ import annotations
+
+import enum
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from keys.emv import CardFamily
+from keys.hashes import sm3
+from keys.tlv import mask_pan
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    token TEXT PRIMARY KEY,
+    masked_pan TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    family TEXT NOT NULL,
+    psn TEXT NOT NULL,
+    expiry TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'blocked', 'lost')),
+    balance INTEGER NOT NULL,
+    per_transaction_limit INTEGER,
+    daily_limit INTEGER,
+    day TEXT NOT NULL DEFAULT '',
+    day_total INTEGER NOT NULL DEFAULT 0,
+    pin_reference BLOB,
+    pin_try_limit INTEGER NOT NULL,
+    pin_tries_left INTEGER NOT NULL,
+    last_atc INTEGER NOT NULL DEFAULT -1,
+    opened_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    token TEXT NOT NULL REFERENCES accounts(token),
+    operation TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    auth_code TEXT NOT NULL DEFAULT '',
+    effect INTEGER NOT NULL DEFAULT 0,
+    day TEXT NOT NULL,
+    undoes INTEGER REFERENCES decisions(id),
+    undone_by INTEGER REFERENCES decisions(id),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_card ON decisions(token, terminal_id, stan);
+"""
+
+
+class AccountStatus(str, enum.Enum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+    LOST = "lost"
+
+
+class AccountError(ValueError):
+    """Bad personalisation data, or an account that exists / does not; names the field."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One card account as stored. Shows the PAN masked; the PIN only as an encrypted block."""
+
+    token: str = field(repr=False)
+    masked_pan: str
+    profile: str
+    family: CardFamily
+    psn: str
+    expiry: str  # YYMM
+    status: AccountStatus
+    balance: int  # fen
+    per_transaction_limit: int | None
+    daily_limit: int | None
+    day: str  # YYYYMMDD of day_total
+    day_total: int
+    pin_reference: bytes | None = field(repr=False, compare=False)
+    pin_try_limit: int
+    pin_tries_left: int
+    last_atc: int  # -1 before the first verified ARQC
+
+    def spent_on(self, day: str) -> int:
+        return self.day_total if self.day == day else 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    operation: str
+    amount: int
+    code: str
+    effect: int  # signed change the decision made to the balance
+    day: str
+    undoes: int | None
+    undone_by: int | None
+
+
+_ACCOUNT_COLUMNS = ("token, masked_pan, profile, family, psn, expiry, status, balance, per_transaction_limit,"
+                    " daily_limit, day, day_total, pin_reference, pin_try_limit, pin_tries_left, last_atc")
+_DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
+
+
+def _account(row: tuple) -> Account:
+    values = list(row)
+    values[3], values[6] = CardFamily(values[3]), AccountStatus(values[6])
+    return Account(*values)
+
+
+class AccountStore:
+    """Accounts and decisions; every change goes through `transaction()`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        with self.transaction() as db:
+            row = db.execute("SELECT v FROM meta WHERE k='pan_salt'").fetchone()
+            if row is None:
+                row = (os.urandom(16).hex(),)
+                db.execute("INSERT INTO meta VALUES ('pan_salt', ?)", row)
+        self._salt = bytes.fromhex(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def token(self, pan: str) -> str:
+        return sm3(self._salt + pan.encode("ascii", "replace")).hex()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: BEGIN IMMEDIATE takes the write lock before anything is read."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- accounts --------------------------------------------------------------
+    def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
+        row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (self.token(pan),)).fetchone()
+        return None if row is None else _account(row)
+
+    def insert(self, db: sqlite3.Connection, account: Account, replace: bool) -> None:
+        if replace:
+            db.execute("DELETE FROM decisions WHERE token=?", (account.token,))
+            db.execute("DELETE FROM accounts WHERE token=?", (account.token,))
+        elif db.execute("SELECT 1 FROM accounts WHERE token=?", (account.token,)).fetchone():
+            raise AccountError(f"pan: an account for card {account.masked_pan} already exists")
+        db.execute(
+            f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}, opened_at) VALUES ({', '.join('?' * 17)})",
+            (account.token, account.masked_pan, account.profile, account.family.value, account.psn, account.expiry,
+             account.status.value, account.balance, account.per_transaction_limit, account.daily_limit, account.day,
+             account.day_total, account.pin_reference, account.pin_try_limit, account.pin_tries_left,
+             account.last_atc, time.time()),
+        )
+
+    def update(self, db: sqlite3.Connection, account: Account, **changes) -> Account:
+        """Write `changes` (column=value) to the account row; returns the account as it now is."""
+        if changes:
+            columns = ", ".join(f"{name}=?" for name in changes)
+            values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
+            db.execute(f"UPDATE accounts SET {columns} WHERE token=?", (*values, account.token))
+        row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (account.token,)).fetchone()
+        return _account(row)
+
+    def next_auth_code(self, db: sqlite3.Connection) -> str:
+        row = db.execute("SELECT v FROM meta WHERE k='auth_seq'").fetchone()
+        seq = int(row[0]) + 1 if row else 1
+        db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (str(seq),))
+        return f"{seq % 1_000_000:06d}"
+
+    # --- decisions -------------------------------------------------------------
+    def record(self, db: sqlite3.Connection, account: Account, request, code: str, *, auth_code: str = "",
+               effect: int = 0, day: str, undoes: int | None = None) -> int:
+        cursor = db.execute(
+            "INSERT INTO decisions (token, operation, terminal_id, merchant_id, stan, amount, code, auth_code, effect,"
+            " day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
+             request.amount, code, auth_code, effect, day, undoes, time.time()),
+        )
+        if undoes is not None:
+            db.execute("UPDATE decisions SET undone_by=? WHERE id=?", (cursor.lastrowid, undoes))
+        return cursor.lastrowid
+
+    def reopen(self, db: sqlite3.Connection, decision_id: int) -> None:
+        """A reversed void gives its sale back: the sale may be voided or reversed again."""
+        db.execute("UPDATE decisions SET undone_by=NULL WHERE id=?", (decision_id,))
+
+    def get_decision(self, db: sqlite3.Connection, decision_id: int) -> Decision:
+        row = db.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE id=?", (decision_id,)).fetchone()
+        return Decision(*row)
+
+    def open_sale(self, db: sqlite3.Connection, account: Account, terminal_id: str, merchant_id: str,
+                  amount: int) -> Decision | None:
+        """The card's latest approved sale of `amount` at this terminal that nothing has undone."""
+        row = db.execute(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE token=? AND terminal_id=? AND merchant_id=?"
+            " AND operation='sale' AND code='00' AND amount=? AND undone_by IS NULL ORDER BY id DESC LIMIT 1",
+            (account.token, terminal_id, merchant_id, amount),
+        ).fetchone()
+        return None if row is None else Decision(*row)
+
+    def latest_by_stan(self, db: sqlite3.Connection, account: Account, terminal_id: str, merchant_id: str,
+                       stan: str) -> Decision | None:
+        """The latest sale, void or refund of this card with that STAN at this terminal."""
+        row = db.execute(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE token=? AND terminal_id=? AND merchant_id=?"
+            " AND stan=? AND operation != 'reversal' ORDER BY id DESC LIMIT 1",
+            (account.token, terminal_id, merchant_id, stan),
+        ).fetchone()
+        return None if row is None else Decision(*row)
+
+
+def new_account(token: str, pan: str, *, profile: str, family: CardFamily | str, psn: str, expiry: str,
+                status: AccountStatus | str, balance: int, per_transaction_limit: int | None,
+                daily_limit: int | None, pin_reference: bytes | None, pin_tries: int) -> Account:
+    """Check personalisation data field by field; the PAN is only ever named masked."""
+    masked = mask_pan(pan)
+    if not profile or "/" in profile:
+        raise AccountError("profile: must be a non-empty name without '/'")
+    try:
+        family = CardFamily(family)
+    except ValueError:
+        raise AccountError(f"family: must be EMV_TDES or PBOC_SM4, got {family!r}") from None
+    if not (len(psn) == 2 and psn.isascii() and psn.isdigit()):
+        raise AccountError(f"psn: card {masked}: must be 2 decimal digits")
+    if not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit() and 1 <= int(expiry[2:]) <= 12):
+        raise AccountError(f"expiry: card {masked}: must be YYMM with a month 01-12")
+    try:
+        status = AccountStatus(status)
+    except ValueError:
+        raise AccountError(f"status: must be active, blocked or lost, got {status!r}") from None
+    for name, value, optional in (("balance", balance, False), ("per_transaction_limit", per_transaction_limit, True),
+                                  ("daily_limit", daily_limit, True), ("pin_tries", pin_tries, False)):
+        if value is None and optional:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise AccountError(f"{name}: card {masked}: must be a whole number >= 0, got {value!r}")
+    return Account(token=token, masked_pan=masked, profile=profile, family=family, psn=psn, expiry=expiry,
+                   status=status, balance=balance, per_transaction_limit=per_transaction_limit,
+                   daily_limit=daily_limit, day="", day_total=0, pin_reference=pin_reference,
+                   pin_try_limit=pin_tries, pin_tries_left=pin_tries, last_atc=-1)
+
+
+def check_pan(pan: str) -> None:
+    if not isinstance(pan, str) or not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
+        size = len(pan) if isinstance(pan, str) else type(pan).__name__
+        raise AccountError(f"pan: must be 12-19 decimal digits (got {size} characters)")

@@ -1,0 +1,427 @@
+"""The issuer simulator: cryptograms, PINs, standing, limits, funds, undo, persistence, masking.
+
+Real SQLite files, a real HSM; the card side computes its cryptograms with keys.emv from
+the ICC master key the HSM exports for personalisation, as a card would hold it.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pytest
+
+from acquirer.channels.base import CardAuthorisation, CardChannel, Operation
+from acquirer.channels.issuer import AccountError, AccountStatus, IssuerSimulator
+from acquirer.channels.issuer_cryptogram import ac_data
+from acquirer.protocol import ResponseCode
+from keys import emv, keyblock
+from keys.emv import CardFamily
+from keys.hsm import HSM, channel_key_name, issuer_key_name, terminal_key_name
+from keys.model import Key, KeyUsage
+from keys.pinblock import PinBlockFormat, encrypt_pin_block
+
+PANS = {CardFamily.PBOC_SM4: "6214988660100000304", CardFamily.EMV_TDES: "4761739001010010"}
+# Issuer application data as the simulated cards send it: the CVR (03 A0 00 00: ARQC asked
+# first, second AC not asked) sits in bytes 4-7 in both formats.
+IADS = {CardFamily.PBOC_SM4: bytes.fromhex("0701010" "3A00000" "040A01000000000000000000"),
+        CardFamily.EMV_TDES: bytes.fromhex("06010A03A00000")}
+TID, MID = "00000001", "898440358120001"
+R = ResponseCode
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Card:
+    """What a personalised card holds and does: its own AC key and its ATC."""
+
+    family: CardFamily
+    pan: str
+    psn: str
+    icc_master_key: bytes = field(repr=False)
+    atc: int = 0
+
+    def session_key(self, atc: bytes) -> bytes:
+        return emv.derive_session_key(self.family, self.icc_master_key, atc)
+
+    def field55(self, amount: int, *, atc: int | None = None, cid: int = 0x80) -> dict[int, bytes]:
+        """Field 55 of an online request; the data list is spelled out here, independently."""
+        if atc is None:
+            self.atc += 1
+            atc = self.atc
+        t = {0x9F02: bytes.fromhex(f"{amount:012d}"), 0x9F1A: b"\x01\x56", 0x95: bytes(5), 0x5F2A: b"\x01\x56",
+             0x9A: bytes.fromhex("250615"), 0x9C: b"\x00", 0x9F37: bytes.fromhex("A1B2C3D4"), 0x82: b"\x7C\x00",
+             0x9F36: atc.to_bytes(2), 0x9F27: bytes([cid]), 0x9F33: bytes.fromhex("E0E1C8")}
+        t[0x9F10] = IADS[self.family]
+        data = (t[0x9F02] + bytes(6) + t[0x9F1A] + t[0x95] + t[0x5F2A] + t[0x9A] + t[0x9C] + t[0x9F37] + t[0x82]
+                + t[0x9F36] + t[0x9F10][3:7])
+        t[0x9F26] = emv.generate_ac(self.family, self.session_key(t[0x9F36]), data)
+        return t
+
+    def expected_issuer_data(self, icc: dict[int, bytes], arc: bytes) -> bytes:
+        return emv.generate_arpc_method1(self.family, self.session_key(icc[0x9F36]), icc[0x9F26], arc) + arc
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2025, 6, 15, 10, 0, 0))
+
+
+@pytest.fixture
+def hsm(tmp_path):
+    h = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def issuer(hsm, tmp_path, clock):
+    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock) as sim:
+        yield sim
+
+
+@pytest.fixture
+def tpk(hsm):
+    """The terminal's PIN key: the terminal holds it in clear, the host in its HSM."""
+    key = Key.generate("SM4", "TPK")
+    hsm.import_clear(terminal_key_name(TID, "TPK"), key)
+    return key
+
+
+def personalise(hsm: HSM, issuer: IssuerSimulator, family: CardFamily, **settings) -> Card:
+    pan = PANS[family]
+    settings = {"profile": f"test-{family.value.lower()}", "expiry": "2712", "balance": 100_000, "pin": "1234",
+                **settings}
+    issuer.open_account(pan, family=family, psn="01", **settings)
+    zmk = Key.generate("SM4", "ZMK")
+    hsm.import_clear("channel/perso/ZMK", zmk)
+    block = hsm.export_icc_master_key(issuer_key_name(settings["profile"], "IMK_AC"), family, pan, "01",
+                                      under="channel/perso/ZMK")
+    return Card(family, pan, "01", keyblock.unwrap(zmk, block, KeyUsage.ICC_AC).material)
+
+
+def request(card: Card, operation: Operation = Operation.SALE, amount: int = 1_000, *, stan: str = "000001",
+            icc: dict | None = None, pin_block: bytes | None = None, original_amount: int | None = None,
+            expiry: str = "2712") -> CardAuthorisation:
+    return CardAuthorisation(operation, card.pan, card.psn, expiry, amount, "156", TID, MID, stan,
+                             icc=icc if icc is not None else {}, pin_block=pin_block,
+                             pin_key=terminal_key_name(TID, "TPK") if pin_block else None,
+                             original_amount=original_amount)
+
+
+def sale(card: Card, amount: int = 1_000, stan: str = "000001", **kw) -> CardAuthorisation:
+    return request(card, Operation.SALE, amount, stan=stan, icc=kw.pop("icc", None) or card.field55(amount), **kw)
+
+
+@pytest.fixture(params=list(CardFamily), ids=lambda f: f.value)
+def card(request, hsm, issuer):
+    return personalise(hsm, issuer, request.param)
+
+
+# --- approvals and cryptograms -------------------------------------------------------
+def test_issuer_is_a_card_channel_named_issuer_sim(issuer, hsm):
+    channel: CardChannel = issuer  # structural: the pipeline needs `name` and `authorise`
+    assert channel.name == "issuer-sim" and callable(channel.authorise)
+    assert hsm.info(channel_key_name("issuer-sim", "ZPK")).usage is KeyUsage.ZPK
+
+
+def test_sale_with_a_good_arqc_is_approved_debited_and_answered_with_arpc(issuer, card):
+    icc = card.field55(2_500)
+    result = issuer.authorise(sale(card, 2_500, icc=icc))
+    assert result.code is R.APPROVED and len(result.auth_code) == 6
+    assert result.balance == 97_500 and issuer.account(card.pan).balance == 97_500
+    assert result.issuer_data == card.expected_issuer_data(icc, b"00")
+    assert issuer.account(card.pan).last_atc == 1
+
+
+def test_a_wrong_ac_is_refused_and_burns_no_atc(issuer, card):
+    icc = card.field55(1_000)
+    bad = {**icc, 0x9F26: bytes(b ^ 0xFF for b in icc[0x9F26])}
+    result = issuer.authorise(sale(card, icc=bad))
+    assert result.code is R.CRYPTOGRAM_FAILED and result.issuer_data == b"" and not result.auth_code
+    assert issuer.account(card.pan).balance == 100_000 and issuer.account(card.pan).last_atc == -1
+    assert issuer.authorise(sale(card, icc=icc)).code is R.APPROVED
+
+
+def test_data_the_ac_covers_cannot_be_changed(issuer, card):
+    icc = card.field55(1_000)
+    assert issuer.authorise(sale(card, icc={**icc, 0x95: b"\x00\x00\x00\x00\x80"})).code is R.CRYPTOGRAM_FAILED
+    iad = icc[0x9F10][:4] + b"\x00" + icc[0x9F10][5:]  # the CVR in 9F10 is covered too
+    assert issuer.authorise(sale(card, icc={**icc, 0x9F10: iad})).code is R.CRYPTOGRAM_FAILED
+    # field 4 must be the amount the card signed
+    assert issuer.authorise(sale(card, 9_000, icc=icc)).code is R.CRYPTOGRAM_FAILED
+
+
+def test_a_replayed_or_older_atc_is_suspected_replay(issuer, card):
+    first = sale(card, icc=card.field55(1_000, atc=7))
+    assert issuer.authorise(first).code is R.APPROVED
+    replay = issuer.authorise(sale(card, stan="000002", icc=first.icc))
+    assert replay.code is R.CRYPTOGRAM_FAILED and "replay" in replay.text
+    older = issuer.authorise(sale(card, stan="000003", icc=card.field55(1_000, atc=6)))
+    assert older.code is R.CRYPTOGRAM_FAILED
+    assert issuer.authorise(sale(card, stan="000004", icc=card.field55(1_000, atc=8))).code is R.APPROVED
+    assert issuer.account(card.pan).balance == 98_000
+
+
+def test_missing_or_malformed_icc_data_is_a_format_error_naming_the_tag(issuer, card):
+    icc = card.field55(1_000)
+    del icc[0x9F37]
+    result = issuer.authorise(sale(card, icc=icc))
+    assert result.code is R.FORMAT_ERROR and "9F37" in result.text
+    short = {**card.field55(1_000), 0x9F36: b"\x01"}
+    assert issuer.authorise(sale(card, icc=short)).code is R.FORMAT_ERROR
+
+
+def test_an_aac_sent_online_is_declined_with_an_arpc(issuer, card):
+    icc = card.field55(1_000, cid=0x00)
+    result = issuer.authorise(sale(card, icc=icc))
+    assert result.code is R.DO_NOT_HONOR and result.issuer_data == card.expected_issuer_data(icc, b"05")
+
+
+def test_ac_data_layout_matches_the_pboc_worked_example(hsm):
+    # docs/emv-crypto.md: IMK F23B..., PAN 6214988660100000304, PSN 00, ATC 0001 -> ARQC 179E0D01A7D1791D
+    icc = {0x9F02: bytes(6), 0x9F03: bytes(6), 0x9F1A: b"\x01\x56", 0x95: bytes.fromhex("0000000800"),
+           0x5F2A: b"\x01\x56", 0x9A: bytes.fromhex("160518"), 0x9C: b"\x00", 0x9F37: bytes.fromhex("412AB4B6"),
+           0x82: b"\x7D\x00", 0x9F36: b"\x00\x01", 0x9F10: bytes.fromhex("07010103A000000000")}
+    data = ac_data(CardFamily.PBOC_SM4, icc)
+    assert data.hex().upper() == "00000000000000000000000001560000000800015616051800412AB4B67D00000103A00000"
+    imk = Key("SM4", "IMK_AC", bytes.fromhex("F23BF4AE92B554C116139D4F67322667"))
+    hsm.import_clear("issuer/cup-example/IMK_AC", imk)
+    hsm.verify_arqc("issuer/cup-example/IMK_AC", "PBOC_SM4", "6214988660100000304", "00", b"\x00\x01", data,
+                    bytes.fromhex("179E0D01A7D1791D"), b"00")
+    assert ac_data(CardFamily.EMV_TDES, icc) == data  # one layout for both families
+
+
+@pytest.mark.parametrize("family", list(CardFamily), ids=lambda f: f.value)
+def test_the_simulated_cards_compute_over_the_same_bytes(family):
+    cards = pytest.importorskip("hardware.emvcard.card")
+    risk = pytest.importorskip("hardware.emvcard.risk")
+    icc = Card(family, PANS[family], "01", bytes(16)).field55(4_321, atc=0x2A)
+    cvr = risk.cvr(risk.CID_ARQC)
+    assert icc[0x9F10][3:7] == cvr
+    assert ac_data(family, icc) == cards.ac_input({**icc, 0x9F03: bytes(6)}, icc[0x82], icc[0x9F36], cvr)
+
+
+def test_a_sale_without_icc_data_is_decided_without_a_cryptogram(issuer, card):
+    result = issuer.authorise(request(card, amount=500))
+    assert result.code is R.APPROVED and result.issuer_data == b"" and result.balance == 99_500
+
+
+# --- PIN -----------------------------------------------------------------------------
+def test_three_wrong_pins_exhaust_the_tries_and_lock_even_the_right_pin(issuer, card, tpk):
+    wrong = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "9999", card.pan)
+    right = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "1234", card.pan)
+    codes = [issuer.authorise(sale(card, stan=f"00000{i}", pin_block=wrong)) for i in range(3)]
+    assert [r.code for r in codes] == [R.INCORRECT_PIN, R.INCORRECT_PIN, R.PIN_TRIES_EXCEEDED]
+    assert "2 tries left" in codes[0].text
+    assert issuer.authorise(sale(card, stan="000009", pin_block=right)).code is R.PIN_TRIES_EXCEEDED
+    assert issuer.account(card.pan).balance == 100_000 and issuer.account(card.pan).pin_tries_left == 0
+
+
+def test_a_right_pin_is_approved_and_restores_the_tries(issuer, card, tpk):
+    wrong = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "4321", card.pan)
+    right = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "1234", card.pan)
+    assert issuer.authorise(sale(card, pin_block=wrong)).code is R.INCORRECT_PIN
+    assert issuer.account(card.pan).pin_tries_left == 2
+    assert issuer.authorise(sale(card, stan="000002", pin_block=right)).code is R.APPROVED
+    assert issuer.account(card.pan).pin_tries_left == 3
+
+
+def test_a_pin_block_under_another_key_is_a_format_error_and_costs_no_try(issuer, card, tpk):
+    other = Key.generate("SM4", "TPK")
+    block = encrypt_pin_block(PinBlockFormat.SM4, other.cipher, "1234", card.pan)
+    assert issuer.authorise(sale(card, pin_block=block)).code is R.FORMAT_ERROR
+    account = issuer.account(card.pan)
+    assert account.pin_tries_left == 3 and account.balance == 100_000
+
+
+def test_the_pin_is_kept_only_as_a_block_under_the_issuer_zpk(issuer, hsm, card):
+    account = issuer.account(card.pan)
+    assert account.pin_reference and "1234" not in repr(account)
+    assert not [n for n in hsm.names("channel/") if "perso-" in n]  # the carrier key is gone
+
+
+# --- standing, limits, funds ----------------------------------------------------------
+@pytest.mark.parametrize("status", [AccountStatus.BLOCKED, AccountStatus.LOST])
+def test_blocked_and_lost_cards_are_refused(issuer, card, status):
+    issuer.set_status(card.pan, status)
+    result = issuer.authorise(sale(card))
+    assert result.code is R.LOST_CARD and issuer.account(card.pan).balance == 100_000
+    issuer.set_status(card.pan, "active")
+    assert issuer.authorise(sale(card, stan="000002")).code is R.APPROVED
+
+
+def test_unknown_card_is_invalid(issuer, card):
+    stranger = Card(card.family, "6212345678901234", "01", bytes(16))
+    assert issuer.authorise(request(stranger)).code is R.INVALID_CARD
+
+
+def test_a_card_works_through_its_expiry_month_and_not_after(issuer, card, clock):
+    clock.now = datetime(2027, 12, 31, 23, 59)
+    assert issuer.authorise(sale(card)).code is R.APPROVED
+    clock.now = datetime(2028, 1, 1, 0, 0)
+    assert issuer.authorise(sale(card, stan="000002")).code is R.EXPIRED_CARD
+    clock.now = datetime(2025, 6, 15)
+    assert issuer.authorise(sale(card, stan="000003", expiry="2801")).code is R.EXPIRED_CARD  # not the card's date
+
+
+def test_per_transaction_and_daily_limits(hsm, issuer, clock):
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4, per_transaction_limit=5_000, daily_limit=8_000)
+    assert issuer.authorise(sale(card, 5_001)).code is R.EXCEEDS_LIMIT
+    assert issuer.authorise(sale(card, 5_000, stan="000002")).code is R.APPROVED
+    over = issuer.authorise(sale(card, 3_001, stan="000003"))
+    assert over.code is R.EXCEEDS_LIMIT and "daily" in over.text
+    assert issuer.authorise(sale(card, 3_000, stan="000004")).code is R.APPROVED
+    clock.now = datetime(2025, 6, 16, 9, 0)  # a new day, a new daily allowance
+    assert issuer.authorise(sale(card, 5_000, stan="000005")).code is R.APPROVED
+    assert issuer.account(card.pan).balance == 100_000 - 13_000
+
+
+def test_insufficient_funds_is_declined_with_an_arpc_carrying_its_arc(hsm, issuer):
+    card = personalise(hsm, issuer, CardFamily.EMV_TDES, balance=999)
+    icc = card.field55(1_000)
+    result = issuer.authorise(sale(card, icc=icc))
+    assert result.code is R.INSUFFICIENT_FUNDS and result.issuer_data == card.expected_issuer_data(icc, b"51")
+    assert issuer.account(card.pan).balance == 999 and issuer.account(card.pan).last_atc == 1
+
+
+# --- credits and undo -----------------------------------------------------------------
+def test_a_refund_credits_the_card(issuer, card):
+    result = issuer.authorise(request(card, Operation.REFUND, 1_200, stan="000010", original_amount=2_000))
+    assert result.code is R.APPROVED and result.balance == 101_200
+    too_much = issuer.authorise(request(card, Operation.REFUND, 2_500, stan="000011", original_amount=2_000))
+    assert too_much.code is R.ORIGINAL_AMOUNT_INCORRECT and issuer.account(card.pan).balance == 101_200
+
+
+def test_a_void_credits_its_sale_once(issuer, card):
+    assert issuer.authorise(sale(card, 3_000)).code is R.APPROVED
+    void = request(card, Operation.VOID, 3_000, stan="000002", original_amount=3_000)
+    assert issuer.authorise(void).code is R.APPROVED
+    assert issuer.account(card.pan).balance == 100_000
+    again = issuer.authorise(request(card, Operation.VOID, 3_000, stan="000003", original_amount=3_000))
+    assert again.code is R.ORIGINAL_NOT_FOUND and issuer.account(card.pan).balance == 100_000
+
+
+def test_a_reversal_credits_its_sale_once(issuer, card):
+    assert issuer.authorise(sale(card, 3_000, stan="000042")).code is R.APPROVED
+    reversal = request(card, Operation.REVERSAL, 3_000, stan="000042")
+    assert issuer.authorise(reversal).code is R.APPROVED
+    assert issuer.account(card.pan).balance == 100_000
+    again = issuer.authorise(reversal)
+    assert again.code is R.APPROVED and again.text == "already reversed"
+    assert issuer.account(card.pan).balance == 100_000
+
+
+def test_a_reversal_of_what_the_issuer_never_approved_credits_nothing(hsm, issuer):
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4, balance=500)
+    assert issuer.authorise(sale(card, 1_000, stan="000007")).code is R.INSUFFICIENT_FUNDS
+    assert issuer.authorise(request(card, Operation.REVERSAL, 1_000, stan="000007")).code is R.ORIGINAL_NOT_FOUND
+    assert issuer.authorise(request(card, Operation.REVERSAL, 1_000, stan="000099")).code is R.ORIGINAL_NOT_FOUND
+    assert issuer.authorise(request(card, Operation.VOID, 1_000, stan="000100")).code is R.ORIGINAL_NOT_FOUND
+    assert issuer.account(card.pan).balance == 500
+
+
+def test_reversing_a_void_debits_again_and_the_sale_can_be_voided_again(issuer, card):
+    assert issuer.authorise(sale(card, 2_000)).code is R.APPROVED
+    assert issuer.authorise(request(card, Operation.VOID, 2_000, stan="000002")).code is R.APPROVED
+    assert issuer.authorise(request(card, Operation.REVERSAL, 2_000, stan="000002")).code is R.APPROVED
+    assert issuer.account(card.pan).balance == 98_000
+    assert issuer.authorise(request(card, Operation.VOID, 2_000, stan="000003")).code is R.APPROVED
+    assert issuer.account(card.pan).balance == 100_000
+
+
+def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
+    card = personalise(hsm, issuer, CardFamily.EMV_TDES, daily_limit=5_000)
+    assert issuer.authorise(sale(card, 5_000)).code is R.APPROVED
+    assert issuer.authorise(request(card, Operation.VOID, 5_000, stan="000002")).code is R.APPROVED
+    assert issuer.authorise(sale(card, 5_000, stan="000003")).code is R.APPROVED
+
+
+# --- storage --------------------------------------------------------------------------
+def test_balances_and_counters_survive_a_restart(tmp_path, clock):
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock)
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
+    assert issuer.authorise(sale(card, 4_000)).code is R.APPROVED
+    issuer.close()
+    hsm.close()
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock)
+    account = issuer.account(card.pan)
+    assert account.balance == 96_000 and account.last_atc == 1 and account.day_total == 4_000
+    assert issuer.authorise(sale(card, 1_000, stan="000002")).code is R.APPROVED
+    assert sqlite3.connect(tmp_path / "issuer.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    issuer.close()
+    hsm.close()
+
+
+def test_a_decision_that_fails_midway_changes_nothing(issuer, card, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(issuer._store, "record", broken)
+    with pytest.raises(RuntimeError):
+        issuer.authorise(sale(card, 1_000))
+    account = issuer.account(card.pan)
+    assert account.balance == 100_000 and account.last_atc == -1 and account.day_total == 0
+
+
+def test_an_existing_account_is_not_overwritten_unless_asked(hsm, issuer, card):
+    with pytest.raises(AccountError, match="already exists") as caught:
+        issuer.open_account(card.pan, profile="x", family=card.family, expiry="2712")
+    assert card.pan not in str(caught.value)
+    issuer.open_account(card.pan, profile="x", family=card.family, expiry="2712", balance=5, replace=True)
+    assert issuer.account(card.pan).balance == 5
+
+
+@pytest.mark.parametrize("settings, field_name", [
+    ({"expiry": "2713"}, "expiry"), ({"psn": "1"}, "psn"), ({"balance": -1}, "balance"),
+    ({"pin": "12"}, "pin"), ({"family": "VISA"}, "family"), ({"status": "stolen"}, "status"),
+])
+def test_bad_personalisation_names_the_field_not_the_pan(issuer, settings, field_name):
+    pan = PANS[CardFamily.PBOC_SM4]
+    args = {"profile": "p", "family": "PBOC_SM4", "expiry": "2712", **settings}
+    with pytest.raises(AccountError, match=f"^{field_name}:") as caught:
+        issuer.open_account(pan, **args)
+    assert pan not in str(caught.value)
+    assert issuer.account(pan) is None
+
+
+def test_an_imk_of_the_wrong_algorithm_is_refused(hsm, issuer):
+    hsm.generate(issuer_key_name("mixed", "IMK_AC"), "TDES", "IMK_AC", length=16)
+    with pytest.raises(AccountError, match="profile:"):
+        issuer.open_account(PANS[CardFamily.PBOC_SM4], profile="mixed", family="PBOC_SM4", expiry="2712")
+
+
+# --- no cardholder data in text -------------------------------------------------------
+def test_no_pan_or_pin_in_results_logs_or_the_database(hsm, issuer, tpk, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    results, pans = [], []
+    for family in CardFamily:
+        card = personalise(hsm, issuer, family, per_transaction_limit=50_000)
+        pans.append(card.pan)
+        wrong = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "9876", card.pan)
+        results += [issuer.authorise(r) for r in (
+            sale(card), sale(card, stan="000002", pin_block=wrong), sale(card, 60_000, stan="000003"),
+            sale(card, 1_000, stan="000004", icc={0x9F26: bytes(8)}),
+            request(card, Operation.REFUND, 100), request(card, Operation.REVERSAL, 1_000),
+            request(card, Operation.VOID, 777))]
+        issuer.set_status(card.pan, "lost")
+        results.append(issuer.authorise(sale(card, stan="000005")))
+    assert len({r.code for r in results}) >= 6
+    text = "\n".join([repr(r) for r in results] + [r.text for r in results] + [caplog.text]
+                     + [repr(issuer.account(p)) for p in pans])
+    for pan in pans:
+        assert pan not in text and pan[-10:] not in text
+    assert "9876" not in text
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("issuer.db*"))
+    for pan in pans:
+        assert pan.encode() not in raw and bytes.fromhex(pan.ljust(20, "F")) not in raw
