@@ -54,7 +54,7 @@ class CBCMAC:
         self._block = cipher.block_size
         self._method = padding
         self._length = length or cipher.block_size
-        self._update = cipher.encrypt_ecb
+        self._update = cipher.ecb_block_function
         _pad(b"", self._block, padding)  # validate the padding method once
 
     def __repr__(self) -> str:
@@ -62,7 +62,10 @@ class CBCMAC:
 
     def mac(self, data: bytes) -> bytes:
         b = self._block
-        data = _pad(data, b, self._method)
+        if self._method == 2:  # inline: this runs for every message in both directions
+            data = data + b"\x80" + bytes(-(len(data) + 1) % b)
+        else:
+            data = _pad(data, b, self._method)
         upd, fb = self._update, int.from_bytes
         h = 0
         for i in range(0, len(data), b):

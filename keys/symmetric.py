@@ -71,6 +71,12 @@ class BlockCipher:
             return self._enc.update(data)
         return self._enc.encrypt(data)
 
+    @property
+    def ecb_block_function(self):
+        """The bare block-encryption callable, without length checks: for hot loops
+        (CBC-MAC) that feed it whole blocks themselves."""
+        return self._enc.update if self.algorithm is Algorithm.SM4 else self._enc.encrypt
+
     def decrypt_ecb(self, data: bytes) -> bytes:
         self._check_blocks(data)
         if self.algorithm is Algorithm.SM4:
