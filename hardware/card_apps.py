@@ -2,8 +2,9 @@
 
 A card application is any object with an `atr` and `process_apdu`; the runtime
 also calls `power_on`, `power_off` and `reset` when the application has them.
-The EMV card applications come later; for now the profiles are test applications
-that exercise the reader layer (SELECT/FCI, 61xx, 6Cxx, delay, vanishing card).
+Profiles: the simulated EMV cards of `hardware.emvcard` (PBOC SM, international RSA,
+phone wallet, faulty cards) and two test applications that exercise the reader layer
+(SELECT/FCI, 61xx, 6Cxx, delay, vanishing card).
 """
 from __future__ import annotations
 
@@ -205,6 +206,18 @@ PROFILES: dict[str, Callable[..., CardApplication]] = {
     "iso7816-test": lambda delay_s=0.0: Iso7816TestApplication(delay_s=delay_s),
     "echo": lambda delay_s=0.0: EchoApplication(delay_s=delay_s),
 }
+
+
+def _register_emv_profiles() -> None:
+    # the simulated EMV cards (hardware.emvcard), personalised on first use
+    import functools
+
+    from hardware import emvcard
+
+    PROFILES.update({name: functools.partial(emvcard.open_card, name) for name in emvcard.profile_names()})
+
+
+_register_emv_profiles()
 
 
 def make_application(profile: str, delay_s: float = 0.0) -> CardApplication:

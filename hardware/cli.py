@@ -12,8 +12,8 @@ from pathlib import Path
 from hardware.errors import HardwareError
 
 CARD_HELP = (
-    "virtual card on the vpcd reader; for now the only profiles are built-in test "
-    "applications (iso7816-test: SELECT/FCI, 61xx, 6Cxx, vanish; echo), no EMV cards yet"
+    "virtual card on the vpcd reader: simulated EMV cards (pboc-sm-*, qvsdc-rsa, hce-wallet, faulty-*: see docs/cards.md) "
+    "and reader test applications (iso7816-test, echo)"
 )
 
 
@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="vpcd port of the card (default 35963)")
     p.add_argument("--state-dir", default=None)
     p.set_defaults(func=_guarded(_cmd_card_remove))
+
+    from hardware.cardread import register_card_read
+
+    register_card_read(card_sub)
 
 
 def _guarded(command):

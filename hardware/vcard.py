@@ -228,7 +228,7 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         default="iso7816-test",
         choices=sorted(PROFILES),
-        help="card application; for now only built-in test applications (no EMV cards yet)",
+        help="card profile: a simulated EMV card (docs/cards.md) or a reader test application",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_VPCD_PORT, help="vpcd slot port (default %(default)s)"
