@@ -1,0 +1,177 @@
+"""Applying one commit unit inside an open SQLite transaction: the ledger's rules.
+
+Every check reads through the writer connection, so it sees the units applied before
+it in the same group commit: two refunds racing for the last amount meet here, one
+after the other, and the second is refused. A refused unit raises; the caller rolls
+back to the unit's savepoint so nothing of it stays.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Mapping
+
+from . import projection
+from .errors import (AlreadyAnswered, BatchNotOpen, DedupConflict, DuplicateTransaction, InvalidEntry,
+                     OriginalNotFound, RefundExceedsRemaining, RefundNotAllowed, ReversedBeforeArrival, UnknownBatch,
+                     VoidNotAllowed)
+from .model import CommitUnit, Event, JournalEntry, Receipt, ReversalOutcome, Status, StoredResponse, reversal_outcome
+from .settlement import BatchClose, BatchUpload, difference_json, totals_of
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float) -> Receipt:
+    seqs: list[int] = []
+    reversals: dict[str, ReversalOutcome] = {}
+    if unit.response is not None:
+        store_response(conn, unit.response, at)
+    for entry in unit.entries:
+        if entry.event is Event.REVERSED:
+            txn = projection.load(conn, entry.txn_id)
+            outcome = reversal_outcome(txn)
+            reversals[entry.txn_id] = outcome
+            if outcome is not ReversalOutcome.REVERSED:
+                continue  # idempotent: a second reversal journals nothing
+            assert txn is not None
+            seqs.append(journal(conn, Event.REVERSED, entry.txn_id, txn.amount, at, txn.original_txn_id,
+                                entry.journal_details()))
+        elif entry.event is Event.SETTLED:
+            raise InvalidEntry("event", "SETTLED is journaled by closing the batch, not by the pipeline")
+        else:
+            check_new(conn, entry)
+            assert entry.record is not None
+            seqs.append(journal(conn, entry.event, entry.txn_id, entry.amount, at, entry.record.original_txn_id,
+                                entry.journal_details()))
+    if unit.upload is not None:
+        store_upload(conn, unit.upload, at)
+    next_batch = close_batch(conn, unit.close, at, seqs) if unit.close is not None else None
+    return Receipt(tuple(seqs), reversals, next_batch)
+
+
+def journal(conn: sqlite3.Connection, event: Event, txn_id: str, amount: int, at: float, original: str | None,
+            details: Mapping[str, Any]) -> int:
+    cur = conn.execute("INSERT INTO journal (txn_id, event, amount, at, original_txn_id, details) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (txn_id, event.value, amount, at, original, dumps(details)))
+    projection.project(conn, event, txn_id, amount, at, details)
+    return cur.lastrowid
+
+
+def store_response(conn: sqlite3.Connection, r: StoredResponse, at: float) -> None:
+    key = (r.terminal_id, r.batch, r.stan, int(r.reversal))
+    cur = conn.execute("INSERT INTO responses (terminal_id, batch, stan, reversal, request_digest, response, at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       (*key, bytes(r.request_digest), bytes(r.response), at))
+    if cur.rowcount == 1:
+        return
+    digest, response = conn.execute("SELECT request_digest, response FROM responses WHERE terminal_id = ? "
+                                    "AND batch = ? AND stan = ? AND reversal = ?", key).fetchone()
+    if digest == r.request_digest:
+        raise AlreadyAnswered(response)
+    raise DedupConflict(f"terminal {r.terminal_id} batch {r.batch} STAN {r.stan} was used by another request")
+
+
+def batch_is_open(conn: sqlite3.Connection, terminal_id: str, batch: str) -> bool:
+    row = conn.execute("SELECT closed_at FROM batches WHERE terminal_id = ? AND batch = ?",
+                       (terminal_id, batch)).fetchone()
+    return row is not None and row[0] is None
+
+
+def check_new(conn: sqlite3.Connection, entry: JournalEntry) -> None:
+    rec = entry.record
+    assert rec is not None
+    if conn.execute("SELECT 1 FROM transactions WHERE txn_id = ?", (entry.txn_id,)).fetchone():
+        raise DuplicateTransaction(f"transaction {entry.txn_id} exists already")
+    if conn.execute("SELECT 1 FROM responses WHERE terminal_id = ? AND batch = ? AND stan = ? AND reversal = 1",
+                    (rec.terminal_id, rec.batch, rec.stan)).fetchone():
+        raise ReversedBeforeArrival(f"the terminal reversed {entry.txn_id} before it arrived")
+    if entry.event is Event.DECLINED:
+        return  # a decline is kept whatever its batch: it moves no money
+    if not batch_is_open(conn, rec.terminal_id, rec.batch):
+        raise BatchNotOpen(f"batch {rec.batch} is not open for terminal {rec.terminal_id}")
+    if entry.event is Event.REFUNDED:
+        check_refund(conn, entry)
+    elif entry.event is Event.VOIDED:
+        check_void(conn, entry)
+
+
+def check_refund(conn: sqlite3.Connection, entry: JournalEntry) -> None:
+    rec = entry.record
+    assert rec is not None and rec.original_txn_id is not None
+    orig = projection.load(conn, rec.original_txn_id)
+    if orig is None:
+        raise OriginalNotFound(f"no original {rec.original_txn_id} to refund")
+    if not orig.kind.is_sale:
+        raise RefundNotAllowed(f"{orig.txn_id} is a {orig.kind.value}, not a sale")
+    if orig.status not in (Status.APPROVED, Status.SETTLED):
+        raise RefundNotAllowed(f"{orig.txn_id} is {orig.status.value}")
+    if orig.merchant_id != rec.merchant_id:
+        raise RefundNotAllowed(f"{orig.txn_id} belongs to another merchant")
+    if orig.currency != rec.currency:
+        raise RefundNotAllowed(f"{orig.txn_id} is in currency {orig.currency}")
+    if rec.amount > orig.refundable:
+        raise RefundExceedsRemaining(orig.txn_id, rec.amount, orig.refundable)
+
+
+def check_void(conn: sqlite3.Connection, entry: JournalEntry) -> None:
+    rec = entry.record
+    assert rec is not None and rec.original_txn_id is not None
+    orig = projection.load(conn, rec.original_txn_id)
+    if orig is None:
+        raise OriginalNotFound(f"no original {rec.original_txn_id} to void")
+    if not orig.kind.is_sale:
+        raise VoidNotAllowed(f"{orig.txn_id} is a {orig.kind.value}; only sales can be voided")
+    if orig.terminal_id != rec.terminal_id or orig.batch != rec.batch:
+        raise VoidNotAllowed(f"{orig.txn_id} is not in this terminal's open batch {rec.batch}")
+    if orig.status is not Status.APPROVED:
+        raise VoidNotAllowed(f"{orig.txn_id} is {orig.status.value}")
+    if orig.refunded_amount:
+        raise VoidNotAllowed(f"{orig.txn_id} has refunds against it")
+    if rec.amount != orig.amount:
+        raise VoidNotAllowed(f"a void must name the original amount {orig.amount}, not {rec.amount}")
+
+
+def store_upload(conn: sqlite3.Connection, upload: BatchUpload, at: float) -> None:
+    if conn.execute("SELECT 1 FROM batches WHERE terminal_id = ? AND batch = ?",
+                    (upload.terminal_id, upload.batch)).fetchone() is None:
+        raise UnknownBatch(upload.terminal_id, upload.batch)
+    conn.executemany(
+        "INSERT INTO batch_uploads (terminal_id, batch, stan, kind, channel, amount, rrn, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (terminal_id, batch, stan) DO UPDATE SET kind = excluded.kind, "
+        "channel = excluded.channel, amount = excluded.amount, rrn = excluded.rrn, at = excluded.at",
+        [(upload.terminal_id, upload.batch, i.stan, i.kind.value, i.channel.value, i.amount, i.rrn, at)
+         for i in upload.items])
+
+
+def open_next_batch(conn: sqlite3.Connection, terminal_id: str, at: float) -> str:
+    row = conn.execute("SELECT batch FROM batches WHERE terminal_id = ? ORDER BY rowid DESC LIMIT 1",
+                       (terminal_id,)).fetchone()
+    batch = f"{int(row[0]) % 999_999 + 1:06d}" if row else "000001"
+    conn.execute("INSERT INTO batches (terminal_id, batch, opened_at) VALUES (?, ?, ?)", (terminal_id, batch, at))
+    return batch
+
+
+def close_batch(conn: sqlite3.Connection, close: BatchClose, at: float, seqs: list[int]) -> str:
+    row = conn.execute("SELECT closed_at FROM batches WHERE terminal_id = ? AND batch = ?",
+                       (close.terminal_id, close.batch)).fetchone()
+    if row is None:
+        raise UnknownBatch(close.terminal_id, close.batch)
+    if row[0] is not None:
+        raise BatchNotOpen(f"batch {close.batch} of terminal {close.terminal_id} is closed already")
+    txns = [projection.row_to_txn(r) for r in conn.execute(
+        f"{projection.SELECT_TXN} WHERE terminal_id = ? AND batch = ? ORDER BY txn_id",
+        (close.terminal_id, close.batch))]
+    host = totals_of(txns)
+    for t in txns:
+        if t.status is Status.APPROVED:
+            seqs.append(journal(conn, Event.SETTLED, t.txn_id, t.amount, at, t.original_txn_id,
+                                {"batch": close.batch}))
+    balanced = None if close.terminal_totals is None else int(host == close.terminal_totals)
+    conn.execute("UPDATE batches SET closed_at = ?, host_totals = ?, terminal_totals = ?, balanced = ?, "
+                 "differences = ? WHERE terminal_id = ? AND batch = ?",
+                 (at, dumps(host.to_json()),
+                  None if close.terminal_totals is None else dumps(close.terminal_totals.to_json()), balanced,
+                  dumps([difference_json(d) for d in close.differences]), close.terminal_id, close.batch))
+    return open_next_batch(conn, close.terminal_id, at)

@@ -1,0 +1,332 @@
+"""The ledger's vocabulary: transactions, journal entries and the unit the pipeline commits.
+
+A request that changes money becomes one `JournalEntry`; the entry names the
+transaction it creates or changes. The `Transaction` rows are only a projection of
+the journal (see `acquirer.ledger.schema`). Card data never gets further than a
+masked PAN and a PAN token: records refuse anything that looks like a full PAN.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from acquirer.protocol import ProtocolError, mac_input
+from keys.hashes import sm3
+
+from .errors import InvalidEntry
+
+if TYPE_CHECKING:
+    from .settlement import BatchClose, BatchUpload
+
+
+class Event(str, enum.Enum):
+    AUTHORISED = "AUTHORISED"  # creates an approved sale-like transaction
+    DECLINED = "DECLINED"  # creates a declined transaction of any kind
+    REFUNDED = "REFUNDED"  # creates an approved refund; the original's refunded amount grows
+    VOIDED = "VOIDED"  # creates an approved void; the original becomes voided
+    REVERSED = "REVERSED"  # the named transaction is undone (and its effect on an original)
+    SETTLED = "SETTLED"  # the named transaction's batch closed
+
+
+class TxnKind(str, enum.Enum):
+    SALE = "sale"  # card sale
+    QR = "qr"  # customer-presented code, scanned by the merchant
+    QR_MERCHANT = "qr_merchant"  # merchant-displayed code, paid by the customer
+    FACE = "face"
+    REFUND = "refund"
+    VOID = "void"
+
+    @property
+    def is_sale(self) -> bool:
+        return self in SALE_KINDS
+
+
+SALE_KINDS = frozenset({TxnKind.SALE, TxnKind.QR, TxnKind.QR_MERCHANT, TxnKind.FACE})
+
+
+class Channel(str, enum.Enum):
+    """The settlement channel; the value is the code used in field 48 totals."""
+
+    CARD = "CD"
+    QR = "QR"
+    FACE = "FC"
+
+
+class Status(str, enum.Enum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    VOIDED = "voided"
+    REVERSED = "reversed"
+    SETTLED = "settled"
+
+
+class ReversalOutcome(str, enum.Enum):
+    """What a reversal did; every case is acknowledged to the terminal, only REVERSED is journaled."""
+
+    REVERSED = "reversed"
+    ALREADY_REVERSED = "already reversed"
+    NOT_FOUND = "original not found"
+    ORIGINAL_DECLINED = "original was declined, nothing to undo"
+    ORIGINAL_VOIDED = "original was voided, nothing to undo"
+    ORIGINAL_REFUNDED = "original has refunds against it"
+    SETTLED = "original is already settled"
+
+
+_DIGITS = re.compile(r"^\d+$")
+_MASKED_PAN = re.compile(r"^\d{6}\*{3,9}\d{4}$")
+_PAN_LIKE = re.compile(r"\d{13,19}")
+
+
+def _require(cond: bool, name: str, reason: str) -> None:
+    if not cond:
+        raise InvalidEntry(name, reason)
+
+
+def _digits(value: str, n: int, name: str) -> None:
+    _require(isinstance(value, str) and len(value) == n and bool(_DIGITS.match(value)), name,
+             f"must be {n} digits, got {value!r}")
+
+
+def _no_card_data(value: Any, name: str) -> None:
+    """Refuses a run of 13-19 digits anywhere in free-form data: it could be a PAN."""
+    if isinstance(value, str):
+        _require(not _PAN_LIKE.search(value), name, "looks like a full PAN; store only a masked PAN or a token")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _no_card_data(v, f"{name}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _no_card_data(v, f"{name}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        _no_card_data(str(value), name)
+
+
+def txn_id_for(terminal_id: str, batch: str, stan: str) -> str:
+    """A transaction's id is its de-duplication key, so a retried request cannot make a second one."""
+    return f"{terminal_id}:{batch}:{stan}"
+
+
+def request_digest(message: bytes) -> bytes:
+    """SM3 of an ISO8583 message (MTI onwards) without its MAC: what de-duplication compares."""
+    try:
+        body, _mac = mac_input(message)
+    except ProtocolError:
+        body = message
+    return sm3(body)
+
+
+@dataclass(frozen=True)
+class TxnRecord:
+    """The facts of a new transaction as the pipeline knows them when it answers."""
+
+    terminal_id: str
+    merchant_id: str
+    batch: str
+    stan: str
+    kind: TxnKind
+    channel: Channel
+    amount: int  # fen
+    currency: str = "156"
+    rrn: str = ""
+    auth_code: str = ""
+    response_code: str = "00"
+    masked_pan: str = ""
+    pan_token: str = ""  # the token that stands for the PAN; may be PAN-shaped by design
+    original_txn_id: str | None = None  # refunds and voids
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. wallet order id; never card data
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", TxnKind(self.kind))
+        object.__setattr__(self, "channel", Channel(self.channel))
+        _require(isinstance(self.terminal_id, str) and 0 < len(self.terminal_id) <= 8 and ":" not in self.terminal_id,
+                 "terminal_id", "must be 1-8 characters without ':'")
+        _require(isinstance(self.merchant_id, str) and 0 < len(self.merchant_id) <= 15, "merchant_id",
+                 "must be 1-15 characters")
+        _digits(self.batch, 6, "batch")
+        _digits(self.stan, 6, "stan")
+        _require(isinstance(self.amount, int) and not isinstance(self.amount, bool) and 0 <= self.amount
+                 < 10**12, "amount", "must be a whole number of fen from 0 to 999999999999")
+        _digits(self.currency, 3, "currency")
+        _require(self.rrn == "" or (len(self.rrn) == 12 and self.rrn.isascii()), "rrn", "must be 12 characters")
+        _require(len(self.auth_code) <= 6, "auth_code", "at most 6 characters")
+        _require(isinstance(self.response_code, str) and len(self.response_code) == 2, "response_code",
+                 "must be 2 characters")
+        _require(self.masked_pan == "" or bool(_MASKED_PAN.match(self.masked_pan)), "masked_pan",
+                 "must show at most the first 6 and last 4 digits (e.g. 621234******1234)")
+        _require(isinstance(self.pan_token, str) and len(self.pan_token) <= 64, "pan_token", "at most 64 characters")
+        needs_original = self.kind in (TxnKind.REFUND, TxnKind.VOID)
+        _require(needs_original == (self.original_txn_id is not None), "original_txn_id",
+                 "required for refunds and voids, and only for them")
+        _no_card_data(dict(self.extra), "extra")
+        try:
+            json.dumps(dict(self.extra))
+        except (TypeError, ValueError) as exc:
+            raise InvalidEntry("extra", f"must be JSON-serialisable ({exc})") from None
+
+    @property
+    def txn_id(self) -> str:
+        return txn_id_for(self.terminal_id, self.batch, self.stan)
+
+    def details(self) -> dict[str, Any]:
+        """The journal's details for the entry that creates this transaction (amount is a column)."""
+        return {"terminal_id": self.terminal_id, "merchant_id": self.merchant_id, "batch": self.batch,
+                "stan": self.stan, "kind": self.kind.value, "channel": self.channel.value,
+                "currency": self.currency, "rrn": self.rrn, "auth_code": self.auth_code,
+                "response_code": self.response_code, "masked_pan": self.masked_pan, "pan_token": self.pan_token,
+                "original_txn_id": self.original_txn_id, "extra": dict(self.extra)}
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One state change, as the pipeline asks for it. Build it with the class methods."""
+
+    event: Event
+    txn_id: str
+    amount: int = 0
+    record: TxnRecord | None = None  # the creating events carry the whole record
+    details: Mapping[str, Any] = field(default_factory=dict)  # other events: a reason, a batch
+
+    @classmethod
+    def authorised(cls, record: TxnRecord) -> "JournalEntry":
+        _require(record.kind.is_sale, "kind", f"{record.kind.value} cannot be AUTHORISED; use refunded/voided")
+        _require(record.response_code == "00", "response_code", "an authorised transaction answers 00")
+        return cls(Event.AUTHORISED, record.txn_id, record.amount, record)
+
+    @classmethod
+    def declined(cls, record: TxnRecord) -> "JournalEntry":
+        _require(record.response_code != "00", "response_code", "a declined transaction cannot answer 00")
+        return cls(Event.DECLINED, record.txn_id, record.amount, record)
+
+    @classmethod
+    def refunded(cls, record: TxnRecord) -> "JournalEntry":
+        _require(record.kind is TxnKind.REFUND, "kind", "a refund entry needs kind=refund")
+        _require(record.amount > 0, "amount", "a refund must be more than 0")
+        return cls(Event.REFUNDED, record.txn_id, record.amount, record)
+
+    @classmethod
+    def voided(cls, record: TxnRecord) -> "JournalEntry":
+        _require(record.kind is TxnKind.VOID, "kind", "a void entry needs kind=void")
+        return cls(Event.VOIDED, record.txn_id, record.amount, record)
+
+    @classmethod
+    def reversed(cls, txn_id: str, reason: str = "") -> "JournalEntry":
+        """The amount journaled is the reversed transaction's own, read when the unit is applied."""
+        _no_card_data(reason, "reason")
+        return cls(Event.REVERSED, txn_id, 0, None, {"reason": reason} if reason else {})
+
+    def journal_details(self) -> dict[str, Any]:
+        return self.record.details() if self.record is not None else dict(self.details)
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    """A journal row as stored."""
+
+    seq: int
+    txn_id: str
+    event: Event
+    amount: int
+    at: float
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Current state of one transaction, as projected from the journal."""
+
+    txn_id: str
+    terminal_id: str
+    merchant_id: str
+    batch: str
+    stan: str
+    rrn: str
+    auth_code: str
+    kind: TxnKind
+    channel: Channel
+    amount: int
+    currency: str
+    status: Status
+    refunded_amount: int
+    original_txn_id: str | None
+    response_code: str
+    masked_pan: str
+    pan_token: str
+    created_at: float
+    updated_at: float
+
+    @property
+    def refundable(self) -> int:
+        """What a refund may still take: only from an approved or settled sale."""
+        if not self.kind.is_sale or self.status not in (Status.APPROVED, Status.SETTLED):
+            return 0
+        return self.amount - self.refunded_amount
+
+
+def reversal_outcome(txn: Transaction | None) -> ReversalOutcome:
+    """What reversing `txn` would do; the ledger applies the same rule inside the commit."""
+    if txn is None:
+        return ReversalOutcome.NOT_FOUND
+    if txn.status is Status.REVERSED:
+        return ReversalOutcome.ALREADY_REVERSED
+    if txn.status is Status.DECLINED:
+        return ReversalOutcome.ORIGINAL_DECLINED
+    if txn.status is Status.VOIDED:
+        return ReversalOutcome.ORIGINAL_VOIDED
+    if txn.status is Status.SETTLED:
+        return ReversalOutcome.SETTLED
+    if txn.refunded_amount:
+        return ReversalOutcome.ORIGINAL_REFUNDED
+    return ReversalOutcome.REVERSED
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The exact reply to a request, kept for de-duplication under (terminal, batch, STAN).
+
+    A reversal (0400) carries its original's STAN, so it is kept under the same key with
+    `reversal=True`.
+    """
+
+    terminal_id: str
+    batch: str
+    stan: str
+    request_digest: bytes  # request_digest(request)
+    response: bytes
+    reversal: bool = False
+
+    def __post_init__(self) -> None:
+        _digits(self.batch, 6, "batch")
+        _digits(self.stan, 6, "stan")
+        _require(len(self.request_digest) == 32, "request_digest", "must be a 32-byte SM3 digest")
+        _require(isinstance(self.response, (bytes, bytearray)), "response", "must be bytes")
+
+
+@dataclass(frozen=True)
+class CommitUnit:
+    """Everything one request changes, made durable in one go before its response leaves."""
+
+    entries: tuple[JournalEntry, ...] = ()
+    response: StoredResponse | None = None
+    upload: BatchUpload | None = None  # items of a 0320 batch upload
+    close: BatchClose | None = None  # settlement: close the batch, open the next
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", tuple(self.entries))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a committed unit did."""
+
+    seqs: tuple[int, ...] = ()  # journal sequence numbers written, in order
+    reversals: Mapping[str, ReversalOutcome] = field(default_factory=dict)  # txn_id -> outcome
+    next_batch: str | None = None  # set when the unit closed a batch
+
+    @property
+    def reversal(self) -> ReversalOutcome | None:
+        """The outcome of the unit's one reversal, if it had one."""
+        return next(iter(self.reversals.values()), None)
+

@@ -1,0 +1,266 @@
+"""The host ledger on one SQLite file (schema and durability: `acquirer.ledger.schema`)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+import time
+from typing import Callable, Sequence
+
+from . import apply, projection
+from .errors import InvalidEntry, LedgerClosed, LedgerError, LedgerUnavailable
+from .model import CommitUnit, Event, JournalRecord, Receipt, Transaction, txn_id_for
+from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL
+from .settlement import BatchItem, BatchRecord, Totals
+from .store import BUSINESS_TZ, LedgerStore
+
+RRN_PER_DAY = 10**8  # 12-digit RRN: YDDD (last year digit, day of year) + 8-digit sequence
+
+
+class SQLiteLedger(LedgerStore):
+    """WAL mode, synchronous=FULL, one writer connection guarded by a lock, one reader per thread."""
+
+    def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time,
+                 business_tz: dt.tzinfo = BUSINESS_TZ, rrn_block: int = 10_000):
+        self.path = os.fspath(path)
+        self.business_tz = business_tz
+        self._clock = clock
+        self._rrn_block = rrn_block
+        self._closed = False
+        self._write_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._rrn_lock = threading.Lock()
+        self._rrn_day, self._rrn_next, self._rrn_end = "", 0, 0
+        self._w = self._connect()
+        self._w.executescript(SCHEMA)
+        self._w.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+    def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            conn.close()
+            raise LedgerUnavailable(f"{self.path}: cannot use WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")  # COMMIT waits for the WAL fsync: durable before we answer
+        conn.execute("PRAGMA busy_timeout=30000")
+        if reader:
+            conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    def _r(self) -> sqlite3.Connection:
+        if self._closed:
+            raise LedgerClosed("ledger is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(reader=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    # --- de-duplication ---------------------------------------------------------------
+    def lookup_response(self, terminal_id: str, batch: str, stan: str, *,
+                        reversal: bool = False) -> tuple[bytes, bytes] | None:
+        row = self._r().execute("SELECT request_digest, response FROM responses WHERE terminal_id = ? AND batch = ? "
+                                "AND stan = ? AND reversal = ?", (terminal_id, batch, stan, int(reversal))).fetchone()
+        return (bytes(row[0]), bytes(row[1])) if row else None
+
+    # --- transactions -----------------------------------------------------------------
+    def get(self, txn_id: str) -> Transaction | None:
+        return projection.load(self._r(), txn_id)
+
+    def find_original(self, terminal_id: str, batch: str | None = None, stan: str | None = None,
+                      rrn: str | None = None) -> Transaction | None:
+        if rrn:
+            sql, args = "terminal_id = ? AND rrn = ?", (terminal_id, rrn)
+        elif stan and batch:
+            sql, args = "txn_id = ?", (txn_id_for(terminal_id, batch, stan),)
+        elif stan:
+            sql, args = "terminal_id = ? AND stan = ?", (terminal_id, stan)
+        else:
+            raise InvalidEntry("original", "name a STAN (with or without its batch) or an RRN")
+        row = self._r().execute(f"{projection.SELECT_TXN} WHERE {sql} ORDER BY created_at DESC LIMIT 1",
+                                args).fetchone()
+        return projection.row_to_txn(row) if row else None
+
+    def transactions(self, terminal_id: str | None = None, batch: str | None = None) -> list[Transaction]:
+        where, args = [], []
+        if terminal_id is not None:
+            where.append("terminal_id = ?")
+            args.append(terminal_id)
+        if batch is not None:
+            where.append("batch = ?")
+            args.append(batch)
+        sql = projection.SELECT_TXN + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY txn_id"
+        return [projection.row_to_txn(r) for r in self._r().execute(sql, args)]
+
+    def merchant_transactions(self, merchant_id: str, start: float, end: float) -> list[Transaction]:
+        rows = self._r().execute(f"{projection.SELECT_TXN} WHERE merchant_id = ? AND created_at >= ? "
+                                 "AND created_at < ? ORDER BY txn_id", (merchant_id, start, end))
+        return [projection.row_to_txn(r) for r in rows]
+
+    def journal(self, txn_id: str | None = None, after_seq: int = 0) -> list[JournalRecord]:
+        sql = "SELECT seq, txn_id, event, amount, at, details FROM journal WHERE seq > ?"
+        args: tuple = (after_seq,)
+        if txn_id is not None:
+            sql += " AND (txn_id = ? OR original_txn_id = ?)"
+            args += (txn_id, txn_id)
+        return [JournalRecord(s, t, Event(e), a, at, json.loads(d))
+                for s, t, e, a, at, d in self._r().execute(sql + " ORDER BY seq", args)]
+
+    # --- writing ----------------------------------------------------------------------
+    def commit_many(self, units: Sequence[CommitUnit]) -> list[Receipt | LedgerError]:
+        with self._write_lock:
+            if self._closed:
+                return [LedgerClosed("ledger is closed") for _ in units]
+            w = self._w
+            try:
+                w.execute("BEGIN IMMEDIATE")
+                results = self._apply_group(w, units)
+                w.execute("COMMIT")
+                return results
+            except Exception as exc:
+                if w.in_transaction:
+                    w.execute("ROLLBACK")
+                # every verdict was reached against state that is now gone, a replayed response
+                # included: none may be answered but "system malfunction"
+                return [_unavailable(exc) for _ in units]
+
+    def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit]) -> list[Receipt | LedgerError]:
+        results: list[Receipt | LedgerError] = []
+        for unit in units:
+            w.execute("SAVEPOINT unit")
+            try:
+                receipt = apply.apply_unit(w, unit, self._clock())
+                w.execute("RELEASE unit")
+                results.append(receipt)
+            except Exception as exc:  # this unit only: the others in the group still commit
+                if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
+                    raise
+                w.execute("ROLLBACK TO unit")
+                w.execute("RELEASE unit")
+                results.append(exc if isinstance(exc, LedgerError) else _unavailable(exc))
+        return results
+
+    def _write(self, fn: Callable[[sqlite3.Connection], object]) -> object:
+        """A small write of its own (batch opening, RRN blocks): one durable transaction."""
+        with self._write_lock:
+            if self._closed:
+                raise LedgerClosed("ledger is closed")
+            try:
+                self._w.execute("BEGIN IMMEDIATE")
+                result = fn(self._w)
+                self._w.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if self._w.in_transaction:
+                    self._w.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _unavailable(exc) from exc
+                raise
+
+    # --- batches ----------------------------------------------------------------------
+    def open_batch(self, terminal_id: str) -> str:
+        if not (isinstance(terminal_id, str) and 0 < len(terminal_id) <= 8 and ":" not in terminal_id):
+            raise InvalidEntry("terminal_id", "must be 1-8 characters without ':'")
+
+        def run(w: sqlite3.Connection) -> str:
+            row = w.execute("SELECT batch FROM batches WHERE terminal_id = ? AND closed_at IS NULL",
+                            (terminal_id,)).fetchone()
+            return row[0] if row else apply.open_next_batch(w, terminal_id, self._clock())
+        return self._write(run)  # type: ignore[return-value]
+
+    def current_batch(self, terminal_id: str) -> str | None:
+        row = self._r().execute("SELECT batch FROM batches WHERE terminal_id = ? AND closed_at IS NULL",
+                                (terminal_id,)).fetchone()
+        return row[0] if row else None
+
+    def batch(self, terminal_id: str, batch: str) -> BatchRecord | None:
+        row = self._r().execute("SELECT opened_at, closed_at, host_totals, terminal_totals, balanced, differences "
+                                "FROM batches WHERE terminal_id = ? AND batch = ?", (terminal_id, batch)).fetchone()
+        if row is None:
+            return None
+        opened, closed, host, term, balanced, diffs = row
+        return BatchRecord(terminal_id, batch, opened, closed,
+                           Totals.from_json(json.loads(host)) if host else None,
+                           Totals.from_json(json.loads(term)) if term else None,
+                           None if balanced is None else bool(balanced),
+                           tuple(json.loads(diffs)) if diffs else ())
+
+    def uploaded_items(self, terminal_id: str, batch: str) -> list[BatchItem]:
+        rows = self._r().execute("SELECT stan, kind, channel, amount, rrn FROM batch_uploads WHERE terminal_id = ? "
+                                 "AND batch = ? ORDER BY stan", (terminal_id, batch))
+        return [BatchItem(*r) for r in rows]
+
+    # --- reference numbers ------------------------------------------------------------
+    def next_rrn(self) -> str:
+        with self._rrn_lock:
+            now = dt.datetime.fromtimestamp(self._clock(), self.business_tz)
+            day = f"{now.year % 10}{now.timetuple().tm_yday:03d}"
+            if day != self._rrn_day or self._rrn_next >= self._rrn_end:
+                self._rrn_next, self._rrn_end = self._reserve_rrns(day)
+                self._rrn_day = day
+            n = self._rrn_next
+            self._rrn_next += 1
+            return f"{day}{n:08d}"
+
+    def _reserve_rrns(self, day: str) -> tuple[int, int]:
+        """Reserves the next block durably, so a restart never hands out an RRN twice."""
+        def run(w: sqlite3.Connection) -> tuple[int, int]:
+            row = w.execute("SELECT value FROM sequences WHERE name = ?", (f"rrn:{day}",)).fetchone()
+            start = row[0] if row else 1
+            if start >= RRN_PER_DAY:
+                raise LedgerUnavailable(f"all {RRN_PER_DAY - 1} RRNs of day {day} are used")
+            end = min(start + self._rrn_block, RRN_PER_DAY)
+            w.execute("INSERT INTO sequences (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                      "value = excluded.value", (f"rrn:{day}", end))
+            return start, end
+        return self._write(run)  # type: ignore[return-value]
+
+    # --- projection -------------------------------------------------------------------
+    def project_journal(self) -> list[Transaction]:
+        mem = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            mem.executescript(TRANSACTIONS_DDL)
+            mem.execute("BEGIN")
+            _replay(self._r(), mem)
+            mem.execute("COMMIT")
+            return [projection.row_to_txn(r) for r in mem.execute(f"{projection.SELECT_TXN} ORDER BY txn_id")]
+        finally:
+            mem.close()
+
+    def rebuild_projection(self) -> int:
+        def run(w: sqlite3.Connection) -> int:
+            w.execute("DELETE FROM transactions")
+            _replay(w, w)
+            return w.execute("SELECT count(*) FROM transactions").fetchone()[0]
+        return self._write(run)  # type: ignore[return-value]
+
+    # --- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._w.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+
+def _replay(source: sqlite3.Connection, target: sqlite3.Connection) -> None:
+    cur = source.execute("SELECT txn_id, event, amount, at, details FROM journal ORDER BY seq")
+    while rows := cur.fetchmany(1000):
+        for txn_id, event, amount, at, details in rows:
+            projection.project(target, Event(event), txn_id, amount, at, json.loads(details))
+
+
+def _unavailable(exc: BaseException) -> LedgerUnavailable:
+    err = LedgerUnavailable(f"ledger storage failed: {exc}")
+    err.__cause__ = exc
+    return err

@@ -1,0 +1,376 @@
+"""The host ledger on real SQLite files: journal, projection, de-duplication, refunds,
+voids and reversals."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+import pytest
+
+from acquirer.ledger import (AlreadyAnswered, BatchNotOpen, Channel, CommitUnit, DedupConflict, Event, InvalidEntry,
+                             JournalEntry, LedgerUnavailable, LedgerWriter, OriginalNotFound, RefundExceedsRemaining, RefundNotAllowed,
+                             Rejected, ReversalOutcome, ReversedBeforeArrival, SQLiteLedger, Status, TxnKind,
+                             TxnRecord, UnknownTransaction, VoidNotAllowed, request_digest, reversal_outcome)
+from acquirer.protocol import Frame, ResponseCode, mac_input
+from acquirer.protocol.examples import framed
+from keys.hashes import sm3
+
+from .ledger_helpers import (MID, TID, Clock, decline_unit, record, refund_unit, response_for, reversal_unit,
+                             sale_unit, txn, void_unit)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    s = SQLiteLedger(tmp_path / "ledger.db", clock=clock)
+    s.open_batch(TID)
+    yield s
+    s.close()
+
+
+def raw(store) -> sqlite3.Connection:
+    return sqlite3.connect(store.path, isolation_level=None)
+
+
+# --- the journal ----------------------------------------------------------------------
+def test_journal_refuses_update_and_delete(store):
+    store.commit(sale_unit(store, 1, 1000))
+    conn = raw(store)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE journal SET amount = 1")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM journal")
+        assert conn.execute("SELECT amount FROM journal").fetchall() == [(1000,)]
+    finally:
+        conn.close()
+
+
+def test_ledger_file_is_wal_with_full_synchronous(store):
+    assert store._w.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._w.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_sale_is_journaled_and_projected(store, clock):
+    receipt = store.commit(sale_unit(store, 1, 1234))
+    t = store.get(txn(store, 1))
+    assert (t.status, t.amount, t.kind, t.channel, t.masked_pan) == \
+        (Status.APPROVED, 1234, TxnKind.SALE, Channel.CARD, "621234******1234")
+    assert t.created_at == clock.now and len(t.rrn) == 12
+    [entry] = store.journal(t.txn_id)
+    assert (entry.seq, entry.event, entry.amount) == (receipt.seqs[0], Event.AUTHORISED, 1234)
+    assert entry.details["rrn"] == t.rrn and entry.details["pan_token"] == "6299000000001234"
+
+
+def test_card_data_beyond_a_masked_pan_is_refused(store):
+    with pytest.raises(InvalidEntry) as err:
+        TxnRecord(TID, MID, "000001", "000001", TxnKind.SALE, Channel.CARD, 1, masked_pan="6212341234561234")
+    assert err.value.field == "masked_pan"
+    with pytest.raises(InvalidEntry) as err:
+        TxnRecord(TID, MID, "000001", "000001", TxnKind.SALE, Channel.CARD, 1, extra={"note": "pan 6212341234561234"})
+    assert err.value.field == "extra.note"
+    with pytest.raises(InvalidEntry) as err:
+        TxnRecord(TID, MID, "000001", "12345", TxnKind.SALE, Channel.CARD, 1)
+    assert err.value.field == "stan"
+
+
+def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, clock):
+    for i, (channel, amount) in enumerate([(Channel.CARD, 1000), (Channel.QR, 2500), (Channel.FACE, 800),
+                                           (Channel.CARD, 4000), (Channel.CARD, 600)], start=1):
+        store.commit(sale_unit(store, i, amount, channel=channel))
+        clock.advance(1)
+    store.commit(decline_unit(store, 6, 99_999))
+    store.commit(refund_unit(store, 7, 300, txn(store, 1)))
+    store.commit(refund_unit(store, 8, 200, txn(store, 1)))
+    store.commit(reversal_unit(txn(store, 8)))  # refund 8 undone: 700 refundable again
+    store.commit(void_unit(store, 9, txn(store, 2)))
+    store.commit(void_unit(store, 10, txn(store, 3)))
+    store.commit(reversal_unit(txn(store, 10)))  # void undone: sale 3 stands again
+    store.commit(reversal_unit(txn(store, 4)))
+    old_batch = store.current_batch(TID)
+    new_batch = store.close_batch(TID, old_batch)
+    clock.advance(3600)
+    store.commit(sale_unit(store, 11, 5000))
+    store.commit(refund_unit(store, 12, 100, f"{TID}:{old_batch}:000001"))
+
+    live = store.transactions()
+    assert store.project_journal() == live
+    assert {t.stan: t.status for t in live} == {
+        "000001": Status.SETTLED, "000002": Status.VOIDED, "000003": Status.SETTLED, "000004": Status.REVERSED,
+        "000005": Status.SETTLED, "000006": Status.DECLINED, "000007": Status.SETTLED, "000008": Status.REVERSED,
+        "000009": Status.SETTLED, "000010": Status.REVERSED, "000011": Status.APPROVED, "000012": Status.APPROVED}
+    assert store.remaining_refundable(f"{TID}:{old_batch}:000001") == 600
+    assert new_batch == store.current_batch(TID)
+
+    conn = raw(store)  # damage the projection; the journal alone brings it back
+    conn.execute("UPDATE transactions SET status = 'declined', refunded_amount = 0")
+    conn.execute("DELETE FROM transactions WHERE stan = '000011'")
+    conn.close()
+    assert store.transactions() != live
+    assert store.rebuild_projection() == len(live)
+    assert store.transactions() == live
+
+
+# --- de-duplication -------------------------------------------------------------------
+def test_repeated_request_gets_the_stored_response(store):
+    unit = sale_unit(store, 1, 1000)
+    store.commit(unit)
+    assert store.lookup_response(TID, unit.response.batch, "000001") == (unit.response.request_digest,
+                                                                          unit.response.response)
+    with pytest.raises(AlreadyAnswered) as err:
+        store.commit(unit)  # two copies of a request that both missed the lookup
+    assert err.value.response == unit.response.response
+    assert len(store.journal()) == 1
+
+
+def test_same_key_with_different_content_is_a_conflict(store):
+    store.commit(sale_unit(store, 1, 1000))
+    other = record(store, 1, 2000)
+    unit = CommitUnit((JournalEntry.authorised(other),), response_for(other, request=b"0200|000001|2000|other"))
+    with pytest.raises(DedupConflict) as err:
+        store.commit(unit)
+    assert err.value.response_code is ResponseCode.DUPLICATE
+    assert store.get(txn(store, 1)).amount == 1000 and len(store.journal()) == 1
+
+
+def test_lookup_misses_for_an_unknown_key(store):
+    assert store.lookup_response(TID, "000001", "000077") is None
+
+
+def test_reversal_is_kept_apart_from_its_original_under_the_same_stan(store):
+    sale = sale_unit(store, 1, 1000)
+    store.commit(sale)
+    store.commit(reversal_unit(txn(store, 1)))
+    assert store.lookup_response(TID, "000001", "000001") == (sale.response.request_digest, sale.response.response)
+    assert store.lookup_response(TID, "000001", "000001", reversal=True)[1] == b"reversal ack 000001"
+
+
+# --- refunds --------------------------------------------------------------------------
+def test_partial_refunds_never_exceed_what_remains(store):
+    store.commit(sale_unit(store, 1, 1000))
+    sale = txn(store, 1)
+    store.commit(refund_unit(store, 2, 300, sale))
+    store.commit(refund_unit(store, 3, 600, sale))
+    assert store.remaining_refundable(sale) == 100
+    with pytest.raises(RefundExceedsRemaining) as err:
+        store.commit(refund_unit(store, 4, 200, sale))
+    assert (err.value.remaining, err.value.response_code) == (100, ResponseCode.ORIGINAL_AMOUNT_INCORRECT)
+    assert store.get(txn(store, 4)) is None and store.lookup_response(TID, "000001", "000004") is None
+    store.commit(refund_unit(store, 5, 100, sale))
+    assert store.remaining_refundable(sale) == 0
+    assert store.get(sale).refunded_amount == 1000
+
+
+def test_two_refunds_racing_for_the_last_amount_through_group_commit(store):
+    store.commit(sale_unit(store, 1, 1000))
+    sale = txn(store, 1)
+    store.commit(refund_unit(store, 2, 600, sale))
+    a, b = refund_unit(store, 3, 400, sale), refund_unit(store, 4, 400, sale)
+    writer = LedgerWriter(store)
+
+    async def race():
+        return await asyncio.gather(writer.commit(a), writer.commit(b), return_exceptions=True)
+    try:
+        results = asyncio.run(race())
+    finally:
+        writer.close()
+    assert sorted(type(r).__name__ for r in results) == ["Receipt", "RefundExceedsRemaining"]
+    assert store.get(sale).refunded_amount == 1000
+    assert len([t for t in store.transactions() if t.kind is TxnKind.REFUND]) == 2
+
+
+def test_two_refunds_racing_from_threads_in_separate_commits(store):
+    for n in range(10):
+        base = 100 * n + 1
+        store.commit(sale_unit(store, base, 1000))
+        sale = txn(store, base)
+        store.commit(refund_unit(store, base + 1, 950, sale))  # 50 left
+        units = [refund_unit(store, base + 2, 50, sale), refund_unit(store, base + 3, 50, sale)]
+        gate, results = threading.Barrier(2), []
+
+        def go(unit):
+            gate.wait()
+            try:
+                results.append(store.commit(unit))
+            except RefundExceedsRemaining as exc:
+                results.append(exc)
+        threads = [threading.Thread(target=go, args=(u,)) for u in units]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(type(r).__name__ for r in results) == ["Receipt", "RefundExceedsRemaining"]
+        assert store.get(sale).refunded_amount == 1000
+
+
+def test_refund_of_a_voided_or_unknown_sale_is_refused(store):
+    store.commit(sale_unit(store, 1, 1000))
+    store.commit(void_unit(store, 2, txn(store, 1)))
+    with pytest.raises(RefundNotAllowed):
+        store.commit(refund_unit(store, 3, 100, txn(store, 1)))
+    with pytest.raises(OriginalNotFound) as err:
+        store.commit(refund_unit(store, 4, 100, txn(store, 77)))
+    assert err.value.response_code is ResponseCode.ORIGINAL_NOT_FOUND
+    with pytest.raises(UnknownTransaction):
+        store.remaining_refundable(txn(store, 77))
+
+
+def test_refund_for_another_merchant_is_refused(store):
+    store.commit(sale_unit(store, 1, 1000))
+    with pytest.raises(RefundNotAllowed):
+        store.commit(refund_unit(store, 2, 100, txn(store, 1), mid="898440358120999"))
+
+
+# --- voids ----------------------------------------------------------------------------
+def test_void_in_the_open_batch_voids_the_sale(store):
+    store.commit(sale_unit(store, 1, 1000))
+    store.commit(void_unit(store, 2, txn(store, 1)))
+    assert store.get(txn(store, 1)).status is Status.VOIDED
+    assert store.get(txn(store, 2)).kind is TxnKind.VOID
+    assert store.remaining_refundable(txn(store, 1)) == 0
+    with pytest.raises(VoidNotAllowed):  # twice
+        store.commit(void_unit(store, 3, txn(store, 1)))
+
+
+def test_void_after_the_batch_closed_is_refused(store):
+    store.commit(sale_unit(store, 1, 1000))
+    old = store.current_batch(TID)
+    sale = txn(store, 1)
+    store.close_batch(TID, old)
+    with pytest.raises(VoidNotAllowed, match="open batch"):
+        store.commit(void_unit(store, 2, sale))
+    with pytest.raises(BatchNotOpen) as err:  # nor in the closed batch itself
+        store.commit(void_unit(store, 3, sale, batch=old))
+    assert err.value.response_code is ResponseCode.SIGN_ON_AGAIN
+    assert store.get(sale).status is Status.SETTLED
+
+
+def test_void_of_a_refunded_sale_or_with_another_amount_is_refused(store):
+    store.commit(sale_unit(store, 1, 1000))
+    store.commit(sale_unit(store, 2, 500))
+    store.commit(refund_unit(store, 3, 100, txn(store, 1)))
+    with pytest.raises(VoidNotAllowed, match="refunds"):
+        store.commit(void_unit(store, 4, txn(store, 1)))
+    rec = record(store, 5, 400, kind=TxnKind.VOID, original=txn(store, 2))
+    with pytest.raises(VoidNotAllowed, match="original amount"):
+        store.commit(CommitUnit((JournalEntry.voided(rec),), response_for(rec)))
+
+
+# --- reversals ------------------------------------------------------------------------
+def test_reversing_twice_journals_once(store):
+    store.commit(sale_unit(store, 1, 1000))
+    sale = txn(store, 1)
+    first = store.commit(CommitUnit((JournalEntry.reversed(sale),)))
+    second = store.commit(CommitUnit((JournalEntry.reversed(sale),)))
+    assert first.reversal is ReversalOutcome.REVERSED and len(first.seqs) == 1
+    assert second.reversal is ReversalOutcome.ALREADY_REVERSED and second.seqs == ()
+    assert [e.event for e in store.journal(sale)] == [Event.AUTHORISED, Event.REVERSED]
+    unit = reversal_unit(sale)  # and a resent 0400 gets its first answer again
+    store.commit(unit)
+    with pytest.raises(AlreadyAnswered):
+        store.commit(unit)
+    assert [e.event for e in store.journal(sale)] == [Event.AUTHORISED, Event.REVERSED]
+
+
+def test_reversing_an_unknown_or_voided_transaction_is_a_typed_outcome(store):
+    assert store.commit(reversal_unit(txn(store, 77))).reversal is ReversalOutcome.NOT_FOUND
+    store.commit(sale_unit(store, 1, 1000))
+    store.commit(void_unit(store, 2, txn(store, 1)))
+    assert reversal_outcome(store.get(txn(store, 1))) is ReversalOutcome.ORIGINAL_VOIDED
+    assert store.commit(reversal_unit(txn(store, 1))).reversal is ReversalOutcome.ORIGINAL_VOIDED
+    store.commit(decline_unit(store, 3, 500))
+    assert store.commit(reversal_unit(txn(store, 3))).reversal is ReversalOutcome.ORIGINAL_DECLINED
+    assert [e.event for e in store.journal()] == [Event.AUTHORISED, Event.VOIDED, Event.DECLINED]
+
+
+def test_reversed_refund_gives_its_amount_back_and_reversed_void_restores_the_sale(store):
+    store.commit(sale_unit(store, 1, 1000))
+    store.commit(refund_unit(store, 2, 400, txn(store, 1)))
+    store.commit(reversal_unit(txn(store, 2)))
+    assert store.remaining_refundable(txn(store, 1)) == 1000
+    store.commit(sale_unit(store, 3, 700))
+    store.commit(void_unit(store, 4, txn(store, 3)))
+    store.commit(reversal_unit(txn(store, 4)))
+    assert store.get(txn(store, 3)).status is Status.APPROVED
+
+
+def test_request_arriving_after_its_reversal_is_refused(store):
+    assert store.commit(reversal_unit(txn(store, 5))).reversal is ReversalOutcome.NOT_FOUND
+    with pytest.raises(ReversedBeforeArrival):
+        store.commit(sale_unit(store, 5, 1000))
+    assert store.get(txn(store, 5)) is None
+
+
+# --- queries, batches, RRNs -----------------------------------------------------------
+def test_find_original_by_batch_and_stan_by_stan_or_by_rrn(store):
+    store.commit(sale_unit(store, 1, 1000))
+    t = store.get(txn(store, 1))
+    assert store.find_original(TID, batch=t.batch, stan="000001") == t
+    assert store.find_original(TID, stan="000001") == t
+    assert store.find_original(TID, rrn=t.rrn) == t
+    assert store.find_original("T0000002", rrn=t.rrn) is None
+    with pytest.raises(InvalidEntry):
+        store.find_original(TID)
+
+
+def test_sale_in_a_batch_the_host_has_not_open_is_refused(store):
+    with pytest.raises(BatchNotOpen):
+        store.commit(sale_unit(store, 1, 1000, batch="000042"))
+    store.commit(decline_unit(store, 2, 1000, batch="000042"))  # declines are kept whatever the batch
+
+
+def test_open_batch_is_idempotent_and_closing_opens_the_next(store):
+    assert store.open_batch(TID) == "000001" == store.current_batch(TID)
+    assert store.close_batch(TID, "000001") == "000002" == store.current_batch(TID)
+    assert store.open_batch(TID) == "000002"
+    assert store.batch(TID, "000001").closed_at is not None
+    assert store.current_batch("T0000009") is None
+
+
+def test_rrns_are_twelve_digits_and_unique_across_restarts(tmp_path, clock):
+    seen = []
+    for _ in range(3):
+        with SQLiteLedger(tmp_path / "l.db", clock=clock, rrn_block=5) as s:
+            seen += [s.next_rrn() for _ in range(12)]
+    assert len(set(seen)) == len(seen) == 36
+    assert all(len(r) == 12 and r.isdigit() for r in seen)
+
+
+def test_a_refused_unit_stores_nothing_while_the_rest_of_its_group_commits(store):
+    store.commit(sale_unit(store, 1, 100))
+    units = [sale_unit(store, 2, 200), refund_unit(store, 3, 500, txn(store, 1)), sale_unit(store, 4, 400)]
+    results = store.commit_many(units)
+    assert [type(r).__name__ for r in results] == ["Receipt", "RefundExceedsRemaining", "Receipt"]
+    assert isinstance(results[1], Rejected)
+    assert sorted(t.stan for t in store.transactions()) == ["000001", "000002", "000004"]
+    assert store.lookup_response(TID, "000001", "000003") is None
+
+
+def test_request_digest_is_sm3_of_the_message_without_its_mac():
+    message = Frame.decode_body(framed()["sale-request"][2:]).message
+    body, mac = mac_input(message)
+    remaced = body + bytes(b ^ 0xFF for b in mac)  # e.g. resent under a new TAK after signing on again
+    assert request_digest(message) == request_digest(remaced) == sm3(body)
+    other = Frame.decode_body(framed()["void-request"][2:]).message
+    assert request_digest(other) != request_digest(message)
+
+
+def test_a_full_disk_fails_the_group_with_system_error_and_loses_nothing_stored(store):
+    store.commit(sale_unit(store, 1, 1000))
+    before = store.transactions()
+    pages = store._w.execute("PRAGMA page_count").fetchone()[0]
+    store._w.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: SQLITE_FULL
+    units = [sale_unit(store, i, 100) for i in range(2, 400)]
+    results = store.commit_many(units)
+    assert results and all(isinstance(r, LedgerUnavailable) for r in results)
+    assert results[0].response_code is ResponseCode.SYSTEM_ERROR and "full" in str(results[0])
+    assert store.transactions() == before and len(store.journal()) == 1
+    assert store.lookup_response(TID, "000001", "000002") is None
+    store._w.execute("PRAGMA max_page_count = 1073741823")
+    store.commit(units[0])
+    assert len(store.transactions()) == 2
