@@ -90,12 +90,16 @@ class Host:
         if ctx.code is None:  # a step forgot to decide: never leave a terminal hanging
             ctx.decide(ResponseCode.SYSTEM_ERROR, "no decision")
         if ctx.mti is None:
-            if not ctx.terminal_id:
-                return None  # not even a message: nothing to answer to
-            ctx.mti = MTI.FINANCIAL_REQUEST
+            return None  # not even a message of ours: the server closes the connection
         response = self._response(ctx)
         if ctx.unit is not None or (ctx.store_response and ctx.maced):
-            await self.card_flows.commit(ctx, response)
+            replacement = await self.card_flows.commit(ctx, response)
+            if replacement is not None:  # the same request was answered meanwhile: send that answer
+                return frame.reply(replacement)
+            if ctx.redecided:  # the ledger refused the unit: answer its code, and keep that answer
+                response = self._response(ctx)
+                if ctx.store_response and ctx.maced:
+                    await self.card_flows.commit(ctx, response)
         self.metrics.observe(ctx.code.value, time.monotonic() - ctx.received_at)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %s %s", ctx.peer, describe(ctx.doc or {}), ctx.code.value, ctx.text)

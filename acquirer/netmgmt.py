@@ -48,7 +48,7 @@ class NetworkManagement:
         if handler is None:
             ctx.decide(ResponseCode.INVALID_TRANSACTION, f"unknown network management code {code!r}")
             return
-        if handler is not self.activate and not self._active(ctx):
+        if code != NetworkCode.ACTIVATE.value and not self._active(ctx):
             return
         handler(ctx)
 

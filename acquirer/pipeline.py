@@ -39,6 +39,8 @@ class Context:
     unit: Any = None  # what the ledger will commit before the response leaves
     store_response: bool = True  # financial responses are stored for de-duplication
     notes: list[str] = field(default_factory=list)  # reasons, for logs and `risk explain`
+    undo: Any = None  # what to give back at the channel if the ledger refuses the unit
+    redecided: bool = False  # the ledger refused the unit: the response must be rebuilt
 
     def decide(self, code: ResponseCode, text: str = "") -> None:
         self.code = code
@@ -67,6 +69,10 @@ def step_decode(ctx: Context) -> None:
         ctx.mti = MTI(ctx.doc["t"])
     except ValueError as exc:  # ProtocolError, or an MTI we do not speak
         ctx.doc = ctx.doc or {}
+        try:  # answer in kind when at least the MTI is readable
+            ctx.mti = MTI(ctx.frame.message[:2].hex())
+        except ValueError:
+            ctx.mti = None
         ctx.decide(ResponseCode.FORMAT_ERROR, _short(exc))
         return
     ctx.terminal_id = ctx.doc.get("41", "")

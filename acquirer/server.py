@@ -89,7 +89,10 @@ class HostServer:
                    slots: asyncio.Semaphore) -> None:
         try:
             reply = await self._handler(frame, peer)
-            if reply is not None and not writer.is_closing():
+            if reply is None:  # the peer does not speak our protocol
+                self.stats["frame_errors"] += 1
+                writer.close()
+            elif not writer.is_closing():
                 async with lock:
                     writer.write(reply.encode())
                     await writer.drain()

@@ -237,6 +237,12 @@ class HSM:
         """Decrypt a field sealed under a terminal's TDK (e.g. track 2 for the issuer)."""
         return open_field(self._get(name, KeyUsage.TDK).cipher, sealed)
 
+    def token(self, name: str, data: bytes) -> str:
+        """A keyed token (HMAC-SM3, 128 bits, hex) standing for `data` (a PAN) without revealing it."""
+        from .hashes import hmac_sm3
+
+        return hmac_sm3(self._get(name, KeyUsage.TOKEN).material, data)[:16].hex().upper()
+
     # --- MACs ------------------------------------------------------------------
     def generate_mac(self, name: str, data: bytes, method: str = "cbc", length: int = 8) -> bytes:
         key = self._get(name, KeyUsage.TAK, KeyUsage.ZAK)

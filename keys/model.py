@@ -65,6 +65,7 @@ class KeyUsage(str, enum.Enum):
     SEAL = "SEAL"  # TEE sealed-storage key
     SIGN = "SIGN"  # SM2 signing key (host or device)
     ENC = "ENC"  # SM2 encryption key pair
+    TOKEN = "TOKEN"  # keyed PAN tokens (HMAC-SM3): equal PANs, equal tokens, no PAN
 
     @property
     def wraps_keys(self) -> bool:
@@ -88,7 +89,7 @@ _USAGE_CODES = {
     KeyUsage.TMK: "K1", KeyUsage.TPK: "P0", KeyUsage.TAK: "M1", KeyUsage.TDK: "D0",
     KeyUsage.ZMK: "K0", KeyUsage.ZPK: "P1", KeyUsage.ZAK: "M0", KeyUsage.LMK: "KL",
     KeyUsage.IMK_AC: "E0", KeyUsage.IMK_SMI: "E2", KeyUsage.IMK_SMC: "E1", KeyUsage.ICC_AC: "E5",
-    KeyUsage.SEAL: "S0", KeyUsage.SIGN: "S1", KeyUsage.ENC: "S2",
+    KeyUsage.SEAL: "S0", KeyUsage.SIGN: "S1", KeyUsage.ENC: "S2", KeyUsage.TOKEN: "T0",
 }
 _CODE_USAGES = {v: k for k, v in _USAGE_CODES.items()}
 

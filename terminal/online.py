@@ -18,6 +18,7 @@ from acquirer.protocol import (MTI, EntryMode, Field60, Frame, FrameError, Netwo
                                ProtocolError, ResponseCode, TxnType, decode, encode, mac_input, private_fields,
                                read_frame_blocking, read_private)
 from acquirer.protocol.attestation import key_download_proof
+from acquirer.protocol.settlement import encode_items, encode_totals
 from keys.errors import MACError
 from .secure.keystore import SecureKeys
 
@@ -225,6 +226,32 @@ class OnlineSession:
         fields = self._base(MTI.STATUS_REQUEST, TxnType.QUERY)
         fields.update({"3": "300000", "61": Original(original_batch, original_stan, "0000", original_rrn).encode()})
         return self._financial(fields, reversible=False)
+
+    # --- settlement ---------------------------------------------------------------
+    def settle(self, totals: dict[str, tuple[int, int, int, int]]) -> Outcome:
+        """Send the batch totals per channel; when balanced the host closes the batch and
+        announces the next one, which this terminal then uses."""
+        fields = self._base(MTI.SETTLEMENT_REQUEST, TxnType.SETTLEMENT, "201")
+        fields.update({"48": encode_totals(totals), "49": "156"})
+        out = self._financial(fields, reversible=False)
+        if out.approved and out.text == "BALANCED":
+            self._set("batch", Field60.decode(out.fields["60"]).batch)
+        return out
+
+    def upload_batch(self, items: list[tuple[str, str, str, int, str]], per_message: int = 20) -> Outcome:
+        """Upload every transaction (STAN, kind, channel, amount, RRN); the last message
+        makes the host compare, report the differences and close the batch."""
+        chunks = [items[i : i + per_message] for i in range(0, len(items), per_message)] or [[]]
+        out = None
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            fields = self._base(MTI.BATCH_UPLOAD_REQUEST, TxnType.BATCH_UPLOAD, "202" if last else "201")
+            fields["48"] = encode_items(chunk)
+            out = self._financial(fields, reversible=False)
+            if not out.approved:
+                return out
+        self._set("batch", Field60.decode(out.fields["60"]).batch)
+        return out
 
     # --- reversals ----------------------------------------------------------------
     def _queue_reversal(self, original: dict) -> int:

@@ -35,6 +35,7 @@ class CardAuthorisation:
     pin_block: bytes | None = field(default=None, repr=False)
     pin_key: str | None = None  # HSM name of the key the PIN block is under (terminal TPK)
     original_amount: int | None = None  # voids and refunds: the original sale's amount
+    original_stan: str | None = None  # voids and refunds: the original sale's STAN
     risk_flags: tuple[str, ...] = ()
 
     @property

@@ -226,12 +226,19 @@ class IssuerSimulator:
         return self._approved(db, account, request, now, request.amount, "refund credited")
 
     def _void(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
-        # The request names no original STAN: the void takes the card's latest open sale of
-        # that amount at this terminal (docs/issuer.md). Equal sales are interchangeable.
+        # With the original STAN the void names its sale; without it, it takes the card's latest
+        # open sale of that amount at this terminal (docs/issuer.md): equal sales are interchangeable.
         if request.original_amount is not None and request.original_amount != request.amount:
             return self._declined(db, account, request, now, _Decline(
                 ResponseCode.ORIGINAL_AMOUNT_INCORRECT, "a void cancels the whole sale"))
-        sale = self._store.open_sale(db, account, request.terminal_id, request.merchant_id, request.amount)
+        if request.original_stan is not None:
+            sale = self._store.latest_by_stan(db, account, request.terminal_id, request.merchant_id,
+                                              request.original_stan)
+            if sale is not None and (sale.operation != Operation.SALE.value or sale.code != "00"
+                                     or sale.undone_by is not None or sale.amount != request.amount):
+                sale = None
+        else:
+            sale = self._store.open_sale(db, account, request.terminal_id, request.merchant_id, request.amount)
         if sale is None:
             return self._declined(db, account, request, now, _Decline(
                 ResponseCode.ORIGINAL_NOT_FOUND, "no open sale of this amount at this terminal"))

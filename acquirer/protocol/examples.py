@@ -12,6 +12,7 @@ from keys.tlv import encode_dict
 from .codes import NetworkCode, TxnType
 from .frame import Frame
 from .message import Field60, Original, PrivateTag, encode, private_fields
+from .settlement import encode_totals
 
 EXAMPLE_TAK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # example only, never a real key
 TID, MID = "T0000001", "898440358120001"
@@ -87,8 +88,7 @@ def messages() -> dict[str, tuple[dict, bool]]:
                             "44": "SALE APPROVED", "60": Field60(TxnType.QUERY.value, "000001").encode(),
                             "61": Original("000001", "000042", "1123", "611230000042").encode()}, True),
         "settlement-request": ({"t": "0500", "11": "000051", **base, "49": "156",
-                                "48": b"CD0001000000012345000100000005000QR0000000000000000000000000000000"
-                                      b"FC0000000000000000000000000000000".hex().upper(),
+                                "48": encode_totals({"CD": (1, 12345, 1, 5000)}),
                                 "60": Field60(TxnType.SETTLEMENT.value, "000001", "201").encode()}, True),
         "settlement-response": ({"t": "0510", "11": "000051", "15": "1124", "39": "00", **base,
                                  "60": Field60(TxnType.SETTLEMENT.value, "000001", "201").encode(),
