@@ -102,8 +102,91 @@ def _cmd_hsm_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args) -> int:
+    import time
+
     for seq, at, actor, action, subject, details in _registry(args).audit_log(args.subject):
-        print(f"{seq:6d} {at:.3f} {actor:10s} {action:28s} {subject:16s} {details}")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+        print(f"{seq:6d} {when} {actor:10s} {action:26s} {subject:16s} {details}")
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from acquirer.service import HostService
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        service = HostService(_state(args), args.host, args.port, metrics_port=args.metrics_port)
+        await service.start()
+        print(f"acquirer host listening on {args.host}:{service.port}"
+              + (f", metrics on :{service.metrics_port}" if service.metrics_port else ""), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("acquirer host: finishing in-flight transactions", flush=True)
+        await service.stop()
+        service.close_stores()
+
+    asyncio.run(run())
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://{args.host}:{args.metrics_port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return _fail(f"no metrics at {args.host}:{args.metrics_port} ({exc}); is `acquirer serve` running?")
+    codes, buckets, count, tps = {}, [], 0, 0.0
+    for line in text.splitlines():
+        if line.startswith("acquirer_responses_total{"):
+            code = line.split('"')[1]
+            codes[code] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("acquirer_latency_ms_bucket{"):
+            buckets.append((line.split('"')[1], int(float(line.rsplit(" ", 1)[1]))))
+        elif line.startswith("acquirer_latency_ms_count"):
+            count = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("acquirer_tps"):
+            tps = float(line.rsplit(" ", 1)[1])
+    from acquirer.protocol import ResponseCode
+
+    print(f"responses: {count}   average TPS since start: {tps:.1f}")
+    for code, n in sorted(codes.items(), key=lambda kv: -kv[1]):
+        meaning = ResponseCode(code).meaning if code in ResponseCode._value2member_map_ else code
+        print(f"  {code:12s} {n:8d}  {meaning}")
+    print("latency (ms, cumulative):")
+    for le, n in buckets:
+        print(f"  <= {le:>5s}  {n:8d}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    import datetime as dt
+
+    from acquirer.ledger import MerchantRate, SQLiteLedger
+
+    reg = _registry(args)
+    try:
+        m = reg.merchant(args.merchant_id)
+    except Exception as exc:
+        return _fail(str(exc))
+    ledger = SQLiteLedger(_state(args) / "ledger.db")
+    day = dt.date.fromisoformat(args.day) if args.day else dt.date.today()
+    report = ledger.merchant_report(m.merchant_id, day, MerchantRate(m.rate_bp, m.fixed_fee))
+    print(f"settlement report for {m.merchant_id} {m.name} on {day} (rate {m.rate_bp} bp + {m.fixed_fee} fen)")
+    print(f"{'channel':8s} {'sales':>6s} {'amount':>12s} {'refunds':>8s} {'amount':>12s} {'fee':>9s} {'net':>12s}")
+    for row in (*report.rows, report.total):
+        name = row.channel.name.lower() if row.channel else "total"
+        print(f"{name:8s} {row.sale_count:6d} {row.sale_amount / 100:12.2f} {row.refund_count:8d} "
+              f"{row.refund_amount / 100:12.2f} {row.fee / 100:9.2f} {row.net / 100:12.2f}")
     return 0
 
 
@@ -150,6 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
         dest="hsm_command", required=True)
     hsm.add_parser("list", help="keys with usage, version and check value (never key bytes)").set_defaults(
         func=_cmd_hsm_list)
+
+    p = sub.add_parser("serve", help="run the host (TCP) on this state directory until SIGINT/SIGTERM")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5858)
+    p.add_argument("--metrics-port", type=int, default=9858, help="Prometheus text at /metrics (0: off)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("stats", help="response codes, latency histogram and TPS of a running host")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--metrics-port", type=int, default=9858)
+    p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser("report", help="a merchant's settlement report for a day (count, amounts, fees)")
+    p.add_argument("merchant_id")
+    p.add_argument("--day", help="YYYY-MM-DD (default today, UTC+8 business day)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("audit", help="the audit log of administrative actions")
     p.add_argument("--subject")

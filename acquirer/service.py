@@ -25,7 +25,7 @@ from keys.hsm import HSM
 
 class HostService:
     def __init__(self, state_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 read_timeout: float = 30.0, idle_timeout: float = 300.0):
+                 read_timeout: float = 30.0, idle_timeout: float = 300.0, metrics_port: int = 0):
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
@@ -34,6 +34,8 @@ class HostService:
         self.vault = CardVault(self.state / "vault.db", self.hsm)
         self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db")
         self._bind = (host, port, read_timeout, idle_timeout)
+        self.metrics_port = metrics_port
+        self._metrics_runner = None
         self.writer: LedgerWriter | None = None
         self.server: HostServer | None = None
         self.host: Host | None = None
@@ -44,13 +46,30 @@ class HostService:
         self.host = Host(self.registry, self.hsm, self.ledger, flows)
         host, port, read_timeout, idle_timeout = self._bind
         self.server = await HostServer(self.host.handle, host, port, read_timeout, idle_timeout).start()
+        if self.metrics_port:
+            await self._serve_metrics(host)
         return self
+
+    async def _serve_metrics(self, host: str) -> None:
+        from aiohttp import web
+
+        async def metrics(_request):
+            return web.Response(text=self.host.metrics.prometheus(), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        self._metrics_runner = web.AppRunner(app)
+        await self._metrics_runner.setup()
+        site = web.TCPSite(self._metrics_runner, host, self.metrics_port)
+        await site.start()
 
     @property
     def port(self) -> int:
         return self.server.port
 
     async def stop(self) -> None:
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         if self.server is not None:
             await self.server.close()
         if self.writer is not None:
