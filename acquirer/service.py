@@ -32,7 +32,8 @@ class HostService:
         self.registry = Registry(self.state / "registry.db")
         self.ledger = SQLiteLedger(self.state / "ledger.db")
         self.vault = CardVault(self.state / "vault.db", self.hsm)
-        self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db")
+        # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
+        self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False)
         self._bind = (host, port, read_timeout, idle_timeout)
         self.metrics_port = metrics_port
         self._metrics_runner = None

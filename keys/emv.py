@@ -10,9 +10,11 @@ are in docs/emv-crypto.md. Error messages never carry key bytes or a full PAN.
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 
 from .errors import CryptoError, InvalidKey
+from .mac import CBCMAC
 from .symmetric import Algorithm, BlockCipher, pad_iso9797_m2
 
 __all__ = [
@@ -60,7 +62,13 @@ def _cipher(family: CardFamily, key: bytes, role: str) -> BlockCipher:
         raise InvalidKey(f"{role} must be bytes")
     if len(key) != _KEY_LENGTH:
         raise InvalidKey(f"{role} must be {_KEY_LENGTH} bytes for {family.value}, got {len(key)}")
-    return BlockCipher(family.algorithm, bytes(key))
+    return _cached_cipher(family.algorithm, bytes(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_cipher(algorithm: Algorithm, key: bytes) -> BlockCipher:
+    # issuer and ICC master keys recur on every authorisation: keep their key schedules
+    return BlockCipher(algorithm, key)
 
 
 def _fixed(value: bytes, length: int, name: str) -> bytes:
@@ -131,7 +139,7 @@ def _mac(family: CardFamily, session_key: bytes, data: bytes) -> bytes:
     padded = pad_iso9797_m2(bytes(data), cipher.block_size)
     if family is CardFamily.PBOC_SM4:
         # Plain CBC-MAC, zero IV, leftmost 8 bytes of the last ciphertext block.
-        return cipher.encrypt_cbc(padded)[-16:][:AC_LENGTH]
+        return CBCMAC(cipher, padding=2, length=AC_LENGTH).mac(bytes(data))
     # ISO 9797-1 MAC algorithm 3: single-DES CBC under the left half for all blocks but the
     # last, then full 3DES (K1, K2, K1) on the last one. K1||K1 makes BlockCipher single DES;
     # chain by hand because BlockCipher's CBC path refuses such degenerate keys.

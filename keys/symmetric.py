@@ -54,9 +54,8 @@ class BlockCipher:
         self._key = key
         self._module = _legacy_module(algorithm, key)
         if algorithm is Algorithm.SM4:
-            cipher = Cipher(algorithms.SM4(key), modes.ECB())
-            self._enc = cipher.encryptor()
-            self._dec = cipher.decryptor()
+            self._enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+            self._dec = None  # made on first decryption: most keys only ever encrypt
         else:
             c = self._legacy(_MODE_ECB)
             self._enc = c
@@ -80,6 +79,8 @@ class BlockCipher:
     def decrypt_ecb(self, data: bytes) -> bytes:
         self._check_blocks(data)
         if self.algorithm is Algorithm.SM4:
+            if self._dec is None:
+                self._dec = Cipher(algorithms.SM4(self._key), modes.ECB()).decryptor()
             return self._dec.update(data)
         return self._dec.decrypt(data)
 

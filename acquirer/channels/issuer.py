@@ -70,7 +70,7 @@ class IssuerSimulator:
     name = "issuer-sim"
 
     def __init__(self, hsm: HSM, db_path: str | os.PathLike, zpk_name: str | None = None, *,
-                 clock: Callable[[], datetime] = datetime.now):
+                 clock: Callable[[], datetime] = datetime.now, durable: bool = True):
         self._hsm = hsm
         self._clock = clock
         self.zpk_name = zpk_name or channel_key_name(self.name, KeyUsage.ZPK)
@@ -78,7 +78,8 @@ class IssuerSimulator:
             hsm.generate(self.zpk_name, KeyAlgorithm.SM4, KeyUsage.ZPK)
         elif hsm.info(self.zpk_name).usage is not KeyUsage.ZPK:
             raise KeyUsageError(f"{self.zpk_name} is a {hsm.info(self.zpk_name).usage.value} key, not a ZPK")
-        self._store = AccountStore(db_path)
+        self._store = AccountStore(db_path, durable)
+        self.inline = not durable  # cheap enough to call from the event loop (see CardFlows._ask)
 
     def close(self) -> None:
         self._store.close()

@@ -1,6 +1,10 @@
 """The issuer simulator's own database: card accounts and the decisions taken on them.
 
-SQLite in WAL mode, synchronous FULL: a decision is on disk before its answer leaves.
+SQLite in WAL mode. `durable=True` (synchronous FULL) puts every decision on disk before
+its answer leaves; the host runs the simulator with `durable=False` (synchronous NORMAL:
+a decision survives a crash of the process, not a power cut), because the simulator
+stands for a remote issuer whose durability is its own, and an fsync per decision would
+make the simulated issuer, not the acquirer, the bottleneck of every benchmark.
 Accounts are keyed by a PAN token, SM3(per-issuer salt || PAN); the clear PAN is never
 stored, only its masked form for people. The PIN is kept as a PIN block under the
 issuer's ZPK (the "PIN reference"), never in clear.
@@ -122,12 +126,12 @@ def _account(row: tuple) -> Account:
 class AccountStore:
     """Accounts and decisions; every change goes through `transaction()`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, durable: bool = True):
         self.path = str(path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         with self.transaction() as db:

@@ -1,0 +1,259 @@
+"""Host throughput and latency: signed-on terminals doing durable card sales.
+
+    .venv/bin/python bench/host.py [--terminals 16] [--rate 1000] [--seconds 3]
+
+The host runs as `acquirer serve` in its own process (the other core drives it). The
+terminals are provisioned over TCP (activation, key download, sign-on), then each
+sale is pre-built (ARQC, sealed track 2, MAC) so the timed part measures the host.
+
+1. closed loop: every terminal sends its next sale as soon as the last is answered
+   -> durable sales per second, p50/p99;
+2. open loop at --rate sales/s offered -> p50/p99 latency;
+3. the same closed loop against a bare asyncio echo server with the same framing in
+   its own process, as the baseline of this machine at this moment -> echo_ratio.
+Ends with one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acquirer.channels.issuer import IssuerSimulator  # noqa: E402
+from acquirer.protocol import EntryMode, Field60, Frame, TxnType, decode, encode  # noqa: E402
+from acquirer.registry import Registry  # noqa: E402
+from keys.emv import CardFamily  # noqa: E402
+from keys.hsm import HSM  # noqa: E402
+from keys.tlv import encode_dict  # noqa: E402
+from terminal.online import OnlineSession  # noqa: E402
+from terminal.secure.keystore import SecureKeys  # noqa: E402
+from terminal.secure.sealed import SealedStore  # noqa: E402
+from tests.acquirer.cards import luhn_complete, personalise  # noqa: E402
+
+MERCHANT = "898440358120001"
+MEASUREMENT = bytes(range(32))
+ECHO_SERVER = r"""
+import asyncio, struct, sys
+async def serve(reader, writer):
+    try:
+        while True:
+            head = await reader.readexactly(2)
+            body = await reader.readexactly(struct.unpack(">H", head)[0])
+            writer.write(head + body)  # same framing, same size back
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(proc: subprocess.Popen, marker: str) -> None:
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"server did not start: {proc.stderr.read()}")
+        if marker in line:
+            return
+
+
+def prepare(state: Path, terminals: int) -> dict:
+    """Registry, measurement and card accounts, written before the host starts."""
+    hsm = HSM.open(state / "hsm.db", state / "lmk")
+    reg = Registry(state / "registry.db")
+    reg.add_merchant(MERCHANT, "Bench shop")
+    reg.allow_measurement(MEASUREMENT, "bench build")
+    codes = {f"B{i:07d}": reg.add_terminal(f"B{i:07d}", MERCHANT) for i in range(terminals)}
+    issuer = IssuerSimulator(hsm, state / "issuer.db")
+    cards = {tid: personalise(hsm, issuer, CardFamily.PBOC_SM4, pan=luhn_complete(f"621498866{i:09d}"),
+                              profile="bench", balance=10**11, replace=True)
+             for i, tid in enumerate(codes)}
+    issuer.close()
+    reg.close()
+    hsm.close()
+    (state / "bench.json").write_text(json.dumps(codes))
+    return cards
+
+
+def provision(state: Path, port: int, cards: dict) -> list[tuple[str, SecureKeys, OnlineSession, object]]:
+    codes = json.loads((state / "bench.json").read_text())
+    lanes = []
+    for tid, code in codes.items():
+        d = state / "terminals" / tid
+        d.mkdir(parents=True)
+        keys = SecureKeys(SealedStore(d / "tee"))
+        s = OnlineSession("127.0.0.1", port, tid, MERCHANT, keys, d / "journal.db", timeout=30)
+        s.activate(code)
+        s.download_keys()
+        s.sign_on(MEASUREMENT)
+        s.close()
+        lanes.append((tid, keys, s, cards[tid]))
+    return lanes
+
+
+def build_sales(lanes, per_terminal: int) -> list[list[bytes]]:
+    """Every terminal's sales as ready frames: the client does no crypto while timed."""
+    out = []
+    for tid, keys, session, card in lanes:
+        frames = []
+        track2 = keys.seal(f"{card.pan}D2712201{'0' * 8}".encode())
+        for n in range(per_terminal):
+            amount = 100 + n % 900
+            fields = {"t": "0200", "3": "000000", "4": f"{amount:012d}", "11": session.next_stan(), "22":
+                      EntryMode.CONTACTLESS_NO_PIN.value, "23": "001", "25": "00", "35": track2.hex().upper(),
+                      "41": tid, "42": MERCHANT, "49": "156", "55": encode_dict(card.field55(amount)).hex().upper(),
+                      "60": Field60(TxnType.SALE.value, session.batch).encode()}
+            frames.append(Frame(encode(fields, keys.mac), 0, 1).encode())
+        out.append(frames)
+    return out
+
+
+async def _read_frame(reader) -> bytes:
+    head = await reader.readexactly(2)
+    return await reader.readexactly(struct.unpack(">H", head)[0])
+
+
+async def closed_loop(port: int, frames_per_conn: list[list[bytes]], seconds: float
+                      ) -> tuple[float, list[float], list[bytes]]:
+    latencies: list[float] = []
+    bodies: list[bytes] = []
+    deadline = time.perf_counter() + seconds
+
+    async def conn(frames):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for f in frames:
+            if time.perf_counter() > deadline:
+                break
+            t = time.perf_counter()
+            writer.write(f)
+            body = await _read_frame(reader)
+            latencies.append(time.perf_counter() - t)
+            bodies.append(body)
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(conn(f) for f in frames_per_conn))
+    elapsed = time.perf_counter() - start
+    return len(latencies) / elapsed, latencies, bodies
+
+
+def not_approved(bodies: list[bytes]) -> int:
+    """Responses whose field 39 is not 00 (decoded after the timed part)."""
+    return sum(1 for b in bodies if decode(Frame.decode_body(b).message).get("39") != "00")
+
+
+async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, seconds: float) -> list[float]:
+    """Offer `rate` sales/s spread over the connections, whatever the host's pace."""
+    n_conn = len(frames_per_conn)
+    latencies: list[float] = []
+    interval = n_conn / rate
+
+    async def conn(i, frames):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sent: list[float] = []
+
+        async def receive(count):
+            for k in range(count):
+                await _read_frame(reader)
+                latencies.append(time.perf_counter() - sent[k])
+        count = min(len(frames), int(seconds / interval))
+        rx = asyncio.create_task(receive(count))
+        start = time.perf_counter() + i * interval / n_conn
+        for k in range(count):
+            delay = start + k * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent.append(time.perf_counter())
+            writer.write(frames[k])
+        await rx
+        writer.close()
+
+    await asyncio.gather(*(conn(i, f) for i, f in enumerate(frames_per_conn)))
+    return latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000 if values else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--terminals", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
+    ap.add_argument("--rate", type=float, default=1000.0, help="offered sales/s in the open-loop phase")
+    a = ap.parse_args()
+    per_terminal = int(3000 * a.seconds / a.terminals) + 10
+    with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:
+        state = Path(tmp) / "host"
+        state.mkdir()
+        t0 = time.perf_counter()
+        cards = prepare(state, a.terminals)
+        port, mport = free_port(), 0
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        host = subprocess.Popen([sys.executable, "-m", "acquirer.cli", "--state", str(state), "serve", "--port",
+                                 str(port), "--metrics-port", str(mport)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        try:
+            wait_ready(host, "listening")
+            lanes = provision(state, port, cards)
+            closed_frames = build_sales(lanes, per_terminal)
+            open_frames = build_sales(lanes, int(a.rate * a.seconds / a.terminals) + 5)
+            setup_s = time.perf_counter() - t0
+            tps, lat, bodies = asyncio.run(closed_loop(port, closed_frames, a.seconds))
+            declined = not_approved(bodies)
+            open_lat = asyncio.run(open_loop(port, open_frames, a.rate, a.seconds))
+        finally:
+            host.terminate()  # SIGTERM: the host finishes in-flight sales and closes its stores
+            host.wait(60)
+        eport = free_port()
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(eport)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            wait_ready(echo, "ready")
+            echo_tps, echo_lat, _ = asyncio.run(closed_loop(eport, closed_frames, a.seconds))
+        finally:
+            echo.terminate()
+            echo.wait(10)
+    figures = {
+        "sales_per_s": round(tps, 1), "p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+        "declined_or_refused": declined, "offered_rate": a.rate, "p50_ms_at_1000": round(pct(open_lat, 50), 2),
+        "p99_ms_at_1000": round(pct(open_lat, 99), 2), "answered_at_1000": len(open_lat),
+        "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
+        "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
+        "setup_s": round(setup_s, 1),
+    }
+    print(f"terminals: {a.terminals}, setup (provisioning, pre-built sales) {setup_s:.1f} s")
+    print(f"closed loop:  {tps:8.1f} durable sales/s   p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms"
+          f"   (not approved: {declined})")
+    print(f"open loop at {a.rate:.0f}/s offered: p50 {figures['p50_ms_at_1000']} ms  "
+          f"p99 {figures['p99_ms_at_1000']} ms over {len(open_lat)} sales")
+    print(f"echo server, same framing: {echo_tps:8.1f} round trips/s  p99 {figures['echo_p99_ms']} ms"
+          f"   ratio host/echo {figures['echo_ratio']}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
