@@ -1,0 +1,218 @@
+"""The normal world's use cases: what the cashier UI asks for, in payment terms.
+
+The secure world (TEE) reads cards and holds keys and PINs; the online session talks
+to the host; the journal remembers what happened. Every method here blocks (UI calls
+them from workers) and returns plain results with a message a cashier can act on.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from acquirer.protocol import ResponseCode
+from .journal import Entry, Journal
+from .online import HostRefused, HostUnavailable, OnlineSession, Outcome
+
+MESSAGES = {
+    "TRY_AGAIN": "Card removed too early: tap again and hold it still",
+    "USE_ANOTHER_INTERFACE": "Amount above the contactless limit: insert or swipe the card, or use a QR code",
+    "END_APPLICATION": "The card could not be read: try another card or payment method",
+    "DECLINED": "Declined by the card",
+}
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    terminal_id: str
+    merchant_id: str
+    host: str = "127.0.0.1"
+    port: int = 5858
+    state_dir: Path = Path("var/terminal")
+    reader: str | None = None  # None: the first reader (the virtual one in the demo)
+    kernel_config: str | None = None
+    ca_keys: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass
+class SaleResult:
+    approved: bool
+    code: str
+    message: str
+    amount: int
+    channel: str = "card"
+    masked: str = ""
+    entry: Entry | None = None
+    next_step: str = ""
+
+    @property
+    def receipt(self) -> str:
+        e = self.entry
+        lines = ["SALE" if not e or e.kind == "sale" else e.kind.upper(), f"AMOUNT  CNY {self.amount / 100:,.2f}"]
+        if self.masked:
+            lines.append(f"CARD    {self.masked}")
+        if e:
+            lines += [f"TERMINAL {e.batch}/{e.stan}", f"RRN     {e.rrn}", f"AUTH    {e.auth_code}", f"TIME    {e.when}"]
+        lines.append("APPROVED" if self.approved else f"NOT APPROVED ({self.code}) {self.message}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Status:
+    terminal_id: str
+    merchant_id: str
+    device_id: str
+    tee_state: str
+    check_values: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    batch: str = ""
+    pending_reversals: int = 0
+
+
+class TerminalApp:
+    def __init__(self, config: TerminalConfig, keys, session: OnlineSession, journal: Journal):
+        self.config = config
+        self.keys = keys  # terminal.tee.secure_world.TeeKeys (or anything with the same methods)
+        self.session = session
+        self.journal = journal
+
+    @classmethod
+    def start(cls, config: TerminalConfig) -> "TerminalApp":
+        """Spawn the TEE, open the journal and the online session."""
+        from .tee.secure_world import TeeKeys
+        from .tee.supervisor import TeeSupervisor
+
+        state = Path(config.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        supervisor = TeeSupervisor(state / "tee", reader=config.reader, kernel_config=config.kernel_config,
+                                   ca_keys=config.ca_keys).start()
+        keys = TeeKeys(supervisor)
+        journal_path = state / "journal.db"
+        session = OnlineSession(config.host, config.port, config.terminal_id, config.merchant_id, keys, journal_path,
+                                timeout=config.timeout)
+        app = cls(config, keys, session, Journal(journal_path))
+        app._supervisor = supervisor
+        return app
+
+    def close(self) -> None:
+        self.session.close()
+        self.journal.close()
+        sup = getattr(self, "_supervisor", None)
+        if sup is not None:
+            self.keys.close()
+            sup.stop()
+
+    # --- status and provisioning ---------------------------------------------------
+    def status(self) -> Status:
+        st = self.keys.status()
+        return Status(self.config.terminal_id, self.config.merchant_id, st.device_id, st.state,
+                      dict(st.check_values), f"{self.config.host}:{self.config.port}", self.session.batch,
+                      self.session.pending_reversals())
+
+    def measurement(self) -> bytes:
+        return self.keys.measurement
+
+    def provision(self, activation_code: str) -> None:
+        self.session.activate(activation_code)
+        self.session.download_keys()
+        self.session.sign_on()
+
+    def sign_on(self) -> None:
+        self.session.sign_on()
+
+    # --- card sale ---------------------------------------------------------------------
+    def tap(self, amount: int, timeout_s: float = 30.0):
+        """Wait for a tap and run the kernel in the TEE; returns the protected card outcome."""
+        return self.keys.transact(amount, timeout_s)
+
+    def cancel(self) -> None:
+        self.keys.cancel()
+
+    def pin_begin(self, handle: bytes):
+        return self.keys.pin_begin(handle)
+
+    def pin_key(self, position: int) -> int:
+        return self.keys.pin_key(position)
+
+    def pin_backspace(self) -> int:
+        return self.keys.pin_backspace()
+
+    def pin_cancel(self) -> None:
+        self.keys.pin_cancel()
+
+    def pin_enter(self):
+        return self.keys.pin_enter()
+
+    def complete_card_sale(self, amount: int, outcome, pin_block=None) -> SaleResult:
+        """Send an online request for a tapped card (after PIN entry when asked)."""
+        from .tee.secure_world import card_data
+
+        if outcome.outcome != "ONLINE_REQUEST":
+            message = outcome.reason or MESSAGES.get(outcome.outcome, outcome.outcome)
+            approved = outcome.outcome == "APPROVED_OFFLINE"
+            entry = self.journal.record(batch=self.session.batch, stan=self.session.next_stan(), kind="sale",
+                                        channel="card", amount=amount, code="00" if approved else "05",
+                                        masked=outcome.masked_pan, text=message) if approved or \
+                outcome.outcome == "DECLINED" else None
+            return SaleResult(approved, "00" if approved else outcome.outcome, message, amount, "card",
+                              outcome.masked_pan, entry)
+        try:
+            out = self.session.sale(amount, card_data(outcome, pin_block))
+        except HostUnavailable as exc:
+            return SaleResult(False, "98", f"Host unavailable: {exc}", amount, "card", outcome.masked_pan,
+                              next_step="The sale is not complete; the reversal is queued and sent automatically")
+        finally:
+            self.keys.end_transaction(outcome.handle)
+        return self._result(out, amount, "card", outcome.masked_pan, "sale")
+
+    def _result(self, out: Outcome, amount: int, channel: str, masked: str, kind: str,
+                original: Entry | None = None) -> SaleResult:
+        entry = self.journal.record(batch=out.batch, stan=out.stan, kind=kind, channel=channel, amount=amount,
+                                    code=out.code, masked=masked, rrn=out.rrn, auth_code=out.auth_code,
+                                    text=out.text, original=original)
+        meaning = ResponseCode(out.code).meaning if out.code in ResponseCode._value2member_map_ else out.code
+        next_step = ""
+        if out.code == ResponseCode.SIGN_ON_AGAIN.value:
+            next_step = "Sign on again (key g on the status screen), then retry"
+        elif out.code == ResponseCode.INCORRECT_PIN.value:
+            next_step = "Ask the customer to try the PIN again"
+        elif out.code == ResponseCode.TERMINAL_LOCKED.value:
+            next_step = "The acquirer locked this terminal: call support"
+        return SaleResult(out.approved, out.code, out.text or meaning, amount, channel, masked, entry, next_step)
+
+    # --- after the sale -------------------------------------------------------------------
+    def void(self, entry: Entry) -> SaleResult:
+        out = self.session.void(Outcome(entry.code, "", entry.stan, entry.batch, entry.rrn), entry.amount)
+        return self._result(out, entry.amount, entry.channel, entry.masked, "void", entry)
+
+    def refund(self, entry: Entry, amount: int) -> SaleResult:
+        out = self.session.refund(entry.batch, entry.stan, amount, entry.rrn)
+        return self._result(out, amount, entry.channel, entry.masked, "refund", entry)
+
+    def history(self, search: str = "") -> list[Entry]:
+        return self.journal.entries(search)
+
+    def totals(self) -> dict[str, tuple[int, int, int, int]]:
+        return self.journal.totals(self.session.batch)
+
+    def settle(self) -> SaleResult:
+        """Settle the open batch; upload it when the host's totals differ."""
+        batch = self.session.batch
+        totals = self.journal.totals(batch)
+        out = self.session.settle(totals)
+        if out.approved and out.text.startswith("NOT BALANCED"):
+            out = self.session.upload_batch(self.journal.upload_items(batch))
+        amount = sum(t[1] - t[3] for t in totals.values())
+        return SaleResult(out.approved, out.code, out.text, amount, "batch",
+                          next_step=f"batch {batch} closed; new batch {self.session.batch}" if out.approved else "")
+
+    def flush_reversals(self) -> int:
+        try:
+            return self.session.flush_reversals()
+        except (HostUnavailable, HostRefused):
+            return 0
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("SOFTPOS_TERMINAL_STATE", "var/terminal"))

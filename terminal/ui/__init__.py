@@ -1,0 +1,1 @@
+"""The cashier's terminal UI (Textual): keyboard first, never blocked on I/O."""

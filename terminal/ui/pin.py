@@ -1,0 +1,96 @@
+"""The scrambled PIN keypad: digits go to the TEE as key positions, never as digits.
+
+The TEE chooses the layout (which digit sits at which position) and maps positions back
+to digits itself; this screen only learns how many digits were entered. The keyboard
+keys 1-9 and 0 press the positions where a phone keypad has them, so a cashier's number
+row or a numeric pad works, and the customer reads the scrambled digit on screen.
+"""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+# keyboard key -> keypad position (row-major 3x3, then the bottom middle)
+KEY_POSITIONS = {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4, "6": 5, "7": 6, "8": 7, "9": 8, "0": 9}
+
+
+class PinScreen(ModalScreen):
+    """Dismisses with the TEE's PinBlock, or None when cancelled."""
+
+    BINDINGS = [
+        *(Binding(k, f"press({p})", show=False) for k, p in KEY_POSITIONS.items()),
+        Binding("backspace", "backspace", "Delete"),
+        Binding("enter", "enter", "Confirm"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, terminal, handle: bytes, amount: int):
+        super().__init__()
+        self.terminal = terminal
+        self.handle = handle
+        self.amount = amount
+        self.layout: list[int] = []
+        self.min_digits, self.max_digits = 4, 12
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="pin-box"):
+            yield Label(f"Customer: enter PIN for CNY {self.amount / 100:,.2f}", id="pin-title")
+            yield Static("", id="pin-dots")
+            with Grid(id="pin-grid"):
+                for position in range(10):
+                    yield Button("?", id=f"pos-{position}", classes="pin-key")
+            yield Label("keys 1-9/0 press the matching position - Backspace deletes - Enter confirms - Esc cancels",
+                        id="pin-help")
+
+    def on_mount(self) -> None:
+        self.load_layout()
+
+    @work(thread=True, exclusive=True, group="pin")
+    def load_layout(self) -> None:
+        layout = self.terminal.pin_begin(self.handle)
+        self.app.call_from_thread(self._show_layout, layout)
+
+    def _show_layout(self, layout) -> None:
+        self.layout = list(layout.layout)
+        self.min_digits, self.max_digits = layout.min_digits, layout.max_digits
+        for position, digit in enumerate(self.layout):
+            self.query_one(f"#pos-{position}", Button).label = str(digit)
+
+    def _dots(self, count: int) -> None:
+        self.query_one("#pin-dots", Static).update("● " * count if count else "enter 4 to 12 digits")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id and event.button.id.startswith("pos-"):
+            self.action_press(int(event.button.id[4:]))
+
+    def action_press(self, position: int) -> None:
+        if self.layout:
+            self._send(position)
+
+    @work(thread=True, group="pin")
+    def _send(self, position: int) -> None:
+        count = self.terminal.pin_key(position)
+        self.app.call_from_thread(self._dots, count)
+
+    @work(thread=True, group="pin")
+    def action_backspace(self) -> None:
+        count = self.terminal.pin_backspace()
+        self.app.call_from_thread(self._dots, count)
+
+    @work(thread=True, group="pin")
+    def action_enter(self) -> None:
+        try:
+            block = self.terminal.pin_enter()
+        except Exception as exc:  # too few digits and the like: say so, keep the keypad
+            self.app.call_from_thread(self.query_one("#pin-dots", Static).update, f"{exc}")
+            return
+        self.app.call_from_thread(self.dismiss, block)
+
+    @work(thread=True, group="pin")
+    def action_cancel(self) -> None:
+        self.terminal.pin_cancel()
+        self.app.call_from_thread(self.dismiss, None)

@@ -1,0 +1,213 @@
+"""Status (home), history with void/refund, settlement, alerts and settings."""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+
+from terminal.journal import Entry
+from .sale import ResultScreen, parse_amount
+
+
+class HomeScreen(Screen):
+    BINDINGS = [
+        Binding("s", "app.sale", "Sale"),
+        Binding("h", "app.history", "History"),
+        Binding("t", "app.settlement", "Settle"),
+        Binding("g", "sign_on", "Sign on"),
+        Binding("a", "app.alerts", "Alerts"),
+        Binding("o", "app.settings", "Settings"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="home"):
+            yield Static("Reading terminal status...", id="status")
+            yield Static("", id="home-message")
+            yield Label("s Sale   h History (void, refund)   t Totals and settlement   g Sign on   a Alerts   "
+                        "o Settings   q Quit", id="home-help")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    @work(thread=True, exclusive=True, group="status")
+    def action_refresh(self) -> None:
+        terminal = self.app.terminal
+        try:
+            sent = terminal.flush_reversals()
+            st = terminal.status()
+            kcv = "  ".join(f"{k} {v}" for k, v in sorted(st.check_values.items())) or "none: sign on"
+            text = (f"Terminal {st.terminal_id}   merchant {st.merchant_id}\n"
+                    f"Secure world: {st.tee_state}   device {st.device_id}\n"
+                    f"Keys: {kcv}\n"
+                    f"Host: {st.host}   open batch: {st.batch}\n"
+                    f"Reader: {self.app.reader_label}   scanner: {self.app.scanner_label}   "
+                    f"location: {self.app.location_label}\n"
+                    f"Reversals waiting for the host: {st.pending_reversals}"
+                    + (f"  ({sent} sent just now)" if sent else ""))
+        except Exception as exc:
+            text = f"Terminal status unavailable: {exc}"
+        self.app.call_from_thread(self.query_one("#status", Static).update, text)
+
+    @work(thread=True, exclusive=True, group="status")
+    def action_sign_on(self) -> None:
+        try:
+            self.app.terminal.sign_on()
+            message = "Signed on: fresh working keys installed"
+        except Exception as exc:
+            message = f"Sign-on failed: {exc}. Check the host link, then press g again"
+        self.app.call_from_thread(self.query_one("#home-message", Static).update, message)
+        self.action_refresh()
+
+
+class RefundAmountScreen(ModalScreen):
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+
+    def __init__(self, entry: Entry):
+        super().__init__()
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="refund-box"):
+            yield Label(f"Refund of {self.entry.stan}: up to CNY {self.entry.refundable / 100:,.2f}")
+            yield Input(value=f"{self.entry.refundable / 100:.2f}", id="refund-amount", restrict=r"[0-9.,]*")
+            yield Label("", id="refund-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        amount = parse_amount(event.value)
+        if amount is None or amount > self.entry.refundable:
+            self.query_one("#refund-error", Label).update("Amount must be above 0 and not more than what remains")
+            return
+        self.dismiss(amount)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class HistoryScreen(Screen):
+    BINDINGS = [
+        Binding("v", "void", "Void"),
+        Binding("f", "refund", "Refund"),
+        Binding("slash", "search", "Search"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="search: STAN, RRN, card end, amount... then Enter", id="search")
+        yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="history-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("time", "batch", "STAN", "kind", "channel", "amount", "card", "RRN", "result")
+        self.load("")
+        table.focus()
+
+    def load(self, search: str) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.entries = {str(e.id): e for e in self.app.terminal.history(search)}
+        for key, e in self.entries.items():
+            state = "voided" if e.voided else (f"refunded {e.refunded / 100:.2f}" if e.refunded else "")
+            table.add_row(e.when[5:], e.batch, e.stan, e.kind, e.channel, f"{e.amount / 100:,.2f}", e.masked, e.rrn,
+                          f"{e.code} {state}".strip(), key=key)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.load(event.value)
+        self.query_one(DataTable).focus()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def _selected(self) -> Entry | None:
+        table = self.query_one(DataTable)
+        if not self.entries or table.cursor_row is None:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return self.entries.get(key)
+
+    def _say(self, text: str) -> None:
+        self.query_one("#history-message", Static).update(text)
+
+    def action_void(self) -> None:
+        e = self._selected()
+        if e is None or e.kind != "sale" or not e.approved or e.voided:
+            self._say("Select an approved sale that is not voided")
+            return
+        self._run(lambda: self.app.terminal.void(e))
+
+    def action_refund(self) -> None:
+        e = self._selected()
+        if e is None or e.refundable <= 0:
+            self._say("Select an approved sale with something left to refund")
+            return
+
+        def go(amount):
+            if amount is not None:
+                self._run(lambda: self.app.terminal.refund(e, amount))
+        self.app.push_screen(RefundAmountScreen(e), go)
+
+    @work(thread=True, exclusive=True)
+    def _run(self, call) -> None:
+        self.app.call_from_thread(self._say, "Waiting for the host...")
+        try:
+            result = call()
+        except Exception as exc:
+            self.app.call_from_thread(self._say, f"Not done: {exc}")
+            return
+        self.app.call_from_thread(self.app.push_screen, ResultScreen(result))
+        self.app.call_from_thread(self.load, "")
+
+
+class SettlementScreen(Screen):
+    BINDINGS = [Binding("s", "settle", "Settle now"), Binding("escape", "app.pop_screen", "Back")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="totals", cursor_type="none")
+        yield Static("s settles the open batch with the host; differences are uploaded and reported",
+                     id="settle-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("channel", "sales", "amount", "refunds", "amount")
+        names = {"CD": "card", "QR": "QR", "FC": "face"}
+        for code, (sc, sa, rc, ra) in self.app.terminal.totals().items():
+            table.add_row(names[code], str(sc), f"{sa / 100:,.2f}", str(rc), f"{ra / 100:,.2f}")
+
+    @work(thread=True, exclusive=True)
+    def action_settle(self) -> None:
+        self.app.call_from_thread(self.query_one("#settle-message", Static).update, "Settling with the host...")
+        try:
+            result = self.app.terminal.settle()
+        except Exception as exc:
+            self.app.call_from_thread(self.query_one("#settle-message", Static).update,
+                                      f"Settlement not done: {exc}. Check the host link and try again")
+            return
+        self.app.call_from_thread(self.app.switch_screen, ResultScreen(result))
+
+
+class InfoScreen(Screen):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(self, title: str, body: str):
+        super().__init__()
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            yield Static(f"[b]{self.title_text}[/b]\n\n{self.body}", id="info")
+        yield Footer()
