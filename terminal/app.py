@@ -111,7 +111,7 @@ class TerminalApp:
                       self.session.pending_reversals())
 
     def measurement(self) -> bytes:
-        return self.keys.measurement
+        return self.keys.measurement()
 
     def provision(self, activation_code: str) -> None:
         self.session.activate(activation_code)

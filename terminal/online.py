@@ -1,9 +1,12 @@
 """The terminal's online session: talk to the host, match responses, never lose a reversal.
 
-Requests are MAC-ed and responses verified by the secure world (`SecureKeys`); this
-module only sees protected data. A request that gets no answer leaves a reversal in
-the store-and-forward queue (SQLite, survives a restart), sent before anything else
-until the host acknowledges it.
+Requests are MAC-ed and responses verified by the secure world; this module only sees
+protected data. The secure world is anything with the `SecureWorld` methods: the TEE
+process through `terminal.tee.secure_world.TeeKeys` (the terminal), or the in-process
+`SecureKeys` (the host's tests and benchmarks, which need no second process).
+
+A request that gets no answer leaves a reversal in the store-and-forward queue (SQLite,
+survives a restart), sent before anything else until the host acknowledges it.
 """
 from __future__ import annotations
 
@@ -13,14 +16,29 @@ import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from acquirer.protocol import (MTI, EntryMode, Field60, Frame, FrameError, NetworkCode, Original, PrivateTag,
                                ProtocolError, ResponseCode, TxnType, decode, encode, mac_input, private_fields,
                                read_frame_blocking, read_private)
-from acquirer.protocol.attestation import key_download_proof
 from acquirer.protocol.settlement import encode_items, encode_totals
 from keys.errors import MACError
-from .secure.keystore import SecureKeys
+
+
+class SecureWorld(Protocol):
+    """What the online session asks of the secure world. No method returns a key."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def device_public_key(self) -> bytes: ...
+    def sign_key_download(self, terminal_id: str, nonce: bytes) -> bytes: ...
+    def pin_host_key(self, raw: bytes) -> None: ...
+    def install_tmk(self, sealed_envelope: bytes, terminal_id: str, nonce: bytes) -> str: ...
+    def install_working_keys(self, blocks: str, check_values: dict[str, str]) -> dict[str, str]: ...
+    def attest(self, measurement: bytes | None, nonce: bytes) -> bytes: ...
+    def mac(self, data: bytes) -> bytes: ...
+    def verify_mac(self, data: bytes, tag: bytes) -> None: ...
 
 
 class HostUnavailable(Exception):
@@ -74,7 +92,7 @@ CREATE TABLE IF NOT EXISTS saf (
 
 
 class OnlineSession:
-    def __init__(self, host: str, port: int, terminal_id: str, merchant_id: str, keys: SecureKeys,
+    def __init__(self, host: str, port: int, terminal_id: str, merchant_id: str, keys: SecureWorld,
                  journal_path: str | os.PathLike, timeout: float = 10.0):
         self.address = (host, port)
         self.terminal_id = terminal_id
@@ -158,12 +176,14 @@ class OnlineSession:
     def download_keys(self) -> str:
         nonce = os.urandom(16)
         fields = self._base(MTI.NETWORK_REQUEST, TxnType.KEY_DOWNLOAD, NetworkCode.KEY_DOWNLOAD.value)
-        fields["59"] = private_fields({PrivateTag.NONCE: nonce, PrivateTag.ATTESTATION: self.keys.sign(
-            key_download_proof(self.terminal_id, nonce))})
+        fields["59"] = private_fields({PrivateTag.NONCE: nonce,
+                                       PrivateTag.ATTESTATION: self.keys.sign_key_download(self.terminal_id, nonce)})
         doc = self._checked(self._exchange(fields, False))
         return self.keys.install_tmk(bytes.fromhex(doc["62"]), self.terminal_id, nonce)
 
-    def sign_on(self, measurement: bytes) -> dict[str, str]:
+    def sign_on(self, measurement: bytes | None = None) -> dict[str, str]:
+        """Challenge, attest, install fresh working keys. A TEE measures itself (pass
+        None); the in-process SecureKeys is told what to claim."""
         challenge = self._checked(self._exchange(
             self._base(MTI.NETWORK_REQUEST, TxnType.SIGN_ON, NetworkCode.CHALLENGE.value), False))
         nonce = read_private(challenge)[PrivateTag.NONCE]

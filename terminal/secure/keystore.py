@@ -74,6 +74,11 @@ class SecureKeys:
     def sign(self, data: bytes) -> bytes:
         return self._device.sign(data)
 
+    def sign_key_download(self, terminal_id: str, nonce: bytes) -> bytes:
+        """The device's proof for a TMK request. Purpose-bound: the TEE offers this and
+        `attest`, never `sign`, so the normal world cannot have arbitrary data signed."""
+        return self._device.sign(attestation.key_download_proof(terminal_id, nonce))
+
     def pin_host_key(self, raw: bytes) -> None:
         """Trust this host key for envelopes from now on (done once, at activation)."""
         with self._lock:
@@ -148,6 +153,11 @@ class SecureKeys:
     def seal(self, data: bytes) -> bytes:
         """Encrypt a sensitive field (track 2 equivalent) under the TDK."""
         return seal_field(self._require(KeyUsage.TDK).cipher, data)
+
+    @property
+    def pin_block_format(self) -> PinBlockFormat:
+        """The PIN block format the TPK's algorithm implies (field 53, digit 1)."""
+        return _PIN_FORMATS[self._require(KeyUsage.TPK).algorithm]
 
     def pin_block(self, pin: str, pan: str) -> bytes:
         tpk = self._require(KeyUsage.TPK)

@@ -44,8 +44,10 @@ class SealedStore:
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self.path = self.directory / "sealed.bin"
-        self._key = hmac_sm3(_read_secret(self.directory / "device.secret"), b"seal")[:16]
+        self.secret_path = self.directory / "device.secret"
+        self._key = hmac_sm3(_read_secret(self.secret_path), b"seal")[:16]
         self.generation = 0
+        self._last_blob: bytes | None = None  # what this process last read or wrote
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -60,7 +62,30 @@ class SealedStore:
             raise SealedStoreError("sealed store failed its integrity check (tampered, or from another device)") from None
         data = json.loads(clear)
         self.generation = int(data.get("_generation", 0))
+        self._last_blob = raw
         return data
+
+    def check(self) -> None:
+        """Raise SealedStoreError if the file or the device secret changed since this
+        process last read or wrote them: a swap, a tamper or a rollback to an older copy
+        made while the secure world was running (a restart is caught by `load`)."""
+        if self._last_blob is None:
+            return
+        if not self.secret_path.exists():
+            raise SealedStoreError("device secret is gone")
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            raise SealedStoreError("sealed store is gone") from None
+        if raw != self._last_blob:
+            raise SealedStoreError("sealed store was changed outside the secure world "
+                                   "(tampered, swapped or rolled back)")
+
+    def wipe(self) -> None:
+        """Delete the sealed file and the device secret (re-provisioning starts from zero)."""
+        for path in (self.path, self.path.with_suffix(".tmp"), self.secret_path):
+            path.unlink(missing_ok=True)
+        self._last_blob = None
 
     def save(self, data: dict) -> None:
         self.generation += 1
@@ -74,3 +99,4 @@ class SealedStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self._last_blob = blob
