@@ -251,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day", help="YYYY-MM-DD (default today, UTC+8 business day)")
     p.set_defaults(func=_cmd_report)
 
+    from acquirer.wallets import cli as wallets_cli
+
+    wallets_cli.register(sub)
+    wallets_cli.register_channel(sub)
+
     p = sub.add_parser("audit", help="the audit log of administrative actions")
     p.add_argument("--subject")
     p.set_defaults(func=_cmd_audit)
