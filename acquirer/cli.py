@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     wallets_cli.register(sub)
     wallets_cli.register_channel(sub)
 
+    from acquirer.face import cli as face_cli
+
+    face_cli.register(sub)
+
     p = sub.add_parser("audit", help="the audit log of administrative actions")
     p.add_argument("--subject")
     p.set_defaults(func=_cmd_audit)
