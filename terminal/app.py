@@ -49,7 +49,8 @@ class SaleResult:
     @property
     def receipt(self) -> str:
         e = self.entry
-        lines = ["SALE" if not e or e.kind == "sale" else e.kind.upper(), f"AMOUNT  CNY {self.amount / 100:,.2f}"]
+        title = "SETTLEMENT (net)" if self.channel == "batch" else ("SALE" if not e or e.kind == "sale" else e.kind.upper())
+        lines = [title, f"AMOUNT  CNY {self.amount / 100:,.2f}"]
         if self.masked:
             lines.append(f"CARD    {self.masked}")
         if e:

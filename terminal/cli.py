@@ -12,9 +12,28 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print("pos demo: the cashier UI, host and simulated reader are not built yet;")
-    print("running the crypto core self-check instead (see README, 'Status').\n")
-    return _cmd_selfcheck(args)
+    from terminal.demo import run
+
+    return run(args.state, fresh=args.fresh, headless_check=args.check)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """The cashier UI against a running host, with a real (or any named) reader."""
+    from pathlib import Path
+
+    from terminal.app import TerminalApp, TerminalConfig
+    from terminal.ui.app import CashierApp
+
+    config = TerminalConfig(args.terminal, args.merchant, args.host, args.port, Path(args.state), args.reader,
+                            args.kernel_config, args.ca_keys)
+    app = TerminalApp.start(config)
+    try:
+        if args.activation_code:
+            app.provision(args.activation_code)
+        CashierApp(app, reader_label=args.reader or "first reader").run()
+    finally:
+        app.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_selfcheck)
 
-    p = sub.add_parser("demo", help="run the demo (for now: the crypto self-check)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p = sub.add_parser("demo", help="the whole demo: acquirer, virtual reader, test cards, cashier UI")
+    p.add_argument("--state", default="var/demo", help="where the demo keeps its files (default var/demo)")
+    p.add_argument("--fresh", action="store_true", help="start from nothing (new keys, cards, ledger)")
+    p.add_argument("--check", action="store_true", help="start everything, sign on, and exit (no UI)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("run", help="the cashier UI against a running acquirer, on a real or virtual reader")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5858)
+    p.add_argument("--terminal", required=True, help="terminal id (8 characters)")
+    p.add_argument("--merchant", required=True, help="merchant id (15 characters)")
+    p.add_argument("--reader", help='PC/SC reader name (substring), e.g. "ACR122U"; default: the first reader')
+    p.add_argument("--state", default="var/terminal")
+    p.add_argument("--kernel-config")
+    p.add_argument("--ca-keys", help="CA public keys file (ca_keys.toml)")
+    p.add_argument("--activation-code", help="activate, download keys and sign on first")
+    p.set_defaults(func=_cmd_run)
 
     from hardware import cli as hardware_cli
 

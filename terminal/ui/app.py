@@ -15,10 +15,11 @@ class CashierApp(App):
     TITLE = "softpos"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
-    def __init__(self, terminal, *, reader_label: str = "virtual reader", scanner_label: str = "keyboard wedge",
-                 location_label: str = "fixed site", tap_timeout: float = 30.0):
+    def __init__(self, terminal, *, customer=None, reader_label: str = "virtual reader",
+                 scanner_label: str = "keyboard wedge", location_label: str = "fixed site", tap_timeout: float = 30.0):
         super().__init__()
         self.terminal = terminal
+        self.customer = customer  # the demo's customer panel: puts test cards on the virtual reader
         self.reader_label = reader_label
         self.scanner_label = scanner_label
         self.location_label = location_label

@@ -22,10 +22,10 @@ class PinScreen(ModalScreen):
     """Dismisses with the TEE's PinBlock, or None when cancelled."""
 
     BINDINGS = [
-        *(Binding(k, f"press({p})", show=False) for k, p in KEY_POSITIONS.items()),
-        Binding("backspace", "backspace", "Delete"),
-        Binding("enter", "enter", "Confirm"),
-        Binding("escape", "cancel", "Cancel"),
+        *(Binding(k, f"press({p})", show=False, priority=True) for k, p in KEY_POSITIONS.items()),
+        Binding("backspace", "backspace", "Delete", priority=True),
+        Binding("enter", "enter", "Confirm", priority=True),
+        Binding("escape", "cancel", "Cancel", priority=True),
     ]
 
     def __init__(self, terminal, handle: bytes, amount: int):
@@ -33,7 +33,7 @@ class PinScreen(ModalScreen):
         self.terminal = terminal
         self.handle = handle
         self.amount = amount
-        self.layout: list[int] = []
+        self.pad_layout: list[int] = []
         self.min_digits, self.max_digits = 4, 12
 
     def compose(self) -> ComposeResult:
@@ -42,7 +42,9 @@ class PinScreen(ModalScreen):
             yield Static("", id="pin-dots")
             with Grid(id="pin-grid"):
                 for position in range(10):
-                    yield Button("?", id=f"pos-{position}", classes="pin-key")
+                    key = Button("?", id=f"pos-{position}", classes="pin-key")
+                    key.can_focus = False  # the keyboard presses positions through the bindings
+                    yield key
             yield Label("keys 1-9/0 press the matching position - Backspace deletes - Enter confirms - Esc cancels",
                         id="pin-help")
 
@@ -55,9 +57,9 @@ class PinScreen(ModalScreen):
         self.app.call_from_thread(self._show_layout, layout)
 
     def _show_layout(self, layout) -> None:
-        self.layout = list(layout.layout)
+        self.pad_layout = list(layout.layout)
         self.min_digits, self.max_digits = layout.min_digits, layout.max_digits
-        for position, digit in enumerate(self.layout):
+        for position, digit in enumerate(self.pad_layout):
             self.query_one(f"#pos-{position}", Button).label = str(digit)
 
     def _dots(self, count: int) -> None:
@@ -68,7 +70,7 @@ class PinScreen(ModalScreen):
             self.action_press(int(event.button.id[4:]))
 
     def action_press(self, position: int) -> None:
-        if self.layout:
+        if self.pad_layout:
             self._send(position)
 
     @work(thread=True, group="pin")

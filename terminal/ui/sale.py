@@ -64,9 +64,13 @@ class AmountScreen(Screen):
 
 
 class CollectScreen(Screen):
-    """Waits for a tap (the TEE reads the card); Esc cancels the wait."""
+    """Waits for a tap (the TEE reads the card); Esc cancels the wait. In the demo, keys
+    1-3 are the customer putting a test card or phone on the virtual reader."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"),
+                Binding("1", "customer('1')", "Tap SM card", show=False),
+                Binding("2", "customer('2')", "Tap intl card", show=False),
+                Binding("3", "customer('3')", "Tap phone", show=False)]
 
     def __init__(self, amount: int):
         super().__init__()
@@ -78,7 +82,9 @@ class CollectScreen(Screen):
         with Vertical(id="collect-box"):
             yield Label(f"CNY {self.amount / 100:,.2f}", id="collect-amount")
             yield Static("Tap a card or phone on the reader...", id="collect-status")
-            yield Label("Esc cancels", id="collect-help")
+            customer = "   Demo customer: 1 UnionPay SM card, 2 international card, 3 phone" \
+                if self.app.customer else ""
+            yield Label("Esc cancels" + customer, id="collect-help")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -126,6 +132,17 @@ class CollectScreen(Screen):
     def _failed(self, message: str) -> None:
         self.app.switch_screen(ResultScreen(SaleResult(False, "--", message, self.amount,
                                                        next_step="Press s to start the sale again")))
+
+    @work(thread=True, group="customer")
+    def action_customer(self, key: str) -> None:
+        if self.app.customer is None:
+            return
+        try:
+            label = self.app.customer.tap(key)
+        except Exception as exc:
+            self.app.call_from_thread(self._status, f"The demo card could not be put on the reader: {exc}")
+            return
+        self.app.call_from_thread(self._status, f"The customer taps the {label}...")
 
     def action_cancel(self) -> None:
         self.cancelled = True
