@@ -257,8 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     wallets_cli.register_channel(sub)
 
     from acquirer.face import cli as face_cli
+    from acquirer.fence import cli as fence_cli
+    from acquirer.risk import cli as risk_cli
 
     face_cli.register(sub)
+    fence_cli.register(sub)
+    risk_cli.register(sub)
 
     p = sub.add_parser("audit", help="the audit log of administrative actions")
     p.add_argument("--subject")

@@ -1,0 +1,214 @@
+"""The host's location check: is this terminal where it was deployed, by its own signed word?
+
+For every report (attached to a transaction, or sent periodically) the host verifies,
+in this order, and stops at the first failure:
+
+  1. the report names the requesting terminal and its bound device (another
+     terminal's report is refused), and its SM2 signature verifies under the device
+     key bound at activation (a forged one is refused);
+  2. its counter is above every counter seen from this terminal (a replay is refused);
+  3. the fix is fresh for the merchant's risk grade, and not dated in the future;
+  4. the move from the last plausible fix is possible (no jump faster than
+     `max_speed`, after both fixes' error bars);
+  5. the geodesic offset from the fence: outside it is a violation.
+
+Every refusal, every violation and every missing-but-required report is an alert;
+`FenceStore.for_review` lists the merchants who collect them. A report that passes 1
+advances the terminal's counter even if a later check refuses it: the device did sign
+it, so it must never be accepted again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from .geometry import Fence, Point, distance_m, place
+from .policy import DEFAULT_POLICY, FencePolicy
+from .report import LocationReport, LocationReportError, verify
+from .store import FenceStore
+
+log = logging.getLogger("acquirer.fence")
+
+INSIDE, OUTSIDE, UNFENCED, MISSING, REFUSED = "inside", "outside", "unfenced", "missing", "refused"
+
+
+@dataclass(frozen=True)
+class FenceVerdict:
+    status: str  # inside, outside, unfenced, missing, refused
+    reason: str  # short, for the cashier (field 44) and the alert
+    required: bool = False  # a fix was required for this terminal
+    refusal: str = ""  # for REFUSED: replay, forged, foreign, speed, stale, future, malformed, no-device-key
+    report: LocationReport | None = None
+    distance_m: float | None = None  # from the registered site
+    offset_m: float | None = None  # beyond the fence; <= 0 inside
+    fix_age_s: float | None = None
+    cells: str = "unknown"  # match, mismatch, unknown (no registered cells or none reported)
+    alert_id: int | None = None
+
+    @property
+    def blocks(self) -> bool:
+        return self.status in (OUTSIDE, REFUSED) or (self.status == MISSING and self.required)
+
+
+class FenceMonitor:
+    def __init__(self, store: FenceStore, policy: FencePolicy = DEFAULT_POLICY, clock=time.time,
+                 adopt_first_fix: bool = True):
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+        # case 32: staff activate the terminal on site, so its first signed fix is the site
+        self.adopt_first_fix = adopt_first_fix
+
+    # --- registration ---------------------------------------------------------------
+    def register_site(self, terminal_id: str, merchant, *, latitude: float | None = None,
+                      longitude: float | None = None, radius_m: float | None = None, polygon: tuple[Point, ...] = (),
+                      corridor: tuple[Point, ...] = (), corridor_width_m: float | None = None,
+                      cell_ids: tuple[str, ...] = (), actor: str = "activation") -> Fence:
+        """Fence a terminal from its merchant's record (a registry `Merchant`), at activation.
+
+        Explicit arguments override the record. A merchant without coordinates gives a
+        fence waiting for its site: the terminal's first accepted fix becomes the site
+        when `adopt_first_fix` is on.
+        """
+        mobile = bool(merchant.mobile)
+        lat = merchant.latitude if latitude is None else latitude
+        lon = merchant.longitude if longitude is None else longitude
+        radius = radius_m if radius_m is not None else self.policy.radius_m(merchant.radius_m, mobile)
+        width = corridor_width_m if corridor_width_m is not None else (
+            self.policy.corridor_width_m if corridor else 0.0)
+        fence = Fence(terminal_id, merchant.merchant_id, lat, lon, float(radius), tuple(polygon), tuple(corridor),
+                      float(width), frozenset(cell_ids), mobile, merchant.risk_grade, self.clock(), actor)
+        self.store.save_fence(fence, actor, fence.registered_at)
+        log.info("fence of %s registered by %s: site %s, radius %.0f m%s%s", terminal_id, actor,
+                 (lat, lon) if lat is not None else "pending", radius, ", polygon" if polygon else "",
+                 ", corridor" if corridor else "")
+        return fence
+
+    def fence(self, terminal_id: str) -> Fence | None:
+        return self.store.fence(terminal_id)
+
+    def report_interval_s(self, terminal_id: str, merchant=None) -> int:
+        """Seconds between signed reports this terminal must keep to."""
+        grade, mobile = self._grade(self.store.fence(terminal_id), merchant)
+        return self.policy.report_interval_s(grade, mobile)
+
+    def _grade(self, fence: Fence | None, merchant) -> tuple[str, bool]:
+        if merchant is not None:
+            return merchant.risk_grade, bool(merchant.mobile)
+        if fence is not None:
+            return fence.risk_grade, fence.mobile
+        return self.policy.unknown_grade, False
+
+    # --- the check ------------------------------------------------------------------
+    def check(self, terminal, report: bytes | None, *, merchant=None, txn_id: str = "",
+              required: bool | None = None) -> FenceVerdict:
+        """Judge `report` (None: none attached) for a registry `Terminal`.
+
+        `txn_id` names the transaction in alerts; leave it empty for a periodic report.
+        `required` overrides the policy's "a fenced terminal must attach a fix".
+        """
+        now = self.clock()
+        fence = self.store.fence(terminal.terminal_id)
+        grade, mobile = self._grade(fence, merchant)
+        merchant_id = fence.merchant_id if fence else terminal.merchant_id
+        required = fence is not None and (self.policy.require_fix(grade) if required is None else required)
+        alert = _Alerts(self.store, now, terminal.terminal_id, merchant_id, txn_id)
+        if report is None:
+            if fence is None:
+                return FenceVerdict(UNFENCED, "no fence registered")
+            if not required:
+                return FenceVerdict(MISSING, "no signed location attached")
+            reason = "no signed location attached: fix required"
+            return FenceVerdict(MISSING, reason, True, alert_id=alert("missing", reason))
+        try:
+            rep = self._verified(terminal, report)
+            last = self.store.last_fix(terminal.terminal_id)
+            if last is not None and rep.counter <= last.counter:
+                raise LocationReportError(
+                    "replay", f"report counter {rep.counter} already used (last {last.counter}): replayed")
+            age = rep.age_s(now)
+            self._fresh(rep, age, grade, mobile, terminal.terminal_id, now)
+            plausible = self._plausible(rep, last, mobile)
+            if not self.store.advance(terminal.terminal_id, rep.counter, now, fix=(
+                    rep.fix_time_ms, rep.latitude, rep.longitude, rep.accuracy_m) if plausible else None):
+                raise LocationReportError("replay", f"report counter {rep.counter} already used: replayed")
+        except LocationReportError as exc:
+            log.warning("location report of %s refused (%s): %s", terminal.terminal_id, exc.reason, exc)
+            return FenceVerdict(REFUSED, str(exc), required, exc.reason,
+                                alert_id=alert(exc.reason, str(exc)))
+        if fence is None:
+            return FenceVerdict(UNFENCED, "no fence registered", report=rep, fix_age_s=age)
+        if not fence.has_area:
+            if not self.adopt_first_fix:
+                return FenceVerdict(UNFENCED, "fence has no site yet", required, report=rep, fix_age_s=age)
+            fence = self._adopt(fence, rep)
+        return self._judge(fence, rep, age, required, alert)
+
+    def _verified(self, terminal, report: bytes) -> LocationReport:
+        if not terminal.device_public_key:
+            raise LocationReportError("no-device-key", "terminal has no device key bound: activate it first")
+        return verify(report, terminal.device_public_key, terminal_id=terminal.terminal_id,
+                      device_id=terminal.device_id or "")
+
+    def _fresh(self, rep: LocationReport, age: float, grade: str, mobile: bool, terminal_id: str,
+               now: float) -> None:
+        limit = self.policy.max_fix_age_s(grade, mobile)
+        if age > limit or age < -self.policy.max_future_s:
+            self.store.advance(terminal_id, rep.counter, now)  # signed by the device: never again
+        if age > limit:
+            raise LocationReportError("stale", f"fix is {age:.0f} s old (limit {limit} s)")
+        if age < -self.policy.max_future_s:
+            raise LocationReportError("future", f"fix is dated {-age:.0f} s ahead of the host clock")
+
+    def _plausible(self, rep: LocationReport, last, mobile: bool) -> bool:
+        """True to keep this fix as the terminal's last; raises on an impossible jump."""
+        if last is None or last.latitude is None:
+            return True
+        moved = distance_m((last.latitude, last.longitude), (rep.latitude, rep.longitude))
+        cap = self.policy.accuracy_credit_m
+        beyond_error = moved - min(last.accuracy_m, cap) - min(rep.accuracy_m, cap)
+        elapsed = (rep.fix_time_ms - last.fix_time_ms) / 1000.0
+        limit = self.policy.max_speed_mps(mobile)
+        if beyond_error > 0 and (elapsed <= 0 or beyond_error / elapsed > limit):
+            self.store.advance(rep.terminal_id, rep.counter, self.clock())
+            speed = "instantly" if elapsed <= 0 else f"in {elapsed:.0f} s ({moved / elapsed * 3.6:.0f} km/h)"
+            raise LocationReportError(
+                "speed", f"moved {moved / 1000:.1f} km {speed}, faster than {limit * 3.6:.0f} km/h")
+        return elapsed >= 0  # an older fix re-signed later must not replace a newer one
+
+    def _adopt(self, fence: Fence, rep: LocationReport) -> Fence:
+        adopted = Fence(fence.terminal_id, fence.merchant_id, rep.latitude, rep.longitude, fence.radius_m,
+                        fence.polygon, fence.corridor, fence.corridor_width_m, fence.cell_ids or
+                        frozenset(rep.cell_ids), fence.mobile, fence.risk_grade, self.clock(), "first-fix")
+        self.store.save_fence(adopted, "first-fix", adopted.registered_at)
+        log.info("fence of %s: site recorded from its first fix (counter %d)", fence.terminal_id, rep.counter)
+        return adopted
+
+    def _judge(self, fence: Fence, rep: LocationReport, age: float, required: bool, alert) -> FenceVerdict:
+        where = place(fence, rep.latitude, rep.longitude)
+        cells = "unknown"
+        if fence.cell_ids and rep.cell_ids:
+            cells = "match" if fence.cell_ids.intersection(rep.cell_ids) else "mismatch"
+        common = dict(required=required, report=rep, distance_m=where.distance_m, offset_m=where.offset_m,
+                      fix_age_s=age, cells=cells)
+        # the fix's own error bar counts in its favour, capped so a claimed 10 km error buys nothing
+        if where.offset_m <= min(rep.accuracy_m, self.policy.accuracy_credit_m):
+            return FenceVerdict(INSIDE, "inside the fence", **common)
+        site = f", {where.distance_m / 1000:.1f} km from the site" if where.distance_m is not None else ""
+        reason = f"terminal {where.offset_m:.0f} m outside its fence{site}"
+        alert_id = alert("outside", reason, rep.counter, rep.latitude, rep.longitude, where.distance_m,
+                         where.offset_m)
+        return FenceVerdict(OUTSIDE, reason, alert_id=alert_id, **common)
+
+
+class _Alerts:
+    """Records alerts for one check, with what every alert of it shares."""
+
+    def __init__(self, store: FenceStore, at: float, terminal_id: str, merchant_id: str, txn_id: str):
+        self.store, self.at, self.terminal_id, self.merchant_id, self.txn_id = \
+            store, at, terminal_id, merchant_id, txn_id
+
+    def __call__(self, kind: str, reason: str, counter=None, lat=None, lon=None, distance=None, offset=None) -> int:
+        return self.store.add_alert(self.at, self.terminal_id, self.merchant_id, kind, reason, self.txn_id, counter,
+                                    lat, lon, distance, offset)

@@ -1,0 +1,193 @@
+"""Fences, the last accepted report per terminal, and alerts, on one SQLite file (WAL).
+
+synchronous=NORMAL: a process crash loses nothing; a power cut may lose the last
+counters written, which reopens a replay window only as long as the fix-age limit,
+and spares the till a second fsync per transaction (the ledger's is the one that counts).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+from .geometry import Fence
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fences (
+    terminal_id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, latitude REAL, longitude REAL,
+    radius_m REAL NOT NULL, polygon TEXT NOT NULL, corridor TEXT NOT NULL, corridor_width_m REAL NOT NULL,
+    cell_ids TEXT NOT NULL, mobile INTEGER NOT NULL, risk_grade TEXT NOT NULL,
+    registered_at REAL NOT NULL, registered_by TEXT NOT NULL
+);
+-- the newest counter per terminal (replay) and the last fix accepted as plausible (speed)
+CREATE TABLE IF NOT EXISTS positions (
+    terminal_id TEXT PRIMARY KEY, counter INTEGER NOT NULL, fix_time_ms INTEGER, latitude REAL, longitude REAL,
+    accuracy_m REAL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, terminal_id TEXT NOT NULL, merchant_id TEXT NOT NULL,
+    kind TEXT NOT NULL, reason TEXT NOT NULL, txn_id TEXT NOT NULL, counter INTEGER,
+    latitude REAL, longitude REAL, distance_m REAL, offset_m REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_merchant ON alerts (merchant_id, at);
+CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, terminal_id TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LastFix:
+    counter: int
+    fix_time_ms: int | None
+    latitude: float | None
+    longitude: float | None
+    accuracy_m: float | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    seq: int
+    at: float
+    terminal_id: str
+    merchant_id: str
+    kind: str  # outside, missing, replay, forged, foreign, speed, stale, future, malformed, no-device-key
+    reason: str
+    txn_id: str
+    counter: int | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    distance_m: float | None = None
+    offset_m: float | None = None
+
+
+@dataclass(frozen=True)
+class ReviewEntry:
+    merchant_id: str
+    alerts: int
+    terminals: int
+    last_at: float
+    kinds: dict[str, int]
+
+
+class FenceStore:
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- fences -------------------------------------------------------------------
+    def save_fence(self, fence: Fence, actor: str, at: float) -> None:
+        row = (fence.terminal_id, fence.merchant_id, fence.latitude, fence.longitude, fence.radius_m,
+               json.dumps(fence.polygon), json.dumps(fence.corridor), fence.corridor_width_m,
+               json.dumps(sorted(fence.cell_ids)), int(fence.mobile), fence.risk_grade, at, actor)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO fences VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                self._db.execute("INSERT INTO changes (at, actor, terminal_id, details) VALUES (?,?,?,?)",
+                                 (at, actor, fence.terminal_id, json.dumps(
+                                     {"site": [fence.latitude, fence.longitude], "radius_m": fence.radius_m,
+                                      "polygon": len(fence.polygon), "corridor": len(fence.corridor),
+                                      "mobile": fence.mobile, "risk_grade": fence.risk_grade})))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def fence(self, terminal_id: str) -> Fence | None:
+        row = self._db.execute("SELECT * FROM fences WHERE terminal_id=?", (terminal_id,)).fetchone()
+        if row is None:
+            return None
+        (tid, mid, lat, lon, radius, polygon, corridor, width, cells, mobile, grade, at, by) = row
+        return Fence(tid, mid, lat, lon, radius, tuple(map(tuple, json.loads(polygon))),
+                     tuple(map(tuple, json.loads(corridor))), width, frozenset(json.loads(cells)), bool(mobile),
+                     grade, at, by)
+
+    def fences(self) -> list[Fence]:
+        return [self.fence(r[0]) for r in self._db.execute("SELECT terminal_id FROM fences ORDER BY 1")]
+
+    # --- the last report per terminal -----------------------------------------------
+    def last_fix(self, terminal_id: str) -> LastFix | None:
+        row = self._db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
+                               " WHERE terminal_id=?", (terminal_id,)).fetchone()
+        return LastFix(*row) if row else None
+
+    def advance(self, terminal_id: str, counter: int, at: float, fix: tuple | None = None) -> bool:
+        """Record `counter` (and the fix, if accepted as plausible) if it is above the last one.
+
+        False when another report with this counter or a higher one got there first.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT counter FROM positions WHERE terminal_id=?", (terminal_id,)).fetchone()
+                if row is not None and row[0] >= counter:
+                    self._db.execute("ROLLBACK")
+                    return False
+                if row is None:
+                    self._db.execute("INSERT INTO positions (terminal_id, counter, updated_at) VALUES (?,?,?)",
+                                     (terminal_id, counter, at))
+                else:
+                    self._db.execute("UPDATE positions SET counter=?, updated_at=? WHERE terminal_id=?",
+                                     (counter, at, terminal_id))
+                if fix is not None:
+                    self._db.execute("UPDATE positions SET fix_time_ms=?, latitude=?, longitude=?, accuracy_m=?"
+                                     " WHERE terminal_id=?", (*fix, terminal_id))
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # --- alerts ---------------------------------------------------------------------
+    def add_alert(self, at: float, terminal_id: str, merchant_id: str, kind: str, reason: str, txn_id: str = "",
+                  counter: int | None = None, latitude: float | None = None, longitude: float | None = None,
+                  distance_m: float | None = None, offset_m: float | None = None) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO alerts (at, terminal_id, merchant_id, kind, reason, txn_id, counter, latitude, longitude,"
+                " distance_m, offset_m) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (at, terminal_id, merchant_id, kind, reason, txn_id, counter, latitude, longitude, distance_m,
+                 offset_m))
+            return cur.lastrowid
+
+    def alerts(self, *, merchant_id: str | None = None, terminal_id: str | None = None, since: float = 0.0,
+               limit: int = 100) -> list[Alert]:
+        where, args = ["at >= ?"], [since]
+        if merchant_id:
+            where.append("merchant_id = ?")
+            args.append(merchant_id)
+        if terminal_id:
+            where.append("terminal_id = ?")
+            args.append(terminal_id)
+        rows = self._db.execute(f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+                                (*args, limit))
+        return [Alert(*r) for r in rows]
+
+    def for_review(self, since: float, threshold: int) -> list[ReviewEntry]:
+        """Merchants with `threshold` alerts or more since `since`, most alerts first."""
+        rows = self._db.execute(
+            "SELECT merchant_id, kind, COUNT(*), MAX(at) FROM alerts WHERE at >= ? GROUP BY merchant_id, kind",
+            (since,)).fetchall()
+        merged: dict[str, dict] = {}
+        for mid, kind, n, last in rows:
+            m = merged.setdefault(mid, {"alerts": 0, "last": 0.0, "kinds": {}})
+            m["alerts"] += n
+            m["last"] = max(m["last"], last)
+            m["kinds"][kind] = n
+        terminals = dict(self._db.execute("SELECT merchant_id, COUNT(DISTINCT terminal_id) FROM alerts WHERE at >= ?"
+                                          " GROUP BY merchant_id", (since,)).fetchall())
+        out = [ReviewEntry(mid, m["alerts"], terminals.get(mid, 0), m["last"], m["kinds"])
+               for mid, m in merged.items() if m["alerts"] >= threshold]
+        return sorted(out, key=lambda e: (-e.alerts, e.merchant_id))

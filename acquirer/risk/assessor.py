@@ -1,0 +1,124 @@
+"""The pipeline's risk step: the request context in, the engine's decision on the context out.
+
+`CardFlows.sale` calls `assess(ctx)` after it opened the card and before it asks the
+issuer; a decision that blocks sets `ctx.code` (`ctx.decide`), which ends the run.
+What it reads from the context:
+
+    ctx.terminal_id, ctx.terminal (registry Terminal: merchant, device id and key)
+    ctx.doc: "4" amount, "22" entry mode, "52" PIN block present, "55" ICC data (CDCVM)
+    ctx.private: DF03 signed location report, DF0A risk flags, DF0C passcode block
+    ctx.f60 (type code -> channel), ctx.batch, ctx.stan (-> the transaction id)
+    ctx.pan_token, ctx.masked_pan, ctx.card_family: set by the card flow when it has the
+        card (optional: without them the card's rules and counters see an unknown card)
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from acquirer.ledger import txn_id_for
+from acquirer.protocol import PrivateTag, ResponseCode, private_fields
+from keys.tlv import TLVError, flatten
+
+from .engine import Decision, RiskEngine
+from .rules import Action
+from .variables import Facts, normalise_flag
+
+log = logging.getLogger("acquirer.risk")
+
+_CHANNELS = {"22": "card", "23": "card", "25": "card", "31": "qr", "32": "qr", "33": "face"}
+_KINDS = {"22": "sale", "23": "void", "25": "refund", "31": "sale", "32": "sale", "33": "sale"}
+_CTQ = 0x9F6C
+_CTQ2_CDCVM = 0x80  # card transaction qualifiers byte 2 bit 8: consumer device CVM performed
+
+
+class RiskAssessor:
+    def __init__(self, engine: RiskEngine, registry, fences=None, *, clock=time.time,
+                 require_fix: bool | None = None, merchant_ttl_s: float = 30.0):
+        """`fences`: a FenceMonitor, or None to skip location checks. `require_fix`: None
+        follows the fence policy per risk grade; False never declines for a missing fix
+        (a roll-out while terminals learn to attach reports); True always does for a
+        fenced terminal."""
+        self.engine = engine
+        self.registry = registry
+        self.fences = fences
+        self.clock = clock
+        self.require_fix = require_fix
+        self._merchant_ttl_s = merchant_ttl_s
+        self._merchants: dict[str, tuple[float, object]] = {}
+
+    def _merchant(self, merchant_id: str):
+        # the registry caches terminals, not merchants: a grade change shows within the TTL
+        now = self.clock()
+        cached = self._merchants.get(merchant_id)
+        if cached is None or cached[0] < now:
+            cached = self._merchants[merchant_id] = (now + self._merchant_ttl_s, self.registry.merchant(merchant_id))
+        return cached[1]
+
+    def assess(self, ctx) -> Decision:
+        txn_id = txn_id_for(ctx.terminal_id, ctx.batch, ctx.stan)
+        terminal = ctx.terminal
+        merchant = self._merchant(terminal.merchant_id)
+        facts = self.facts(ctx, txn_id, merchant)
+        if self.fences is not None:
+            verdict = self.fences.check(terminal, ctx.private.get(PrivateTag.LOCATION), merchant=merchant,
+                                        txn_id=txn_id, required=self.require_fix)
+            _location(facts, verdict)
+        decision = self.engine.decide(facts)
+        self._answer(ctx, decision, facts)
+        return decision
+
+    def facts(self, ctx, txn_id: str, merchant) -> Facts:
+        doc, private = ctx.doc or {}, ctx.private
+        amount = doc.get("4", "")
+        type_code = ctx.f60.type_code if ctx.f60 else ""
+        flags = private.get(PrivateTag.RISK_FLAGS, b"").decode("ascii", "replace").split(",")
+        pin = "52" in doc
+        return Facts(
+            txn_id, ctx.terminal_id, merchant.merchant_id, int(amount) if amount.isdigit() else 0, self.clock(),
+            channel=_CHANNELS.get(type_code, "card"), kind=_KINDS.get(type_code, "sale"),
+            device_id=ctx.terminal.device_id or "", merchant_grade=merchant.risk_grade, merchant_mcc=merchant.mcc,
+            merchant_mobile=bool(merchant.mobile), card_token=getattr(ctx, "pan_token", "") or "",
+            masked_pan=getattr(ctx, "masked_pan", "") or "", card_family=getattr(ctx, "card_family", "") or "",
+            pin_present=pin, passcode_present=PrivateTag.PASSCODE_BLOCK in private,
+            cdcvm=not pin and _cdcvm(doc.get("55")), entry_mode=doc.get("22", ""),
+            flags=frozenset(normalise_flag(f) for f in flags if f.strip()))
+
+    @staticmethod
+    def _answer(ctx, decision: Decision, facts: Facts) -> None:
+        if decision.hits:
+            ctx.notes.append(f"risk {decision.action.value}: " + ",".join(
+                f"{h.rule}{'(trial)' if h.status == 'trial' else ''}" for h in decision.hits))
+        if not decision.blocks:
+            return
+        text = decision.text
+        if decision.code == ResponseCode.GEOFENCE_VIOLATION.value and facts.location_reason:
+            text = facts.location_reason  # how far, for the cashier
+        if decision.action is Action.STEP_UP:
+            ctx.reply_fields["59"] = private_fields({PrivateTag.STEP_UP: decision.step_up.encode("ascii"),
+                                                     PrivateTag.CASHIER_TEXT: text.encode("ascii", "replace")})
+        ctx.decide(ResponseCode(decision.code), text)
+
+
+def _location(facts: Facts, verdict) -> None:
+    facts.location_status = verdict.status
+    facts.location_required = verdict.required
+    facts.location_refusal = verdict.refusal
+    facts.location_reason = verdict.reason
+    if verdict.offset_m is not None:
+        facts.location_offset_m = verdict.offset_m
+    if verdict.distance_m is not None:
+        facts.location_distance_m = verdict.distance_m
+    if verdict.fix_age_s is not None:
+        facts.location_fix_age_s = verdict.fix_age_s
+    facts.location_cells = verdict.cells
+
+
+def _cdcvm(icc_hex: str | None) -> bool:
+    if not icc_hex:
+        return False
+    try:
+        ctq = flatten(bytes.fromhex(icc_hex)).get(_CTQ, b"")
+    except (TLVError, ValueError):
+        return False
+    return len(ctq) >= 2 and bool(ctq[1] & _CTQ2_CDCVM)

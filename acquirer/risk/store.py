@@ -1,0 +1,186 @@
+"""Every risk decision with its reasons, and merchant freezes and settlement holds (SQLite, WAL).
+
+Decisions are written in batches: every `flush_every` decisions, or when the oldest
+waiting one is `flush_after_s` old (checked at each decision, and by a background
+thread when traffic stops), and at `explain` and close. One commit per decision would
+cost more than the decision itself. A process crash loses at most that buffer: a few
+decisions missing from `risk explain` and from the counters rebuilt at start. Freezes
+and holds change what happens next, so they are written at once.
+
+The background thread also checkpoints the WAL (autocheckpoint is off on the writing
+connection): a checkpoint fsyncs, and that wait belongs off the request path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, txn_id TEXT NOT NULL, at REAL NOT NULL,
+    terminal_id TEXT NOT NULL, merchant_id TEXT NOT NULL, card_token TEXT NOT NULL,
+    amount INTEGER NOT NULL, round INTEGER NOT NULL, action TEXT NOT NULL, code TEXT NOT NULL,
+    text TEXT NOT NULL, ruleset TEXT NOT NULL, facts TEXT NOT NULL, hits TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_txn ON decisions (txn_id);
+CREATE INDEX IF NOT EXISTS decisions_at ON decisions (at);
+CREATE TABLE IF NOT EXISTS holds (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, merchant_id TEXT NOT NULL, kind TEXT NOT NULL,
+    rule_id TEXT NOT NULL, txn_id TEXT NOT NULL, at REAL NOT NULL,
+    released_at REAL, released_by TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS holds_active ON holds (merchant_id, kind) WHERE released_at IS NULL;
+"""
+FREEZE, HOLD = "freeze", "hold"
+_JSON = json.JSONEncoder(separators=(",", ":"))
+log = logging.getLogger("acquirer.risk")
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    seq: int
+    txn_id: str
+    at: float
+    terminal_id: str
+    merchant_id: str
+    card_token: str
+    amount: int
+    round: bool
+    action: str
+    code: str
+    text: str
+    ruleset: str
+    facts: dict
+    hits: list[dict]
+
+
+@dataclass(frozen=True)
+class Hold:
+    merchant_id: str
+    kind: str  # freeze or hold
+    rule_id: str
+    txn_id: str
+    at: float
+
+
+class DecisionStore:
+    def __init__(self, path: str | os.PathLike, *, flush_every: int = 128, flush_after_s: float = 0.5,
+                 checkpoint_every_s: float = 5.0, monotonic=time.monotonic):
+        self.path = os.fspath(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the upkeep thread checkpoints instead
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self._pending: list[tuple] = []
+        self._first_pending = 0.0
+        self.flush_every = flush_every
+        self.flush_after_s = flush_after_s
+        self._monotonic = monotonic
+        self._stop = threading.Event()
+        self._upkeep = threading.Thread(target=self._run_upkeep, args=(checkpoint_every_s,),
+                                        name="risk-store-upkeep", daemon=True)
+        self._upkeep.start()
+
+    # --- decisions ------------------------------------------------------------------
+    def record(self, row: tuple) -> None:
+        """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, facts, hits
+        (facts and hits as JSON-able values)."""
+        with self._lock:
+            if not self._pending:
+                self._first_pending = self._monotonic()
+            self._pending.append(row)
+            if len(self._pending) >= self.flush_every or self._monotonic() - self._first_pending >= self.flush_after_s:
+                self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            encode = _JSON.encode
+            rows = [(*r[:11], encode(r[11]), encode(r[12]) if r[12] else "[]") for r in self._pending]
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round, action,"
+                    " code, text, ruleset, facts, hits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._pending.clear()
+
+    def _run_upkeep(self, checkpoint_every_s: float) -> None:
+        checkpointer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        next_checkpoint = self._monotonic() + checkpoint_every_s
+        try:
+            while not self._stop.wait(self.flush_after_s):
+                try:
+                    if self._pending and self._monotonic() - self._first_pending >= self.flush_after_s:
+                        self.flush()
+                    if self._monotonic() >= next_checkpoint:
+                        next_checkpoint = self._monotonic() + checkpoint_every_s
+                        checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never blocks the writer
+                except sqlite3.Error as exc:  # keep the rows; try again on the next round
+                    log.error("risk decision store upkeep failed: %s", exc)
+        finally:
+            checkpointer.close()
+
+    def decisions(self, txn_id: str) -> list[StoredDecision]:
+        """Every decision on `txn_id`, oldest first (a transaction is normally decided once)."""
+        self.flush()
+        rows = self._db.execute("SELECT * FROM decisions WHERE txn_id=? ORDER BY seq", (txn_id,)).fetchall()
+        return [_decision(r) for r in rows]
+
+    def since(self, at: float):
+        """(at, terminal, merchant, token, amount, round, action) of decisions since `at`, oldest first."""
+        self.flush()
+        return self._db.execute("SELECT at, terminal_id, merchant_id, card_token, amount, round, action"
+                                " FROM decisions WHERE at >= ? ORDER BY seq", (at,))
+
+    def count(self) -> int:
+        self.flush()
+        return self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+    # --- freezes and holds ------------------------------------------------------------
+    def place_hold(self, merchant_id: str, kind: str, rule_id: str, txn_id: str, at: float) -> bool:
+        """True if this started a hold; False if one of this kind was already in force."""
+        with self._lock:
+            cur = self._db.execute("INSERT OR IGNORE INTO holds (merchant_id, kind, rule_id, txn_id, at)"
+                                   " VALUES (?,?,?,?,?)", (merchant_id, kind, rule_id, txn_id, at))
+            return cur.rowcount == 1
+
+    def release(self, merchant_id: str, kind: str, by: str, at: float | None = None) -> bool:
+        with self._lock:
+            cur = self._db.execute("UPDATE holds SET released_at=?, released_by=? WHERE merchant_id=? AND kind=?"
+                                   " AND released_at IS NULL",
+                                   (time.time() if at is None else at, by, merchant_id, kind))
+            return cur.rowcount == 1
+
+    def holds(self, kind: str | None = None) -> list[Hold]:
+        sql = "SELECT merchant_id, kind, rule_id, txn_id, at FROM holds WHERE released_at IS NULL"
+        rows = self._db.execute(sql + (" AND kind=?" if kind else "") + " ORDER BY seq", (kind,) if kind else ())
+        return [Hold(*r) for r in rows]
+
+    def settlement_held(self, merchant_id: str) -> bool:
+        """For settlement: pay this merchant out only when False."""
+        return self._db.execute("SELECT 1 FROM holds WHERE merchant_id=? AND released_at IS NULL",
+                                (merchant_id,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._upkeep.join(10)
+        self.flush()
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+
+def _decision(r: tuple) -> StoredDecision:
+    return StoredDecision(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11],
+                          json.loads(r[12]), json.loads(r[13]))
