@@ -7,7 +7,10 @@ row or a numeric pad works, and the customer reads the scrambled digit on screen
 """
 from __future__ import annotations
 
+import queue
+
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
@@ -49,12 +52,36 @@ class PinScreen(ModalScreen):
                         id="pin-help")
 
     def on_mount(self) -> None:
-        self.load_layout()
+        self._ops: queue.Queue = queue.Queue()
+        self.pump()
 
     @work(thread=True, exclusive=True, group="pin")
-    def load_layout(self) -> None:
+    def pump(self) -> None:
+        """One thread talks to the TEE, in key order: a fast typist's Enter never overtakes
+        the digits before it."""
         layout = self.terminal.pin_begin(self.handle)
         self.app.call_from_thread(self._show_layout, layout)
+        worker = get_current_worker()
+        while not worker.is_cancelled:  # cancelled when the screen goes away or the app quits
+            try:
+                op, arg = self._ops.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                if op == "key":
+                    self.app.call_from_thread(self._dots, self.terminal.pin_key(arg))
+                elif op == "back":
+                    self.app.call_from_thread(self._dots, self.terminal.pin_backspace())
+                elif op == "enter":
+                    block = self.terminal.pin_enter()
+                    self.app.call_from_thread(self.dismiss, block)
+                    return
+                elif op == "cancel":
+                    self.terminal.pin_cancel()
+                    self.app.call_from_thread(self.dismiss, None)
+                    return
+            except Exception as exc:  # too few or too many digits: say so, keep the keypad
+                self.app.call_from_thread(self.query_one("#pin-dots", Static).update, str(exc))
 
     def _show_layout(self, layout) -> None:
         self.pad_layout = list(layout.layout)
@@ -70,29 +97,13 @@ class PinScreen(ModalScreen):
             self.action_press(int(event.button.id[4:]))
 
     def action_press(self, position: int) -> None:
-        if self.pad_layout:
-            self._send(position)
+        self._ops.put(("key", position))
 
-    @work(thread=True, group="pin")
-    def _send(self, position: int) -> None:
-        count = self.terminal.pin_key(position)
-        self.app.call_from_thread(self._dots, count)
-
-    @work(thread=True, group="pin")
     def action_backspace(self) -> None:
-        count = self.terminal.pin_backspace()
-        self.app.call_from_thread(self._dots, count)
+        self._ops.put(("back", None))
 
-    @work(thread=True, group="pin")
     def action_enter(self) -> None:
-        try:
-            block = self.terminal.pin_enter()
-        except Exception as exc:  # too few digits and the like: say so, keep the keypad
-            self.app.call_from_thread(self.query_one("#pin-dots", Static).update, f"{exc}")
-            return
-        self.app.call_from_thread(self.dismiss, block)
+        self._ops.put(("enter", None))
 
-    @work(thread=True, group="pin")
     def action_cancel(self) -> None:
-        self.terminal.pin_cancel()
-        self.app.call_from_thread(self.dismiss, None)
+        self._ops.put(("cancel", None))
