@@ -1,0 +1,55 @@
+"""The real app in a real terminal: `pos demo` in tmux sells with a tapped card, and the
+approval is read from the captured screen."""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.pcsc, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+
+def tmux(sock: str, *args: str) -> str:
+    return subprocess.run(["tmux", "-L", sock, *args], capture_output=True, text=True, timeout=20).stdout
+
+
+def wait_screen(sock: str, text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = tmux(sock, "capture-pane", "-p", "-t", "demo")
+        if text in screen:
+            return screen
+        time.sleep(0.3)
+    raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
+
+
+def test_demo_sells_with_a_tapped_card_in_tmux(tmp_path):
+    sock = f"softpos-{uuid.uuid4().hex[:8]}"
+    command = (f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m terminal.cli demo --fresh "
+               f"--state {shlex.quote(str(tmp_path / 'demo'))}")
+    tmux(sock, "new-session", "-d", "-s", "demo", "-x", "110", "-y", "34", command)
+    try:
+        wait_screen(sock, "Secure world: READY", 90)
+        tmux(sock, "send-keys", "-t", "demo", "s")
+        wait_screen(sock, "amount in yuan", 10)
+        tmux(sock, "send-keys", "-t", "demo", "12.50", "Enter")
+        wait_screen(sock, "Tap a card", 10)
+        tmux(sock, "send-keys", "-t", "demo", "1")  # the demo customer taps the UnionPay card
+        screen = wait_screen(sock, "APPROVED", 60)
+        assert "AMOUNT  CNY 12.50" in screen and "629999*********" in screen
+        tmux(sock, "send-keys", "-t", "demo", "Enter")
+        wait_screen(sock, "Secure world: READY", 10)
+        tmux(sock, "send-keys", "-t", "demo", "q")
+        deadline = time.monotonic() + 30
+        while "demo" in tmux(sock, "list-sessions") and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        tmux(sock, "kill-server")
