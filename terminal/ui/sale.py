@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 from terminal.app import SaleResult
 
@@ -44,8 +44,9 @@ def receipt_qr(text: str) -> str:
 class AmountScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
 
+    # no Header on the checkout screens: they come and go within milliseconds, and Textual's
+    # Header can raise when its screen is switched away before it finished mounting
     def compose(self) -> ComposeResult:
-        yield Header()
         with Vertical(id="amount-box"):
             yield Label("Sale - amount in yuan (e.g. 12.50), then Enter", id="amount-title")
             yield Input(placeholder="0.00", id="amount", restrict=r"[0-9.,]*")
@@ -78,7 +79,6 @@ class CollectScreen(Screen):
         self.cancelled = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
         with Vertical(id="collect-box"):
             yield Label(f"CNY {self.amount / 100:,.2f}", id="collect-amount")
             yield Static("Tap a card or phone on the reader...", id="collect-status")
@@ -159,7 +159,6 @@ class ResultScreen(Screen):
 
     def compose(self) -> ComposeResult:
         r = self.result
-        yield Header()
         with Vertical(id="result-box"):
             yield Label("APPROVED" if r.approved else "NOT APPROVED", id="result-verdict",
                         classes="approved" if r.approved else "declined")
