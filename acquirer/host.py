@@ -21,6 +21,12 @@ from keys.hsm import HSM, terminal_key_name
 
 log = logging.getLogger("acquirer.host")
 
+# 60.1 types the wallet flows own outright (face sales go to the face flows)
+WALLET_TYPES = frozenset({TxnType.QR_SALE.value, TxnType.QR_PRECREATE.value, TxnType.FACE_SALE.value})
+# requests that name an original in field 61: whoever moved the original's money handles them
+_BY_ORIGINAL = frozenset({(MTI.FINANCIAL_REQUEST, TxnType.VOID.value), (MTI.ADVICE_REQUEST, TxnType.REFUND.value),
+                          (MTI.STATUS_REQUEST, TxnType.QUERY.value)})
+
 # fields a response echoes from its request when present
 ECHOED = ("3", "4", "11", "12", "13", "22", "25", "41", "42", "49", "60", "61")
 
@@ -60,13 +66,16 @@ class Metrics:
 
 
 class Host:
-    def __init__(self, registry: Registry, hsm: HSM, ledger, card_flows, clock: Callable[[], float] = time.time):
+    def __init__(self, registry: Registry, hsm: HSM, ledger, card_flows, clock: Callable[[], float] = time.time, *,
+                 wallet_flows=None, face_flows=None):
         self.registry = registry
         self.hsm = hsm
         self.ledger = ledger
         self.clock = clock
         self.netmgmt = NetworkManagement(registry, hsm, ledger, clock)
         self.card_flows = card_flows
+        self.wallet_flows = wallet_flows  # None: this host has no QR channel (QR and face types answer 12)
+        self.face_flows = face_flows
         self.metrics = Metrics()
         self.steps = [
             pipeline.step_decode,
@@ -93,7 +102,7 @@ class Host:
             return None  # not even a message of ours: the server closes the connection
         response = self._response(ctx)
         if ctx.unit is not None or (ctx.store_response and ctx.maced):
-            replacement = await self.card_flows.commit(ctx, response)
+            replacement = await self._commit(ctx, response)
             if replacement is not None:  # the same request was answered meanwhile: send that answer
                 return frame.reply(replacement)
             if ctx.redecided:  # the ledger refused the unit: answer its code, and keep that answer
@@ -110,7 +119,34 @@ class Host:
     def route(self, ctx: Context):
         if ctx.mti is MTI.NETWORK_REQUEST:
             return self.netmgmt.handle(ctx)
-        return self.card_flows.handle(ctx)
+        return self._flows_for(ctx).handle(ctx)
+
+    def _flows_for(self, ctx: Context):
+        """Card, wallet (QR and the aftermath of every wallet-paid sale) or face."""
+        wallets = self.wallet_flows
+        if wallets is None:
+            return self.card_flows
+        type_code = ctx.f60.type_code if ctx.f60 else ""
+        if type_code == TxnType.FACE_SALE.value and ctx.mti is MTI.FINANCIAL_REQUEST and self.face_flows is not None:
+            return self.face_flows
+        if type_code in WALLET_TYPES:  # QR sales, merchant QR, and reversals of those and of face sales
+            return wallets
+        if ctx.mti is MTI.REVERSAL_REQUEST:  # 60.1 is the original's: a void's reversal names a void
+            return wallets if wallets.owns_reversal(ctx) else self.card_flows
+        if (ctx.mti, type_code) in _BY_ORIGINAL and wallets.owns_original(ctx):
+            return wallets
+        return self.card_flows
+
+    async def _commit(self, ctx: Context, response: bytes) -> bytes | None:
+        # CardFlows gives back card authorisations; a wallet payment is given back by its own undo,
+        # and only when the ledger refused the unit (a replayed answer is the same order, already paid)
+        give_back = getattr(ctx.undo, "give_back", None)
+        if give_back is not None:
+            ctx.undo = None
+        replacement = await self.card_flows.commit(ctx, response)
+        if give_back is not None and ctx.redecided:
+            await give_back()
+        return replacement
 
     def _response(self, ctx: Context) -> bytes:
         doc = ctx.doc or {}

@@ -1,31 +1,45 @@
 """The host as a running service over one state directory (embedded defaults: SQLite).
 
-    state/  lmk  hsm.db  registry.db  ledger.db  vault.db  issuer.db
+    state/  lmk  hsm.db  registry.db  ledger.db  vault.db  issuer.db  face.db
+            wallets/providers.json  qr_orders.db  routing.db      (QR and face pay)
 
-`HostService` opens every store, wires the pipeline and serves TCP; `serve_in_thread`
+`HostService` opens every store, wires the pipeline and serves TCP; `ThreadedHost`
 runs it on its own event loop for the demo and for tests that drive it with the
 blocking terminal session. Closing finishes in-flight transactions first.
+
+The QR channel opens when there are wallet provider credentials (by default
+`state/wallets/providers.json`, which `acquirer wallets serve --state` writes); face pay
+moves money through it, so without it QR and face requests answer 12.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from pathlib import Path
 
 from acquirer.card_flows import CardFlows
 from acquirer.channels.issuer import IssuerSimulator
+from acquirer.channels.qr import PollPolicy
+from acquirer.face import FacePay
+from acquirer.face_flows import FaceFlows
 from acquirer.host import Host
 from acquirer.ledger import LedgerWriter, SQLiteLedger
 from acquirer.registry import Registry
 from acquirer.server import HostServer
 from acquirer.vault import CardVault
+from acquirer.wallet_flows import WalletFlows
 from keys.hsm import HSM
+
+log = logging.getLogger("acquirer.service")
 
 
 class HostService:
     def __init__(self, state_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 read_timeout: float = 30.0, idle_timeout: float = 300.0, metrics_port: int = 0):
+                 read_timeout: float = 30.0, idle_timeout: float = 300.0, metrics_port: int = 0, *,
+                 wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
+                 qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True):
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
@@ -34,6 +48,11 @@ class HostService:
         self.vault = CardVault(self.state / "vault.db", self.hsm)
         # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
         self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False)
+        self.face = FacePay(self.state / "face.db", self.hsm, require_liveness=face_liveness)
+        self.wallet_providers = Path(wallet_providers or self.state / "wallets" / "providers.json")
+        self.qr_wait, self.qr_poll, self.qr_retry_every = qr_wait, qr_poll, qr_retry_every
+        self.qr = None  # the QRStack, when wallets are configured
+        self._qr_retry: asyncio.Task | None = None
         self._bind = (host, port, read_timeout, idle_timeout)
         self.metrics_port = metrics_port
         self._metrics_runner = None
@@ -44,12 +63,36 @@ class HostService:
     async def start(self) -> "HostService":
         self.writer = LedgerWriter(self.ledger)
         flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, self.issuer)
-        self.host = Host(self.registry, self.hsm, self.ledger, flows)
+        wallet_flows = face_flows = None
+        if self.wallet_providers.is_file():
+            wallet_flows = await self._open_qr_channel()
+            face_flows = FaceFlows(self.hsm, self.face, wallet_flows)
+        self.host = Host(self.registry, self.hsm, self.ledger, flows, wallet_flows=wallet_flows, face_flows=face_flows)
         host, port, read_timeout, idle_timeout = self._bind
         self.server = await HostServer(self.host.handle, host, port, read_timeout, idle_timeout).start()
         if self.metrics_port:
             await self._serve_metrics(host)
         return self
+
+    async def _open_qr_channel(self) -> WalletFlows:
+        from acquirer.wallets.providers import load_providers
+        from acquirer.wallets.stack import open_qr_channel
+
+        providers, _apps = load_providers(self.wallet_providers)
+        self.qr = await open_qr_channel(providers, poll=self.qr_poll, orders_path=str(self.state / "qr_orders.db"),
+                                        routing_path=str(self.state / "routing.db"))
+        self._qr_retry = asyncio.create_task(self._retry_qr_reversals())
+        log.info("QR channel open: %s", ", ".join(p.name for p in providers))
+        return WalletFlows(self.ledger, self.qr.channel, wait_seconds=self.qr_wait)
+
+    async def _retry_qr_reversals(self) -> None:
+        # reversals a wallet has not confirmed stay pending in the order book until one is
+        while True:
+            await asyncio.sleep(self.qr_retry_every)
+            try:
+                await self.qr.channel.retry_reversals()
+            except Exception:  # a wallet outage must not end the retries
+                log.exception("retrying QR reversals failed")
 
     async def _serve_metrics(self, host: str) -> None:
         from aiohttp import web
@@ -73,11 +116,16 @@ class HostService:
             await self._metrics_runner.cleanup()
         if self.server is not None:
             await self.server.close()
+        if self._qr_retry is not None:
+            self._qr_retry.cancel()
+            await asyncio.gather(self._qr_retry, return_exceptions=True)
+        if self.qr is not None:
+            await self.qr.aclose()
         if self.writer is not None:
             await self.writer.aclose()
 
     def close_stores(self) -> None:
-        for store in (self.issuer, self.vault, self.ledger, self.registry, self.hsm):
+        for store in (self.face, self.issuer, self.vault, self.ledger, self.registry, self.hsm):
             store.close()
 
 

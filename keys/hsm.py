@@ -231,6 +231,15 @@ class HSM:
         return hmac.compare_digest(decrypt_pin_block(fmt, key.cipher, pin_block, pan),
                                     decrypt_pin_block(fmt, key.cipher, reference_pin_block, pan))
 
+    def passcode_token(self, pin_block: bytes, pan: str, source: str, token_key: str) -> str:
+        """The keyed token (`token`) of the passcode inside a PIN block under the TPK `source`.
+
+        Face pay checks a passcode against a peppered record; this keeps the passcode clear
+        only inside the HSM. Raises PinBlockError for a block that does not open."""
+        src = self._get(source, KeyUsage.TPK)
+        passcode = decrypt_pin_block(_PIN_FORMATS[src.algorithm], src.cipher, pin_block, pan)
+        return self.token(token_key, passcode.encode("ascii"))
+
     # --- data keys ---------------------------------------------------------------
     def seal_data(self, name: str, data: bytes) -> bytes:
         return seal_field(self._get(name, KeyUsage.TDK).cipher, data)

@@ -10,13 +10,14 @@ survives a restart), sent before anything else until the host acknowledges it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Iterator, Protocol
 
 from acquirer.protocol import (MTI, EntryMode, Field60, Frame, FrameError, NetworkCode, Original, PrivateTag,
                                ProtocolError, ResponseCode, TxnType, decode, encode, mac_input, private_fields,
@@ -80,6 +81,21 @@ class Outcome:
     @property
     def approved(self) -> bool:
         return self.code == ResponseCode.APPROVED.value
+
+    @property
+    def private(self) -> dict:
+        """Field 59 of the response as {PrivateTag: bytes}."""
+        return read_private(self.fields)
+
+    @property
+    def code_url(self) -> str:
+        """The merchant QR to show (59/DF10), after an approved `precreate`."""
+        return self.private.get(PrivateTag.MERCHANT_QR, b"").decode("ascii", "replace")
+
+    @property
+    def step_up(self) -> str:
+        """What the host asks for with a 1A (59/DF13), e.g. PASSCODE."""
+        return self.private.get(PrivateTag.STEP_UP, b"").decode("ascii", "replace")
 
 
 _SCHEMA = """
@@ -246,6 +262,95 @@ class OnlineSession:
         fields = self._base(MTI.STATUS_REQUEST, TxnType.QUERY)
         fields.update({"3": "300000", "61": Original(original_batch, original_stan, "0000", original_rrn).encode()})
         return self._financial(fields, reversible=False)
+
+    # --- wallets and face -------------------------------------------------------------
+    # docs/protocol.md, "QR and face": order id at the wallet = terminal id-batch-STAN
+    QR_SALE_TIMEOUT = 75.0  # the host may poll a customer confirming on the phone for up to 60 s
+
+    @contextlib.contextmanager
+    def _patience(self, seconds: float) -> Iterator[None]:
+        """A longer socket timeout for one exchange the host may hold on purpose."""
+        previous, self.timeout = self.timeout, max(self.timeout, seconds)
+        if self._sock is not None:
+            self._sock.settimeout(self.timeout)
+        try:
+            yield
+        finally:
+            self.timeout = previous
+            if self._sock is not None:
+                self._sock.settimeout(previous)
+
+    def _wallet_fields(self, type_code: TxnType, amount: int, processing: str, entry: EntryMode,
+                       stan: str | None = None) -> dict:
+        fields = self._base(MTI.FINANCIAL_REQUEST, type_code, stan=stan)
+        now = time.localtime()
+        fields.update({"3": processing, "4": f"{amount:012d}", "12": time.strftime("%H%M%S", now),
+                       "13": time.strftime("%m%d", now), "22": entry.value, "25": "00", "49": "156"})
+        return fields
+
+    def qr_sale(self, amount: int, code: str, timeout: float = QR_SALE_TIMEOUT) -> Outcome:
+        """Pay with a customer-presented code (as scanned): 0200 type 31. Declines of note:
+        59 code already used, 54 expired, 14 not a payment code, 51 balance."""
+        fields = self._wallet_fields(TxnType.QR_SALE, amount, "000000", EntryMode.QR_CODE)
+        fields["59"] = private_fields({PrivateTag.QR_CODE: code.strip().encode("ascii", "replace")})
+        with self._patience(timeout):
+            return self._financial(fields, reversible=True)
+
+    def precreate(self, amount: int, wallet: str) -> Outcome:
+        """A merchant QR for `wallet` (alipay, wechat or unionpay): 0200 type 32. Approved:
+        show `outcome.code_url` as a QR, then call `wait_paid(outcome)`. With no answer the
+        queued reversal closes the QR at the wallet."""
+        fields = self._wallet_fields(TxnType.QR_PRECREATE, amount, "380000", EntryMode.QR_CODE)
+        fields["59"] = private_fields({PrivateTag.CHANNEL: wallet.encode("ascii")})
+        return self._financial(fields, reversible=True)
+
+    def wait_paid(self, precreated: Outcome, timeout: float = 60.0, cancel: bool = True) -> Outcome:
+        """Until the customer pays the QR of `precreated` or `timeout` seconds pass.
+
+        Each wait is a 0200 type 32 naming the QR in field 61; the host holds it a few
+        seconds and answers 00 (paid), a decline (closed), or U1 (not yet: ask again). At
+        the deadline, with `cancel`, the precreate is reversed, which closes the QR (or
+        refunds a payment that raced the close) and the answer is 98. An approved outcome
+        carries the QR's own batch and STAN: that sale is what `void`/`refund` name."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fields = self._wallet_fields(TxnType.QR_PRECREATE, int(precreated.fields["4"]), "380000",
+                                         EntryMode.QR_CODE)
+            fields["61"] = Original(precreated.batch, precreated.stan, "0000", "").encode()
+            out = self._financial(fields, reversible=False)  # a wait moves no money; the precreate's reversal undoes
+            if out.code != ResponseCode.USER_PAYING.value:
+                return Outcome(out.code, out.text, precreated.stan, precreated.batch, out.rrn, out.auth_code,
+                               out.fields)
+            if time.monotonic() >= deadline:
+                break
+        if not cancel:
+            return out
+        self.cancel_precreate(precreated)
+        return Outcome(ResponseCode.ISSUER_TIMEOUT.value, "customer did not pay in time: QR closed",
+                       precreated.stan, precreated.batch, fields=out.fields)
+
+    def cancel_precreate(self, precreated: Outcome) -> None:
+        """Withdraw a merchant QR: its reversal closes it at the wallet (refunds it if paid)."""
+        self._queue_reversal(precreated.fields)
+        self.flush_reversals()
+
+    def face_sale(self, amount: int, template_field: bytes,
+                  passcode_block: Callable[[str], bytes] | None = None) -> Outcome:
+        """A face sale: 0200 type 33 with the sealed template (59/DF02).
+
+        First without `passcode_block`: a recognised face gets 1A with `outcome.step_up ==
+        "PASSCODE"`. Then again with `passcode_block`, a function of the new request's STAN
+        giving 59/DF0C (the block's PAN is made from the STAN), for example
+        `lambda stan: terminal.face.checkout.passcode_block(tee.pin_block, passcode, stan)`.
+        Declines: 05 not recognised, 55 wrong passcode, 75 locked, 58 no liveness."""
+        stan = self.next_stan()
+        fields = self._wallet_fields(TxnType.FACE_SALE, amount, "000000", EntryMode.FACE, stan=stan)
+        items = {PrivateTag.FACE_TEMPLATE: template_field}
+        if passcode_block is not None:
+            items[PrivateTag.PASSCODE_BLOCK] = passcode_block(stan)
+        fields["59"] = private_fields(items)
+        with self._patience(self.QR_SALE_TIMEOUT):
+            return self._financial(fields, reversible=passcode_block is not None)  # the step-up moves no money
 
     # --- settlement ---------------------------------------------------------------
     def settle(self, totals: dict[str, tuple[int, int, int, int]]) -> Outcome:

@@ -87,12 +87,50 @@ def messages() -> dict[str, tuple[dict, bool]]:
                             "38": "A1B2C3", "39": "00", **base,
                             "44": "SALE APPROVED", "60": Field60(TxnType.QUERY.value, "000001").encode(),
                             "61": Original("000001", "000042", "1123", "611230000042").encode()}, True),
+        **_wallet_messages(base),
         "settlement-request": ({"t": "0500", "11": "000051", **base, "49": "156",
                                 "48": encode_totals({"CD": (1, 12345, 1, 5000)}),
                                 "60": Field60(TxnType.SETTLEMENT.value, "000001", "201").encode()}, True),
         "settlement-response": ({"t": "0510", "11": "000051", "15": "1124", "39": "00", **base,
                                  "60": Field60(TxnType.SETTLEMENT.value, "000001", "201").encode(),
                                  "44": "BALANCED"}, True),
+    }
+
+
+def _wallet_messages(base: dict) -> dict[str, tuple[dict, bool]]:
+    """QR both ways and face (docs/protocol.md, "QR and face")."""
+    qr = {"12": "101530", "13": "1123", "22": "032", "25": "00", **base, "49": "156"}
+    order = {PrivateTag.ORDER_ID: b"T0000001-000001-000060", PrivateTag.CHANNEL: b"wechat"}
+    paid = {"15": "1124", "37": "611230000060", "38": "001234", "39": "00", "44": "paid"}
+    sale = {"3": "000000", "4": "000000012345", "11": "000060", **qr,
+            "60": Field60(TxnType.QR_SALE.value, "000001").encode()}
+    pre = {"3": "380000", "4": "000000002580", **qr, "60": Field60(TxnType.QR_PRECREATE.value, "000001").encode()}
+    wait = {**pre, "11": "000062", "61": Original("000001", "000061", "0000", "").encode()}
+    merchant_order = {PrivateTag.ORDER_ID: b"T0000001-000001-000061", PrivateTag.CHANNEL: b"alipay"}
+    face = {"3": "000000", "4": "000000001500", **qr, "22": "092",
+            "60": Field60(TxnType.FACE_SALE.value, "000001").encode()}
+    template = bytes.fromhex("66" * 544)  # stands for the template sealed under the TDK (docs/face.md)
+    return {
+        "qr-sale-request": ({"t": "0200", **sale, "59": private_fields({PrivateTag.QR_CODE: b"134567890123456789"})},
+                            True),
+        "qr-sale-response": ({"t": "0210", **sale, **paid, "59": private_fields(order)}, True),
+        "precreate-request": ({"t": "0200", **pre, "11": "000061",
+                               "59": private_fields({PrivateTag.CHANNEL: b"alipay"})}, True),
+        "precreate-response": ({"t": "0210", **pre, "11": "000061", "39": "00", "44": "show the QR to the customer",
+                                "59": private_fields({**merchant_order, PrivateTag.MERCHANT_QR:
+                                                      b"https://qr.alipay.com/bax0Xq3vT9bW2kLmN8pR"})}, True),
+        "qr-wait-request": ({"t": "0200", **wait}, True),
+        "qr-wait-response": ({"t": "0210", **wait, **paid, "37": "611230000061",
+                              "59": private_fields(merchant_order)}, True),
+        "face-sale-request": ({"t": "0200", **face, "11": "000063",
+                               "59": private_fields({PrivateTag.FACE_TEMPLATE: template})}, True),
+        "face-step-up-response": ({"t": "0210", **face, "11": "000063", "39": "1A",
+                                   "44": "face recognised: enter the payment passcode",
+                                   "59": private_fields({PrivateTag.STEP_UP: b"PASSCODE"})}, True),
+        "face-passcode-request": ({"t": "0200", **face, "11": "000064",
+                                   "59": private_fields({PrivateTag.FACE_TEMPLATE: template,
+                                                         PrivateTag.PASSCODE_BLOCK: bytes.fromhex("77" * 16)})},
+                                  True),
     }
 
 

@@ -47,6 +47,7 @@ class Refusal(str, enum.Enum):
     ACCOUNT_UNKNOWN = "account_unknown"
     NOT_PENDING = "not_pending"
     QR_INVALID = "qr_invalid"
+    NO_AGREEMENT = "no_agreement"
 
 
 class WalletRefusal(Exception):
@@ -69,6 +70,7 @@ class PaymentCode:
     account_id: str
     issued_at: float
     used_by: str | None = None  # the trade that consumed it
+    confirmed: bool = False  # issued under a face-pay agreement: the acquirer has checked the passcode
 
 
 @dataclass
@@ -141,6 +143,7 @@ class WalletBook:
         self.entries: list[BillEntry] = []
         self.tamper = BillTamper()
         self.paid_listeners: list[Callable[[Order], None]] = []
+        self.agreements: set[str] = set()  # accounts that let the acquirer's face pay ask for their codes
         self._seq = itertools.count(1)
 
     # --- customers -------------------------------------------------------------------
@@ -160,11 +163,28 @@ class WalletBook:
 
     def issue_code(self, account_id: str, password: str) -> str:
         self.authenticate(account_id, password)
+        return self._fresh_code(PaymentCode(account_id, self.clock()))
+
+    def agree(self, account_id: str, password: str) -> Account:
+        """The customer lets the acquirer's face pay obtain payment codes for this account
+        (a withholding agreement, in the market's terms); the password proves consent."""
+        acct = self.authenticate(account_id, password)
+        self.agreements.add(acct.account_id)
+        return acct
+
+    def agreement_code(self, account_id: str) -> str:
+        """A single-use code for an account with an agreement, already confirmed: face pay's
+        passcode was the customer's confirmation, so no phone step follows."""
+        if account_id not in self.agreements or account_id not in self.accounts:
+            raise WalletRefusal(Refusal.NO_AGREEMENT, "the account has no face-pay agreement")
+        return self._fresh_code(PaymentCode(account_id, self.clock(), confirmed=True))
+
+    def _fresh_code(self, entry: PaymentCode) -> str:
         while True:
             code = new_code(self.wallet)
             if sm3(code.encode()) not in self._codes:
                 break
-        self._codes[sm3(code.encode())] = PaymentCode(account_id, self.clock())
+        self._codes[sm3(code.encode())] = entry
         return code
 
     def pending(self, account_id: str) -> list[Order]:
@@ -192,7 +212,7 @@ class WalletBook:
         order = self._new_order(merchant, out_trade_no, amount, "MICROPAY", Status.USER_PAYING, description,
                                 notify_url, account_id=acct.account_id, code_digest=digest)
         entry.used_by = order.trade_no
-        if amount <= self.no_password_limit:
+        if amount <= self.no_password_limit or entry.confirmed:
             self._debit(order, acct)
         return order
 

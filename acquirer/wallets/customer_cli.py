@@ -111,6 +111,11 @@ async def confirm(app_url: str, account: str, password: str, trade_no: str | Non
                        session)
 
 
+async def agree(app_url: str, account: str, password: str, session=None) -> dict:
+    """Let the acquirer's face pay debit this account once the face and passcode match."""
+    return await _post(app_url, "agree", {"account": account, "password": password}, session)
+
+
 async def balance(app_url: str, account: str, password: str, session=None) -> int:
     return (await _post(app_url, "balance", {"account": account, "password": password}, session))["balance"]
 
@@ -158,6 +163,9 @@ async def _run(args) -> int:
     elif args.command == "confirm":
         done = await confirm(url, args.account, _password(), args.trade)
         print(f"confirmed: {_yuan(done['amount'])} CNY to {done['merchant']} ({done['trade_no']}) {done['status']}")
+    elif args.command == "agree":
+        await agree(url, args.account, _password())
+        print(f"{wallet.value} account {args.account}: face pay may now debit it (after face and passcode)")
     elif args.command == "balance":
         print(f"{wallet.value} balance: {_yuan(await balance(url, args.account, _password()))} CNY")
     return 0
@@ -169,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--app-url", help="a wallet's customer app URL (instead of --endpoints)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("code", "show my payment code"), ("pending", "payments waiting for my password"),
-                       ("confirm", "confirm a waiting payment with my password"), ("balance", "my balance")):
+                       ("confirm", "confirm a waiting payment with my password"),
+                       ("agree", "let face pay at the acquirer debit this account"), ("balance", "my balance")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--wallet", required=True, choices=[w.value for w in Wallet])
         p.add_argument("--account", required=True)

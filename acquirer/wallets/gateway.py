@@ -6,6 +6,7 @@ A `Gateway` is one provider's front door to a wallet, in that wallet's API style
 """
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -13,11 +14,12 @@ from typing import Callable
 
 from aiohttp import web
 
+from .agreement import MAX_SKEW_S, PATH as AGREEMENT_PATH, SIGNATURE_HEADER
 from .book import Order, Refusal, WalletBook, WalletRefusal
 from .codes import mask_code
 from .faults import FaultPlan
 from .notifier import Notifier
-from .signing import Verifier
+from .signing import Verifier, verify_b64
 
 log = logging.getLogger("acquirer.wallets.sim")
 
@@ -47,11 +49,13 @@ class Gateway:
         self.notifier = notifier or Notifier()
         self.base_url = ""  # set once the site is bound; bill download links need it
         self._bills: dict[str, bytes] = {}
+        self._agreement_nonces: dict[str, float] = {}  # seen nonces, kept as long as their timestamp is fresh
         book.paid_listeners.append(self._on_paid)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/bills/{token}", self._download_bill)
+        app.router.add_post(AGREEMENT_PATH, self._agreement_code)
         self.add_routes(app)
         return app
 
@@ -101,6 +105,36 @@ class Gateway:
         if content is None:
             return web.Response(status=404, text="bill link unknown or expired")
         return web.Response(body=content, content_type="text/csv", charset="utf-8")
+
+
+    # --- face pay: a code under the customer's agreement (acquirer/wallets/agreement.py) ----
+    async def _agreement_code(self, request: web.Request) -> web.Response:
+        def refuse(status: int, error: str, message: str) -> web.Response:
+            return web.json_response({"error": error, "message": message}, status=status)
+
+        body = (await request.read()).decode("utf-8", "replace")
+        try:
+            data = json.loads(body)
+            merchant, account = str(data["merchant"]), str(data["account"])
+            timestamp, nonce = float(data["timestamp"]), str(data["nonce"])
+        except (ValueError, KeyError, TypeError):
+            return refuse(400, "format", "JSON body with merchant, account, timestamp and nonce expected")
+        contract = self.contracts.get(merchant)
+        if contract is None:
+            return refuse(403, "merchant_unknown", "no such merchant contract")
+        if not verify_b64(contract.verifier, request.headers.get(SIGNATURE_HEADER, ""), body):
+            return refuse(401, "sign_error", "signature does not verify")
+        now = self.book.clock()
+        self._agreement_nonces = {n: t for n, t in self._agreement_nonces.items() if abs(now - t) <= MAX_SKEW_S}
+        if abs(now - timestamp) > MAX_SKEW_S or nonce in self._agreement_nonces:
+            return refuse(401, "sign_error", "stale or replayed request")
+        self._agreement_nonces[nonce] = timestamp
+        try:
+            code = self.book.agreement_code(account)
+        except WalletRefusal as exc:
+            log_refusal(self.name, "agreement_code", exc)
+            return refuse(403, exc.reason.value, exc.message)
+        return web.json_response({"code": code, "expires_in": int(self.book.code_ttl)})
 
 
 def log_refusal(gateway: str, operation: str, exc: WalletRefusal, code: str = "") -> None:
@@ -166,6 +200,14 @@ def customer_app(book: WalletBook) -> web.Application:
             return refused(exc)
         return web.json_response(view(order))
 
+    async def agree(request):
+        data = await body(request)
+        try:
+            acct = book.agree(str(data.get("account", "")), str(data.get("password", "")))
+        except WalletRefusal as exc:
+            return refused(exc)
+        return web.json_response({"account": acct.account_id, "agreement": "face_pay"})
+
     async def balance(request):
         data = await body(request)
         try:
@@ -176,6 +218,6 @@ def customer_app(book: WalletBook) -> web.Application:
 
     app = web.Application()
     for path, handler in (("paycode", paycode), ("scan", scan), ("pending", pending), ("confirm", confirm),
-                          ("balance", balance)):
+                          ("agree", agree), ("balance", balance)):
         app.router.add_post(f"/app/{path}", handler)
     return app

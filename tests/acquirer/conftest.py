@@ -1,7 +1,10 @@
-"""A real host on loopback and a real terminal session, over real SQLite files."""
+"""A real host on loopback and a real terminal session, over real SQLite files; for QR and
+face pay, the simulated wallets too, on their own event loop as other processes would be."""
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +19,45 @@ from tests.acquirer.cards import Card, personalise
 
 TERMINAL, MERCHANT = "T0000001", "898440358120001"
 MEASUREMENT = bytes(range(32))  # stands for the SM3 of the installed terminal build
+WALLET_PASSWORD = "pw-8731"  # the simulated wallet customers' password
+
+
+class WalletsThread:
+    """The three simulated wallets (serve_wallets) on an event loop of their own."""
+
+    def __init__(self, customers: dict[str, int]):
+        self.customers = customers
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="wallets", daemon=True)
+        self.services = None
+
+    def start(self) -> "WalletsThread":
+        from acquirer.wallets.serve import serve_wallets
+
+        self.thread.start()
+        # notifies at once and no retries to wait for; the keys are made once per process
+        self.services = self.run(serve_wallets(notify_schedule=(0, 0, 0), http_timeout=3.0, reuse_keys=True))
+        for book in self.services.books.values():
+            for account, balance in self.customers.items():
+                book.add_account(account, WALLET_PASSWORD, balance)
+        return self
+
+    def run(self, coro, timeout: float = 30.0):
+        """Run a coroutine (a customer's app call, say) on the wallets' loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def app_url(self, wallet) -> str:
+        return self.services.app_urls[wallet]
+
+    def balance(self, wallet, account: str = "alice") -> int:
+        return self.services.books[wallet].accounts[account].balance
+
+    def stop(self) -> None:
+        if self.services is not None:
+            self.run(self.services.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 @dataclass
@@ -27,6 +69,7 @@ class Lane:
     session: OnlineSession
     card: Card
     state: object
+    wallets: WalletsThread | None = None
 
     def card_data(self, amount: int, card: Card | None = None, keys: SecureKeys | None = None, **kw) -> CardData:
         card = card or self.card
@@ -47,8 +90,8 @@ class Lane:
         return self.host.service.issuer
 
 
-def start_host(state) -> ThreadedHost:
-    return ThreadedHost(state, read_timeout=2.0, idle_timeout=30.0).start()
+def start_host(state, **kw) -> ThreadedHost:
+    return ThreadedHost(state, read_timeout=2.0, idle_timeout=30.0, **kw).start()
 
 
 def provision(host: ThreadedHost, terminal_id: str, directory) -> tuple[SecureKeys, OnlineSession]:
@@ -65,7 +108,28 @@ def provision(host: ThreadedHost, terminal_id: str, directory) -> tuple[SecureKe
 
 @pytest.fixture
 def lane(tmp_path):
-    host = start_host(tmp_path / "host")
+    yield from _lane(tmp_path)
+
+
+@pytest.fixture
+def wallet_lane(tmp_path):
+    """A lane whose host has the QR channel to the simulated wallets, and face pay.
+
+    The host holds a merchant-QR wait 0.5 s (the session's timeout is 5 s); alice and bob
+    have an account in every wallet."""
+    from acquirer.channels.qr import PollPolicy
+
+    wallets = WalletsThread({"alice": 100_000, "bob": 5_000}).start()
+    try:
+        wallets.services.save(tmp_path / "host" / "wallets" / "providers.json")
+        yield from _lane(tmp_path, wallets, qr_wait=0.5,
+                         qr_poll=PollPolicy(first=0.2, factor=1.5, max_interval=1.0, total=3.0))
+    finally:
+        wallets.stop()
+
+
+def _lane(tmp_path, wallets: WalletsThread | None = None, **host_kw):
+    host = start_host(tmp_path / "host", **host_kw)
     reg = host.service.registry
     reg.add_merchant(MERCHANT, "Corner shop", latitude=31.23, longitude=121.47)
     code = reg.add_terminal(TERMINAL, MERCHANT)
@@ -78,7 +142,7 @@ def lane(tmp_path):
     session.download_keys()
     session.sign_on(MEASUREMENT)
     card = personalise(host.service.hsm, host.service.issuer, CardFamily.PBOC_SM4)
-    lane = Lane(host, keys, session, card, tmp_path / "terminal")
+    lane = Lane(host, keys, session, card, tmp_path / "terminal", wallets)
     yield lane
     session.close()
     host.stop()

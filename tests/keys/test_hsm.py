@@ -87,6 +87,19 @@ def test_translate_pin_from_tpk_to_zpk(hsm):
         hsm.translate_pin(under_tpk, PAN, "terminal/T1/TPK", "terminal/T1/TPK")
 
 
+def test_passcode_token_opens_the_block_inside_and_equals_the_token_of_the_passcode(hsm):
+    hsm.generate("terminal/T1/TPK", "SM4", "TPK")
+    hsm.generate("host/PEPPER", "SM4", "TOKEN")
+    pan = "0000000001230"  # face pay's PAN substitute: 000000 + STAN + 0
+    block = encrypt_pin_block("SM4", hsm._get("terminal/T1/TPK").cipher, "802413", pan)
+    token = hsm.passcode_token(block, pan, "terminal/T1/TPK", "host/PEPPER")
+    assert token == hsm.token("host/PEPPER", b"802413") and "802413" not in token
+    with pytest.raises(PinBlockError):  # a block captured from another request (another STAN)
+        hsm.passcode_token(block, "0000000001240", "terminal/T1/TPK", "host/PEPPER")
+    with pytest.raises(KeyUsageError):  # only a TPK may open a passcode block
+        hsm.passcode_token(block, pan, "host/PEPPER", "host/PEPPER")
+
+
 def test_macs_by_name_and_tamper(hsm):
     hsm.generate("terminal/T1/TAK", "SM4", "TAK")
     for method in ("cbc", "cup_ecb", "cmac"):
