@@ -28,6 +28,18 @@ from keys.tlv import TLVError, flatten, mask_pan, tlv
 log = logging.getLogger("acquirer.card")
 
 
+def request_amount(ctx: Context) -> int | None:
+    """Field 4 as fen, or None after deciding why it is refused (every flow checks it so)."""
+    value = ctx.doc.get("4", "")
+    if not value.isdigit() or int(value) <= 0:
+        ctx.decide(ResponseCode.INVALID_AMOUNT, "amount must be more than zero")
+        return None
+    if ctx.doc.get("49", CURRENCY) != CURRENCY:
+        ctx.decide(ResponseCode.INVALID_TRANSACTION, "only CNY (156) is accepted")
+        return None
+    return int(value)
+
+
 def next_batch(batch: str) -> str:
     """The batch a settlement opens (the ledger numbers them one up, wrapping at 999999)."""
     return f"{int(batch) % 999_999 + 1:06d}"
@@ -67,16 +79,6 @@ class CardFlows:
         await route(ctx)
 
     # --- helpers ----------------------------------------------------------------
-    @staticmethod
-    def _amount(ctx: Context) -> int | None:
-        value = ctx.doc.get("4", "")
-        if not value.isdigit() or int(value) <= 0:
-            ctx.decide(ResponseCode.INVALID_AMOUNT, "amount must be more than zero")
-            return None
-        if ctx.doc.get("49", CURRENCY) != CURRENCY:
-            ctx.decide(ResponseCode.INVALID_TRANSACTION, "only CNY (156) is accepted")
-            return None
-        return int(value)
 
     def _card(self, ctx: Context) -> tuple[str, str] | None:
         """PAN and expiry from the sealed track 2 (field 35), opened inside the HSM."""
@@ -131,7 +133,7 @@ class CardFlows:
 
     # --- sale -------------------------------------------------------------------
     async def sale(self, ctx: Context) -> None:
-        amount = self._amount(ctx)
+        amount = request_amount(ctx)
         card = self._card(ctx) if amount else None
         if card is None:
             return
@@ -164,7 +166,7 @@ class CardFlows:
 
     # --- void and refund ----------------------------------------------------------
     async def void(self, ctx: Context) -> None:
-        amount = self._amount(ctx)
+        amount = request_amount(ctx)
         original = self._original(ctx) if amount else None
         if original is None:
             return
@@ -180,7 +182,7 @@ class CardFlows:
         await self._undo_at_issuer(ctx, Operation.VOID, original, amount, TxnKind.VOID)
 
     async def refund(self, ctx: Context) -> None:
-        amount = self._amount(ctx)
+        amount = request_amount(ctx)
         original = self._original(ctx) if amount else None
         if original is None:
             return

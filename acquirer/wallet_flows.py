@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from acquirer.card_flows import request_amount
 from acquirer.channels.qr import QRChannel, QRResult
 from acquirer.ledger import (Channel, JournalEntry, Status, Transaction, TxnKind, TxnRecord, reversal_outcome,
                              txn_id_for)
@@ -29,7 +30,7 @@ from acquirer.wallets.outcomes import result_of
 
 log = logging.getLogger("acquirer.wallet")
 
-CURRENCY = "156"
+from acquirer.card_flows import CURRENCY  # noqa: E402  (one currency rule for every flow)
 WALLET_KINDS = frozenset({TxnKind.QR, TxnKind.QR_MERCHANT, TxnKind.FACE})
 _NOTIFY_LOOK = 0.1  # how often a merchant-QR wait looks at the order book, which a notify updates
 
@@ -107,16 +108,7 @@ class WalletFlows:
             self.channel.orders.get(order_id_for(ctx.terminal_id, o.batch, o.stan)) is not None
 
     # --- helpers ----------------------------------------------------------------------
-    @staticmethod
-    def amount(ctx: Context) -> int | None:
-        value = ctx.doc.get("4", "")
-        if not value.isdigit() or int(value) <= 0:
-            ctx.decide(ResponseCode.INVALID_AMOUNT, "amount must be more than zero")
-            return None
-        if ctx.doc.get("49", CURRENCY) != CURRENCY:
-            ctx.decide(ResponseCode.INVALID_TRANSACTION, "only CNY (156) is accepted")
-            return None
-        return int(value)
+    amount = staticmethod(request_amount)
 
     def _find(self, ctx: Context, o: Original) -> Transaction | None:
         return self.ledger.find_original(ctx.terminal_id, batch=o.batch, stan=o.stan) or (
