@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from acquirer.card_flows import request_amount
+from acquirer.card_flows import CURRENCY, request_amount
 from acquirer.channels.qr import QRChannel, QRResult
 from acquirer.ledger import (Channel, JournalEntry, Status, Transaction, TxnKind, TxnRecord, reversal_outcome,
                              txn_id_for)
@@ -30,7 +30,6 @@ from acquirer.wallets.outcomes import result_of
 
 log = logging.getLogger("acquirer.wallet")
 
-from acquirer.card_flows import CURRENCY  # noqa: E402  (one currency rule for every flow)
 WALLET_KINDS = frozenset({TxnKind.QR, TxnKind.QR_MERCHANT, TxnKind.FACE})
 _NOTIFY_LOOK = 0.1  # how often a merchant-QR wait looks at the order book, which a notify updates
 
