@@ -47,7 +47,7 @@ class Sales:
         stan = f"{n // len(TERMINALS) % 1_000_000:06d}"
         rrn = self.store.next_rrn()
         rec = TxnRecord(tid, MID, self.batches[tid], stan, TxnKind.SALE, Channel.CARD, 100 + n % 9_900, rrn=rrn,
-                        auth_code="A1B2C3", masked_pan="621234******1234", pan_token="6299000000001234")
+                        auth_code="A1B2C3", masked_pan="621234******1234", pan_token="BENCH-TOKEN-0001")
         request = b"0200" + stan.encode() + rrn.encode() + bytes(190)
         response = b"0210" + stan.encode() + rrn.encode() + b"00" + bytes(128)
         return CommitUnit((JournalEntry.authorised(rec),),

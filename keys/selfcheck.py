@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 GB_SM4_KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
+SYNTHETIC_PAN = "62" + "0" * 14  # an all-zero account number: no card has it
 
 
 def _sm4() -> str:
@@ -72,8 +73,8 @@ def _pin_blocks() -> str:
     block = encrypt_pin_block("ISO-4", aes, "1234", "1234567890123456", bytes.fromhex("1122334455667788"))
     assert block.hex().upper() == "7CDF645C86CAF763AE34637A66997534"
     sm4 = BlockCipher("SM4", GB_SM4_KEY)
-    assert decrypt_pin_block("SM4", sm4, encrypt_pin_block("SM4", sm4, "9876", "6200000000000000"),
-                             "6200000000000000") == "9876"
+    assert decrypt_pin_block("SM4", sm4, encrypt_pin_block("SM4", sm4, "9876", SYNTHETIC_PAN),
+                             SYNTHETIC_PAN) == "9876"
     return "ISO 9564 format 4 vector, SM4 round trip"
 
 
@@ -81,7 +82,7 @@ def _emv() -> str:
     from . import emv
 
     imk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-    sk = emv.arqc_session("PBOC_SM4", imk, "6214830000000000", "00", b"\x00\x01")
+    sk = emv.arqc_session("PBOC_SM4", imk, SYNTHETIC_PAN, "00", b"\x00\x01")
     ac = emv.generate_ac("PBOC_SM4", sk, b"amount, currency, date, UN, ...")
     assert emv.verify_ac("PBOC_SM4", sk, b"amount, currency, date, UN, ...", ac)
     return "PBOC SM4 ARQC generate/verify"
