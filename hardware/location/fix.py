@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hardware.errors import HardwareError
-from hardware.clock import Clock, SystemClock
-
-# A blocked read wakes this often to look at its cancel event and its deadline.
-POLL_SLICE_S = 0.05
+from hardware.polling import PolledSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +78,18 @@ class LocationCancelled(LocationError):
         super().__init__(f"waiting for a fix from {source!r} was cancelled")
 
 
-class LocationSource(ABC):
+class LocationSource(PolledSource[Fix]):
     """The common interface; a subclass only says how to wait a short while for a fix."""
-
-    def __init__(self, name: str, clock: Clock | None = None) -> None:
-        self.name = name
-        self._clock: Clock = clock or SystemClock()
-        self._closed = False
-
-    @abstractmethod
-    def _poll(self, wait: float) -> Fix | None:
-        """Wait at most `wait` seconds for a new fix; None if none came."""
 
     def _no_fix(self, timeout: float) -> NoFix:
         """The error for a read that timed out; sources say why they had nothing."""
         return NoFix(f"no fix from {self.name!r} within {timeout:g} s")
 
-    def _close_device(self) -> None:
-        """Release the device; called once by close()."""
+    def _closed_error(self) -> Exception:
+        return LocationUnavailable(f"location source {self.name!r} is closed")
+
+    def _cancelled_error(self) -> Exception:
+        return LocationCancelled(self.name)
 
     def read(
         self,
@@ -113,33 +102,8 @@ class LocationSource(ABC):
         Older fixes are passed over while waiting (a receiver may have buffered them);
         on timeout StaleFix says how old the newest was, or NoFix says why there was none.
         """
-        # Deadlines use the real clock: the device waits are real waits.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        stale: StaleFix | None = None
-        while True:
-            if self._closed:
-                raise LocationUnavailable(f"location source {self.name!r} is closed")
-            if cancel is not None and cancel.is_set():
-                raise LocationCancelled(self.name)
-            wait = POLL_SLICE_S
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
-            fix = self._poll(wait)
-            if fix is not None:
-                age = fix.age(self._clock.now())
-                if max_age is None or age <= max_age:
-                    return fix
-                stale = StaleFix(fix, age, max_age)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise stale or self._no_fix(timeout)
+        def fresh(fix: Fix) -> StaleFix | None:
+            age = fix.age(self._clock.now())
+            return None if max_age is None or age <= max_age else StaleFix(fix, age, max_age)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._close_device()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+        return self._wait(timeout, cancel, fresh, lambda: self._no_fix(timeout))

@@ -7,18 +7,16 @@ never learn which kind they hold.
 from __future__ import annotations
 
 import threading
-import time
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from hardware.clock import Clock, SystemClock
 from hardware.errors import HardwareError
+from hardware.clock import Clock, SystemClock  # noqa: F401  (sources import them from here)
+from hardware.polling import PolledSource
 
 UNKNOWN_SYMBOLOGY = "UNKNOWN"
 # A blocked read wakes this often to look at its cancel event and its deadline.
-POLL_SLICE_S = 0.05
 
 # AIM symbology identifiers ("]" + code letter + modifier) that a scanner can be set to
 # prefix; three-character keys win over two-character ones. Names follow zbar's.
@@ -107,38 +105,18 @@ class ScanCancelled(ScannerError):
         super().__init__(f"waiting for a scan from {source!r} was cancelled")
 
 
-class Scanner(ABC):
+class Scanner(PolledSource[ScanEvent]):
     """The common interface; a subclass only says how to wait a short while for a scan."""
 
-    def __init__(self, name: str, clock: Clock | None = None) -> None:
-        self.name = name
-        self._clock: Clock = clock or SystemClock()
-        self._closed = False
+    def _closed_error(self) -> Exception:
+        return ScannerClosed(self.name)
 
-    @abstractmethod
-    def _poll(self, wait: float) -> ScanEvent | None:
-        """Wait at most `wait` seconds for one scan; None if none came."""
-
-    def _close_device(self) -> None:
-        """Release the device; called once by close()."""
+    def _cancelled_error(self) -> Exception:
+        return ScanCancelled(self.name)
 
     def read(self, timeout: float | None = None, cancel: threading.Event | None = None) -> ScanEvent:
         """The next scan. Raises ScanTimeout, ScanCancelled, ScannerClosed or a device error."""
-        # Deadlines use the real clock: the device waits are real waits.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._closed:
-                raise ScannerClosed(self.name)
-            if cancel is not None and cancel.is_set():
-                raise ScanCancelled(self.name)
-            wait = POLL_SLICE_S
-            if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
-            event = self._poll(wait)
-            if event is not None:
-                return event
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ScanTimeout(self.name, timeout)
+        return self._wait(timeout, cancel, lambda event: None, lambda: ScanTimeout(self.name, timeout))
 
     def events(self, cancel: threading.Event | None = None) -> Iterator[ScanEvent]:
         """Scans until `cancel` is set or the source closes; other errors propagate."""
@@ -150,17 +128,6 @@ class Scanner(ABC):
 
     def __iter__(self) -> Iterator[ScanEvent]:
         return self.events()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._close_device()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def _event(self, symbology: str, text: str) -> ScanEvent:
         return ScanEvent(symbology, text, self.name, self._clock.monotonic(), self._clock.now())
