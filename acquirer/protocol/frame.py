@@ -98,25 +98,27 @@ async def read_frame(reader: asyncio.StreamReader, timeout: float, max_len: int 
 
 def read_frame_blocking(sock, max_len: int = MAX_FRAME) -> Frame | None:
     """The same for a blocking socket (the terminal side); timeouts come from the socket."""
-    head = _recv_exact(sock, 2)
+    head = recv_exact(sock, 2)
     if head is None:
         return None
     (length,) = struct.unpack(">H", head)
     if length > max_len:
         raise FrameError(f"declared frame length {length} exceeds the {max_len}-byte maximum")
-    body = _recv_exact(sock, length)
+    body = recv_exact(sock, length)
     if body is None:
         raise FrameError(f"connection closed inside a {length}-byte frame")
     return Frame.decode_body(body)
 
 
-def _recv_exact(sock, n: int) -> bytes | None:
+def recv_exact(sock, n: int, error: type[Exception] = FrameError) -> bytes | None:
+    """Exactly `n` bytes from a blocking socket; None if the peer closed before the first
+    byte, `error` if it closed in the middle."""
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
         if not chunk:
             if buf:
-                raise FrameError(f"connection closed after {len(buf)} of {n} bytes")
+                raise error(f"connection closed after {len(buf)} of {n} bytes")
             return None
         buf += chunk
     return bytes(buf)

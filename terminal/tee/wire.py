@@ -20,6 +20,8 @@ from __future__ import annotations
 import socket
 import struct
 
+from acquirer.protocol.frame import recv_exact
+
 MAX_FRAME = 64 * 1024  # the largest real message (a TRANSACT result) is a few KB
 MAX_DEPTH = 4  # request/response map -> params map -> a map or list of scalars
 _U32 = struct.Struct(">I")
@@ -132,27 +134,15 @@ def send_frame(sock: socket.socket, value: Value) -> None:
     sock.sendall(_U32.pack(len(body)) + body)
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            if buf:
-                raise WireError(f"peer closed inside a frame ({len(buf)} of {n} bytes)")
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
 def recv_raw_frame(sock: socket.socket) -> bytes | None:
     """The body of the next frame, None when the peer closed between frames."""
-    head = _recv_exactly(sock, 4)
+    head = recv_exact(sock, 4, WireError)
     if head is None:
         return None
     (n,) = _U32.unpack(head)
     if n > MAX_FRAME:
         raise WireError(f"frame of {n} bytes is above the {MAX_FRAME}-byte limit")
-    body = _recv_exactly(sock, n)
+    body = recv_exact(sock, n, WireError)
     if body is None:
         raise WireError("peer closed after a frame header")
     return body
