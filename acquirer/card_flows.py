@@ -331,3 +331,6 @@ class CardFlows:
             await self._ask(CardAuthorisation(Operation.REVERSAL, request.pan, request.psn, request.expiry,
                                               request.amount, CURRENCY, request.terminal_id, request.merchant_id,
                                               request.stan))
+            flush = getattr(self.issuer, "flush", None)
+            if flush is not None:  # no ledger unit follows a give-back: commit it now, not at the next group
+                flush()

@@ -45,9 +45,10 @@ class HostService:
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
         self.registry = Registry(self.state / "registry.db")
         self.ledger = SQLiteLedger(self.state / "ledger.db")
-        self.vault = CardVault(self.state / "vault.db", self.hsm)
+        # vault and simulated issuer commit with the ledger's group commit (acquirer.ledger.companion)
+        self.vault = CardVault(self.state / "vault.db", self.hsm, grouped=True)
         # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
-        self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False)
+        self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False, grouped=True)
         self.face = FacePay(self.state / "face.db", self.hsm, require_liveness=face_liveness)
         self.wallet_providers = Path(wallet_providers or self.state / "wallets" / "providers.json")
         self.qr_wait, self.qr_poll, self.qr_retry_every = qr_wait, qr_poll, qr_retry_every
@@ -61,7 +62,7 @@ class HostService:
         self.host: Host | None = None
 
     async def start(self) -> "HostService":
-        self.writer = LedgerWriter(self.ledger)
+        self.writer = LedgerWriter(self.ledger, companions=(self.issuer, self.vault))
         flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, self.issuer)
         wallet_flows = face_flows = None
         if self.wallet_providers.is_file():

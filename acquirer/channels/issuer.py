@@ -70,7 +70,7 @@ class IssuerSimulator:
     name = "issuer-sim"
 
     def __init__(self, hsm: HSM, db_path: str | os.PathLike, zpk_name: str | None = None, *,
-                 clock: Callable[[], datetime] = datetime.now, durable: bool = True):
+                 clock: Callable[[], datetime] = datetime.now, durable: bool = True, grouped: bool = False):
         self._hsm = hsm
         self._clock = clock
         self.zpk_name = zpk_name or channel_key_name(self.name, KeyUsage.ZPK)
@@ -78,11 +78,15 @@ class IssuerSimulator:
             hsm.generate(self.zpk_name, KeyAlgorithm.SM4, KeyUsage.ZPK)
         elif hsm.info(self.zpk_name).usage is not KeyUsage.ZPK:
             raise KeyUsageError(f"{self.zpk_name} is a {hsm.info(self.zpk_name).usage.value} key, not a ZPK")
-        self._store = AccountStore(db_path, durable)
+        self._store = AccountStore(db_path, durable, grouped)
         self.inline = not durable  # cheap enough to call from the event loop (see CardFlows._ask)
 
     def close(self) -> None:
         self._store.close()
+
+    def flush(self) -> None:
+        """Commit pending decisions (grouped: the ledger writer's companion hook)."""
+        self._store.flush()
 
     def __enter__(self) -> "IssuerSimulator":
         return self
@@ -162,7 +166,7 @@ class IssuerSimulator:
     # --- authorisation ---------------------------------------------------------
     def authorise(self, request: CardAuthorisation) -> CardResult:
         now = self._clock()
-        with self._store.transaction() as db:
+        with self._store.decision() as db:
             pan = request.pan
             account = self._store.find(db, pan) if isinstance(pan, str) and pan.isdigit() else None
             if account is None:
@@ -179,7 +183,9 @@ class IssuerSimulator:
         return result
 
     def _declined(self, db, account: Account, request: CardAuthorisation, now: datetime, decline: _Decline,
-                  verified: _Verified | None = None) -> CardResult:
+                  verified: _Verified | None = None, **changes) -> CardResult:
+        if changes:  # what the checks changed before saying no (the ATC) is kept
+            account = self._store.update(db, account, **changes)
         self._store.record(db, account, request, decline.code.value, day=_day(now))
         return CardResult(decline.code, text=decline.text,
                           issuer_data=self._issuer_data(account, request, verified, decline.code))
@@ -197,11 +203,13 @@ class IssuerSimulator:
     def _sale(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
         day = _day(now)
         verified = None
+        kept: dict = {}  # written with the decision, whatever it is: one UPDATE per sale
         try:
             self._check_standing(account, request, now)
             if request.icc:
                 verified = self._verify_cryptogram(account, request)
-                account = self._store.update(db, account, last_atc=verified.cryptogram.atc_value)
+                kept["last_atc"] = verified.cryptogram.atc_value
+                account = dataclasses.replace(account, **kept)
                 if not verified.cryptogram.is_arqc:
                     raise _Decline(ResponseCode.DO_NOT_HONOR, "the card did not ask for online authorisation")
             if request.pin_block is not None:
@@ -213,9 +221,9 @@ class IssuerSimulator:
             if request.amount > account.balance:
                 raise _Decline(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
         except _Decline as decline:
-            return self._declined(db, account, request, now, decline, verified)
+            return self._declined(db, account, request, now, decline, verified, **kept)
         return self._approved(db, account, request, now, -request.amount, "approved", verified=verified,
-                              day=day, day_total=account.spent_on(day) + request.amount)
+                              day=day, day_total=account.spent_on(day) + request.amount, **kept)
 
     def _refund(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
         try:

@@ -8,6 +8,10 @@ make the simulated issuer, not the acquirer, the bottleneck of every benchmark.
 Accounts are keyed by a PAN token, SM3(per-issuer salt || PAN); the clear PAN is never
 stored, only its masked form for people. The PIN is kept as a PIN block under the
 issuer's ZPK (the "PIN reference"), never in clear.
+
+In the host the store is also `grouped`: a decision is a savepoint in one long write
+transaction that the ledger writer commits before the group of ledger units that
+depends on it (acquirer.ledger.companion), not a transaction of its own per request.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from acquirer.ledger.companion import GroupedWrites
 from keys.emv import CardFamily
 from keys.hashes import sm3
 from keys.tlv import mask_pan
@@ -126,9 +131,10 @@ def _account(row: tuple) -> Account:
 class AccountStore:
     """Accounts and decisions; every change goes through `transaction()`."""
 
-    def __init__(self, path: str | os.PathLike, durable: bool = True):
+    def __init__(self, path: str | os.PathLike, durable: bool = True, grouped: bool = False):
         self.path = str(path)
         self._lock = threading.RLock()
+        self._grouped: GroupedWrites | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -140,18 +146,28 @@ class AccountStore:
                 row = (os.urandom(16).hex(),)
                 db.execute("INSERT INTO meta VALUES ('pan_salt', ?)", row)
         self._salt = bytes.fromhex(row[0])
+        if grouped:
+            self._grouped = GroupedWrites(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
+            self.flush()
             self._db.close()
+
+    def flush(self) -> None:
+        """Commit the decisions taken so far (grouped: the ledger writer calls this)."""
+        if self._grouped is not None:
+            self._grouped.flush()
 
     def token(self, pan: str) -> str:
         return sm3(self._salt + pan.encode("ascii", "replace")).hex()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit: BEGIN IMMEDIATE takes the write lock before anything is read."""
+        """One atomic unit, committed when it ends: BEGIN IMMEDIATE takes the write lock
+        before anything is read. Grouped, the decisions pending so far are committed first."""
         with self._lock:
+            self.flush()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -159,6 +175,10 @@ class AccountStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def decision(self):
+        """The unit of one authorisation: its own transaction, or (grouped) a savepoint."""
+        return self._grouped.change() if self._grouped is not None else self.transaction()
 
     # --- accounts --------------------------------------------------------------
     def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
@@ -181,17 +201,18 @@ class AccountStore:
 
     def update(self, db: sqlite3.Connection, account: Account, **changes) -> Account:
         """Write `changes` (column=value) to the account row; returns the account as it now is."""
-        if changes:
-            columns = ", ".join(f"{name}=?" for name in changes)
-            values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
-            db.execute(f"UPDATE accounts SET {columns} WHERE token=?", (*values, account.token))
-        row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (account.token,)).fetchone()
+        if not changes:
+            row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (account.token,)).fetchone()
+            return _account(row)
+        columns = ", ".join(f"{name}=?" for name in changes)
+        values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
+        row = db.execute(f"UPDATE accounts SET {columns} WHERE token=? RETURNING {_ACCOUNT_COLUMNS}",
+                         (*values, account.token)).fetchall()[0]
         return _account(row)
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
-        row = db.execute("SELECT v FROM meta WHERE k='auth_seq'").fetchone()
-        seq = int(row[0]) + 1 if row else 1
-        db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (str(seq),))
+        (seq,), = db.execute("INSERT INTO meta VALUES ('auth_seq', '1') ON CONFLICT(k) DO UPDATE SET "
+                             "v = CAST(v AS INTEGER) + 1 RETURNING CAST(v AS INTEGER)").fetchall()
         return f"{seq % 1_000_000:06d}"
 
     # --- decisions -------------------------------------------------------------

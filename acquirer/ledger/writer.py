@@ -5,21 +5,27 @@ takes every unit queued so far, applies them all in ONE store transaction
 (`LedgerStore.commit_many`), COMMITs, and only then wakes every waiter. A response
 can therefore never leave before its unit is durable, and while one group is being
 fsync'ed the next one gathers.
+
+Companion stores (`companion.GroupedWrites`: the card vault, the issuer simulator) are
+flushed by the same thread after a group is gathered and before its units commit, so a
+committed unit never depends on a companion write that is not.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Receipt
 from .store import LedgerStore
 
 _STOP = object()
+log = logging.getLogger("acquirer.ledger.writer")
 
 
 @dataclass
@@ -29,11 +35,17 @@ class _Waiter:
     future: Any
 
 
+class Companion(Protocol):
+    def flush(self) -> None: ...
+
+
 class LedgerWriter:
     """The one writer of a ledger. `await commit(unit)` from asyncio, `commit_now(unit)` from threads."""
 
-    def __init__(self, store: LedgerStore, *, max_group: int = 2_000, name: str = "ledger-writer"):
+    def __init__(self, store: LedgerStore, *, max_group: int = 2_000, name: str = "ledger-writer",
+                 companions: tuple[Companion, ...] = ()):
         self.store = store
+        self.companions = companions
         self.max_group = max_group
         self.groups = 0  # transactions committed
         self.units = 0  # units applied (stored or refused)
@@ -107,11 +119,20 @@ class LedgerWriter:
                 break
             if item is not _STOP:
                 self._commit_group([item])
+        try:
+            self._flush_companions()  # writes no unit followed (a give-back after the last group)
+        except Exception:
+            log.exception("flushing companion stores at close failed")
+
+    def _flush_companions(self) -> None:
+        for companion in self.companions:
+            companion.flush()
 
     def _commit_group(self, group: list[_Waiter]) -> None:
         try:
+            self._flush_companions()
             results: list[Any] = self.store.commit_many([w.unit for w in group])
-        except Exception as exc:  # the store itself failed: nobody's unit is known to be durable
+        except Exception as exc:  # a store failed: nobody's unit is known to be durable
             err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
             results = [err] * len(group)
         self.groups += 1

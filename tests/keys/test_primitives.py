@@ -1,10 +1,12 @@
 """Published vectors for SM4, SM3, HMAC-SM3, SM4 modes, AES/3DES and key check values."""
 import pytest
 from Crypto.Cipher import AES, DES3
-from hypothesis import given, strategies as st
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings, strategies as st
 
 from keys.errors import DecryptionError, InvalidKey
 from keys.hashes import hmac_sm3, hmac_sm3_verify, sm3
+from keys.mac import CBCMAC
 from keys.symmetric import (Algorithm, BlockCipher, aes_gcm_decrypt, aes_gcm_encrypt, pad_iso9797_m2,
                             sm4_gcm_decrypt, sm4_gcm_encrypt, unpad_iso9797_m2)
 from tests.keys import oracle
@@ -140,3 +142,35 @@ def test_iso9797_padding_method_2_round_trip(data, block):
 
 def test_block_cipher_repr_hides_the_key():
     assert "0123" not in repr(BlockCipher(Algorithm.SM4, GB_KEY)).lower()
+
+
+# --- SM4-CBC on running contexts (keys/symmetric.py) -----------------------------------
+_RUNNING = BlockCipher("SM4", bytes(range(16)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.binary(min_size=16, max_size=16), st.booleans(),
+                          st.binary(min_size=96, max_size=96)), min_size=1, max_size=12))
+def test_running_sm4_cbc_equals_a_fresh_context_for_every_call(calls):
+    # interleaved encryptions and decryptions of any length and IV, on one long-lived cipher
+    key = bytes(range(16))
+    for blocks, iv, encrypt, material in calls:
+        data = material[: blocks * 16]
+        fresh = Cipher(algorithms.SM4(key), modes.CBC(iv))
+        if encrypt:
+            ctx = fresh.encryptor()
+            assert _RUNNING.encrypt_cbc(data, iv) == ctx.update(data) + ctx.finalize()
+        else:
+            ctx = fresh.decryptor()
+            assert _RUNNING.decrypt_cbc(data, iv) == ctx.update(data) + ctx.finalize()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_sm4_cbc_mac_in_one_call_equals_the_block_by_block_chain(data):
+    cipher = BlockCipher("SM4", bytes(range(16, 32)))
+    padded = data + b"\x80" + bytes(-(len(data) + 1) % 16)
+    h = bytes(16)
+    for i in range(0, len(padded), 16):
+        h = cipher.encrypt_ecb(bytes(x ^ y for x, y in zip(h, padded[i:i + 16])))
+    assert CBCMAC(cipher, 2, 8).mac(data) == h[:8]

@@ -1,0 +1,65 @@
+"""Companion stores: SQLite files whose writes ride on the ledger writer's group commit.
+
+The card vault and the issuer simulator each wrote one SQLite transaction per sale on
+the event loop: a BEGIN and a COMMIT (a WAL append) per request, on the host's busiest
+thread. A companion instead keeps ONE transaction open across requests; each change is
+a savepoint inside it, visible at once to the same connection (the next decision reads
+the balance the last one left). `LedgerWriter` calls `flush()` on its companions after
+it has gathered a group and before it commits the group's units, so
+
+    every unit the ledger commits had its companion writes committed first.
+
+A response leaves only after its unit is durable, hence only after the vault row and
+the issuer decision it depends on are committed too; a killed host loses only
+companion writes whose units were not committed either (those requests got no answer
+and are reversed or resent). Companions keep their own `synchronous` setting: their
+COMMIT is a WAL append, the fsync that makes a response durable is the ledger's.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class GroupedWrites:
+    """One connection, one open write transaction, flushed by the ledger writer's thread."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock | None = None):
+        if conn.isolation_level is not None:
+            raise ValueError("a companion connection must be in autocommit mode (isolation_level=None)")
+        self.conn = conn
+        self.lock = lock or threading.RLock()
+        self.flushes = 0
+
+    @contextmanager
+    def change(self) -> Iterator[sqlite3.Connection]:
+        """One all-or-nothing change (a savepoint) inside the open transaction."""
+        with self.lock:
+            conn = self.conn
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")  # takes the write lock before anything is read
+            conn.execute("SAVEPOINT change")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO change")
+                    conn.execute("RELEASE change")
+                raise
+            conn.execute("RELEASE change")
+
+    def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        """One statement inside the open transaction (a statement is all-or-nothing by itself)."""
+        with self.lock:
+            if not self.conn.in_transaction:
+                self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn.execute(sql, params)
+
+    def flush(self) -> None:
+        """Commit everything changed so far (called by the ledger writer before each group)."""
+        with self.lock:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+                self.flushes += 1

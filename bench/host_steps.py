@@ -1,0 +1,210 @@
+"""Where a durable card sale's CPU time goes in the host: microseconds per pipeline step.
+
+    .venv/bin/python bench/host_steps.py [--sales 3000]
+
+`bench/host.py` gives the host's throughput; this says why it is what it is. The host
+is provisioned as in bench/host.py, then the same pre-built sales run through
+`Host.handle` on this process's event loop (16 in flight, no TCP), with the steps of
+the pipeline's synchronous steps wrapped in timers of the event-loop thread's CPU
+clock (`thread_time`, so time other processes take on this shared machine does not
+count); the first row is that thread's whole CPU time over the run, per sale. The ledger writer
+thread's CPU is measured apart. Finally `HostServer` with a handler that does no work
+answers the same frames over loopback TCP: the cost of the server itself (framing,
+asyncio streams, tasks), measured as that server thread's CPU per round trip.
+
+Nested rows are part of the row above them; "other" is the part of the first row that
+no row covers (the context, routing, awaiting the group commit, the driving loop). Ends with one JSON line (the rows as {name: us_per_sale}).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acquirer.protocol import Frame, decode  # noqa: E402
+from acquirer.server import HostServer  # noqa: E402
+from acquirer.service import HostService, ThreadedHost  # noqa: E402
+from bench.host import build_sales, closed_loop, prepare, provision  # noqa: E402
+
+TERMINALS = 16
+
+
+class Timers:
+    """CPU microseconds of the calling thread, summed per label."""
+
+    def __init__(self):
+        self.ns: dict[str, int] = defaultdict(int)
+
+    def wrap(self, label: str, fn):
+        clock, ns = time.thread_time_ns, self.ns
+
+        def timed(*a, **kw):
+            t = clock()
+            try:
+                return fn(*a, **kw)
+            finally:
+                ns[label] += clock() - t
+        return timed
+
+
+# (label, object path from the service, attribute, depth in the table)
+STEPS = (
+    ("event loop, all of a sale (no TCP)", None, None, 0),
+    ("decode (pyiso8583 + field 60/59)", "pipeline", "step_decode", 1),
+    ("identify terminal (registry)", "host.steps", 1, 1),
+    ("verify MAC + SM3 digest", "host.steps", 2, 1),
+    ("de-duplicate (ledger read)", "host.steps", 3, 1),
+    ("open batch check (ledger read)", "ledger", "current_batch", 1),
+    ("track 2: open under TDK", "card_flows", "_card", 1),
+    ("issuer simulator: authorise", "issuer", "authorise", 1),
+    ("HSM: ARQC verify + ARPC", "hsm", "verify_arqc", 2),
+    ("RRN", "ledger", "next_rrn", 1),
+    ("ledger record + PAN token", "card_flows", "_record", 1),
+    ("vault: seal and keep card", "vault", "keep", 1),
+    ("response: encode + MAC", "host", "_response", 1),
+)
+
+
+def instrument(svc: HostService, timers: Timers) -> None:
+    from acquirer import host as host_module, pipeline
+
+    h = svc.host
+    for label, where, attr, _depth in STEPS:
+        if where is None:
+            continue
+        if where == "host.steps":
+            h.steps[attr] = timers.wrap(label, h.steps[attr])
+        elif where == "pipeline":
+            h.steps[0] = timers.wrap(label, getattr(pipeline, attr))
+        else:
+            obj = {"host": h, "ledger": svc.ledger, "card_flows": h.card_flows, "issuer": svc.issuer,
+                   "hsm": svc.hsm, "vault": svc.vault}[where]
+            setattr(obj, attr, timers.wrap(label, getattr(obj, attr)))
+    assert host_module  # the module is imported so a renamed step fails here, not silently
+
+
+async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, float], float, int]:
+    svc = await HostService(state).start()
+    try:
+        timers = Timers()
+        warm, timed = frames[:200], frames[200:]
+        await _drive(svc, warm)
+        instrument(svc, timers)
+        writer_cpu = _thread_cpu_probe(svc.writer._thread)
+        before, loop_before = writer_cpu(), time.thread_time_ns()
+        declined = await _drive(svc, timed)
+        timers.ns[STEPS[0][0]] = time.thread_time_ns() - loop_before
+        writer_us = (writer_cpu() - before) / 1000 / len(timed)
+        rows = {label: timers.ns[label] / 1000 / len(timed) for label, *_ in STEPS}
+        return rows, writer_us, declined
+    finally:
+        await svc.stop()
+        svc.close_stores()
+
+
+async def _drive(svc: HostService, frames: list[Frame]) -> int:
+    slots = asyncio.Semaphore(TERMINALS)
+    declined = 0
+
+    async def one(frame):
+        nonlocal declined
+        async with slots:
+            reply = await svc.host.handle(frame, "bench")
+        declined += decode(reply.message).get("39") != "00"
+    await asyncio.gather(*(one(f) for f in frames))
+    return declined
+
+
+def _thread_cpu_probe(thread: threading.Thread):
+    """CPU ns of another thread of this process, from /proc (Linux)."""
+    import os
+
+    tid = thread.native_id
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> int:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // ticks  # utime + stime
+    return read
+
+
+def server_cost(frames_per_conn: list[list[bytes]], seconds: float) -> tuple[float, float]:
+    """HostServer answering every frame with a canned reply: server-thread CPU us per round trip."""
+    canned = Frame.decode_body(frames_per_conn[0][0][2:])
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict = {}
+
+    async def handler(frame, peer):
+        return frame.reply(canned.message)
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        box["server"] = loop.run_until_complete(HostServer(handler).start())
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    ready.wait(10)
+    cpu = _thread_cpu_probe(t)
+    c0 = cpu()
+    rate, lat, _ = asyncio.run(closed_loop(box["server"].port, frames_per_conn, seconds))
+    used = cpu() - c0
+    asyncio.run_coroutine_threadsafe(box["server"].close(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)
+    return used / 1000 / len(lat), rate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sales", type=int, default=3000)
+    a = ap.parse_args()
+    per = a.sales // TERMINALS + 14
+    with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
+        state = Path(tmp) / "host"
+        state.mkdir()
+        cards = prepare(state, TERMINALS)
+        th = ThreadedHost(state).start()
+        try:
+            lanes = provision(state, th.port, cards)
+        finally:
+            th.stop()
+        by_lane = build_sales(lanes, per)
+        frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(TERMINALS)]
+        rows, writer_us, declined = asyncio.run(run_pipeline(state, frames))
+        server_us, server_rate = server_cost(build_sales(lanes, 400), 1.0)
+    total = rows[STEPS[0][0]]
+    covered = sum(v for (label, _w, _a, depth) in STEPS if depth == 1 for v in [rows[label]])
+    print(f"{len(frames) - 200} sales through Host.handle, 16 in flight (not approved: {declined})")
+    print(f"{'step':44s} {'us/sale':>8s}")
+    for label, _w, _a, depth in STEPS:
+        print(f"{'  ' * depth + label:44s} {rows[label]:8.0f}")
+    print(f"{'  other (context, routing, glue)':44s} {total - covered:8.0f}")
+    print(f"{'ledger writer thread (group commit, fsync)':44s} {writer_us:8.0f}")
+    print(f"{'TCP server, framing, tasks (no-work handler)':44s} {server_us:8.0f}"
+          f"   ({server_rate:.0f} round trips/s with that handler)")
+    main_us = total + server_us
+    print(f"event-loop thread per sale: {main_us:.0f} us -> at most {1e6 / main_us:.0f} sales/s on one core; "
+          f"with the writer thread: {main_us + writer_us:.0f} us of CPU per sale")
+    out = {k: round(v, 1) for k, v in rows.items()}
+    out.update({"other": round(total - covered, 1), "writer_thread": round(writer_us, 1),
+                "tcp_server": round(server_us, 1), "event_loop_us_per_sale": round(main_us, 1),
+                "declined": declined})
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
