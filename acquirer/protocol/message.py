@@ -19,6 +19,7 @@ from iso8583.decoder import DecodeError
 from iso8583.encoder import EncodeError
 
 from keys.tlv import TLVError, decode as tlv_decode, encode_dict, mask_pan, masked_value
+from . import fastcodec
 from .spec import SPEC
 
 MAC_LEN = 8
@@ -39,10 +40,12 @@ def encode(doc: Message, mac: Callable[[bytes], bytes] | None = None) -> bytes:
     doc = {k: v for k, v in doc.items() if k not in ("p", "h")}
     if mac is not None:
         doc["64"] = "00" * MAC_LEN
-    try:
-        raw, _ = iso8583.encode(doc, SPEC)
-    except EncodeError as exc:
-        raise ProtocolError(str(exc.field), _reason(exc)) from None
+    raw = fastcodec.encode(doc)
+    if raw is None:  # not the common case: pyiso8583 decides, and names the error if any
+        try:
+            raw, _ = iso8583.encode(doc, SPEC)
+        except EncodeError as exc:
+            raise ProtocolError(str(exc.field), _reason(exc)) from None
     if mac is None:
         return bytes(raw)
     tag = mac(bytes(raw[:-MAC_LEN]))
@@ -52,8 +55,12 @@ def encode(doc: Message, mac: Callable[[bytes], bytes] | None = None) -> bytes:
 
 
 def decode(raw: bytes) -> Message:
+    raw = bytes(raw)
+    doc = fastcodec.decode(raw)
+    if doc is not None:
+        return doc
     try:
-        doc, _ = iso8583.decode(bytes(raw), SPEC)
+        doc, _ = iso8583.decode(raw, SPEC)
     except DecodeError as exc:
         raise ProtocolError(str(exc.field), _reason(exc)) from None
     doc.pop("h", None)

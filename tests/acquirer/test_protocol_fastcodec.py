@@ -1,0 +1,163 @@
+"""The codec's fast path against pyiso8583: same bytes, same documents, same refusals.
+
+`fastcodec` may say "not sure" (None) and hand over to pyiso8583; it may never give an
+answer pyiso8583 would not: a different encoding, a different document, or an answer
+where pyiso8583 raises. Generated messages cover every field of the spec with valid and
+broken values, and byte strings around valid encodings (cut, extended, bit-flipped).
+"""
+from __future__ import annotations
+
+import iso8583
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from acquirer.protocol import Frame, ProtocolError, decode, encode, examples
+from acquirer.protocol import fastcodec
+from acquirer.protocol.spec import SPEC
+
+DATA_FIELDS = sorted((k for k in SPEC if k.isdigit() and 2 <= int(k) <= 64), key=int)
+HEX = "0123456789ABCDEFabcdef"
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _valid_value(key: str) -> st.SearchStrategy[str]:
+    f = SPEC[key]
+    nibbles = f.get("len_count") == "nibbles"
+    fixed = f["len_type"] == 0
+    if f["data_enc"] == "b":
+        if nibbles:
+            sizes = st.just(f["max_len"]) if fixed else st.integers(0, f["max_len"])
+            digits = "0123456789" if f.get("left_pad") else HEX
+            return sizes.flatmap(lambda n: st.text(digits, min_size=n, max_size=n))
+        sizes = st.just(f["max_len"]) if fixed else st.integers(0, min(f["max_len"], 64))
+        return sizes.flatmap(lambda n: st.text(HEX, min_size=2 * n, max_size=2 * n))
+    sizes = st.just(f["max_len"]) if fixed else st.integers(0, f["max_len"])
+    alphabet = st.characters(min_codepoint=32, max_codepoint=126)
+    return sizes.flatmap(lambda n: st.text(alphabet, min_size=n, max_size=n))
+
+
+def _too_long(key: str) -> st.SearchStrategy[str]:
+    """One to three units over the field's maximum (or, for fixed fields, its length)."""
+    f = SPEC[key]
+    unit = 1 if f["data_enc"] != "b" or f.get("len_count") == "nibbles" else 2
+    alphabet = HEX if f["data_enc"] == "b" else "A1 "
+    n = min(f["max_len"], 520)
+    return st.integers(1, 3).flatmap(lambda extra: st.text(alphabet, min_size=(n + extra) * unit,
+                                                           max_size=(n + extra) * unit))
+
+
+_BROKEN = st.one_of(st.text(max_size=12), st.text(HEX, max_size=9), st.integers(), st.none(),
+                    st.text(st.characters(min_codepoint=128, max_codepoint=300), min_size=1, max_size=4))
+
+
+@st.composite
+def documents(draw, broken: bool = True) -> dict:
+    keys = draw(st.lists(st.sampled_from(DATA_FIELDS), unique=True, max_size=len(DATA_FIELDS)))
+    doc = {"t": draw(st.text(HEX, min_size=4, max_size=4))}
+    for key in keys:
+        doc[key] = draw(st.one_of(_valid_value(key), _too_long(key), _BROKEN) if broken else _valid_value(key))
+    if broken and draw(st.integers(0, 9)) == 0:
+        doc[draw(st.sampled_from(["1", "5", "65", "99", "x", "h", "p"]))] = draw(_valid_value("3"))
+    if broken and draw(st.integers(0, 19)) == 0:
+        doc["t"] = draw(_BROKEN)
+    return doc
+
+
+def _reference_encode(doc: dict):
+    try:
+        raw, _ = iso8583.encode(dict(doc), SPEC)
+    except Exception as exc:  # pyiso8583's verdict, whatever it is
+        return ("refused", type(exc).__name__)
+    return ("encoded", bytes(raw))
+
+
+def _reference_decode(raw: bytes):
+    try:
+        doc, _ = iso8583.decode(raw, SPEC)
+    except Exception as exc:
+        return ("refused", type(exc).__name__)
+    doc.pop("h", None)
+    return ("decoded", doc)
+
+
+@SETTINGS
+@given(documents())
+def test_fast_encode_is_pyiso8583_or_abstains(doc):
+    fast = fastcodec.encode(dict(doc))
+    if fast is not None:
+        assert ("encoded", fast) == _reference_encode(doc)
+
+
+@SETTINGS
+@given(documents(broken=False))
+def test_fast_encode_takes_every_well_formed_message(doc):
+    fast = fastcodec.encode(dict(doc))
+    assert fast is not None and ("encoded", fast) == _reference_encode(doc)
+    assert fastcodec.decode(fast) == _reference_decode(fast)[1]
+
+
+@SETTINGS
+@given(documents(), st.data())
+def test_fast_decode_is_pyiso8583_or_abstains_around_valid_messages(doc, data):
+    verdict, raw = _reference_encode(doc)
+    raw = raw if verdict == "encoded" else data.draw(st.binary(max_size=80))
+    mutation = data.draw(st.sampled_from(["as is", "cut", "extend", "flip"]))
+    if mutation == "cut" and raw:
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif mutation == "extend":
+        raw = raw + data.draw(st.binary(min_size=1, max_size=4))
+    elif mutation == "flip" and raw:
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw = raw[:i] + bytes([raw[i] ^ (1 << data.draw(st.integers(0, 7)))]) + raw[i + 1:]
+    fast = fastcodec.decode(raw)
+    if fast is not None:
+        assert ("decoded", fast) == _reference_decode(raw)
+
+
+@SETTINGS
+@given(st.binary(max_size=120))
+def test_fast_decode_of_any_bytes_is_pyiso8583_or_abstains(raw):
+    fast = fastcodec.decode(raw)
+    if fast is not None:
+        assert ("decoded", fast) == _reference_decode(raw)
+
+
+@SETTINGS
+@given(documents())
+def test_protocol_encode_gives_pyiso8583s_bytes_or_its_error(doc):
+    verdict, raw = _reference_encode({k: v for k, v in doc.items() if k not in ("p", "h")})
+    try:
+        ours = encode(doc)
+    except ProtocolError:
+        assert verdict == "refused"
+    except Exception as exc:  # pyiso8583's own non-EncodeError failures pass through as before
+        assert verdict == "refused" and raw == type(exc).__name__
+    else:
+        assert ("encoded", ours) == (verdict, raw)
+
+
+def test_the_documented_examples_take_the_fast_path_both_ways():
+    for name, framed in examples.framed().items():
+        raw = Frame.decode_body(framed[2:]).message
+        doc = fastcodec.decode(raw)
+        assert doc is not None, name
+        assert doc == decode(raw) == _reference_decode(raw)[1]
+        assert fastcodec.encode(doc) == raw, name
+
+
+@SETTINGS
+@given(st.sampled_from([k for k in DATA_FIELDS if SPEC[k]["len_type"]]), st.integers(0, 3), st.data())
+def test_fast_decode_of_declared_lengths_around_the_maximum(key, over, data):
+    # a length prefix at or just above the field's maximum, followed by that much data
+    f = SPEC[key]
+    n = f["max_len"] + over
+    if n >= 10 ** (2 * f["len_type"]):
+        return
+    size = (n + 1) // 2 if f.get("len_count") == "nibbles" else n
+    body = data.draw(st.binary(min_size=size, max_size=size))
+    raw = (b"\x02\x00" + (1 << (64 - int(key))).to_bytes(8) + bytes.fromhex(f"{n:0{2 * f['len_type']}d}") + body)
+    fast = fastcodec.decode(raw)
+    reference = _reference_decode(raw)
+    if over:
+        assert fast is None and reference[0] == "refused"
+    elif fast is not None:
+        assert ("decoded", fast) == reference
