@@ -187,7 +187,26 @@ def _cmd_report(args) -> int:
         name = row.channel.name.lower() if row.channel else "total"
         print(f"{name:8s} {row.sale_count:6d} {row.sale_amount / 100:12.2f} {row.refund_count:8d} "
               f"{row.refund_amount / 100:12.2f} {row.fee / 100:9.2f} {row.net / 100:12.2f}")
+    for hold in _risk_holds(args, m.merchant_id):
+        what = "MERCHANT FROZEN" if hold.kind == "freeze" else "PAYOUT HELD"
+        print(f"{what} by risk rule {hold.rule_id} (transaction {hold.txn_id}) since "
+              f"{dt.datetime.fromtimestamp(hold.at):%Y-%m-%d %H:%M}: the net is not paid out until "
+              f"`acquirer risk release {m.merchant_id} --kind {hold.kind}`")
     return 0
+
+
+def _risk_holds(args, merchant_id: str) -> list:
+    """The risk engine's holds and freezes in force for a merchant (settlement obeys them)."""
+    from acquirer.risk import DecisionStore
+
+    path = _state(args) / "risk.db"
+    if not path.exists():
+        return []
+    store = DecisionStore(path)
+    try:
+        return [h for h in store.holds() if h.merchant_id == merchant_id]
+    finally:
+        store.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
