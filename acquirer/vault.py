@@ -38,6 +38,7 @@ class CardVault:
         self._db.execute("CREATE TABLE IF NOT EXISTS cards (txn_id TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
         self._lock = threading.RLock()
         self._grouped = GroupedWrites(self._db, self._lock) if grouped else None
+        self._closed = False
 
     def token(self, pan: str) -> str:
         return self._hsm.token(TOKEN_KEY, pan.encode("ascii"))
@@ -65,5 +66,8 @@ class CardVault:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:  # closing twice is harmless, as sqlite3's close is
+                return
             self.flush()
             self._db.close()
+            self._closed = True

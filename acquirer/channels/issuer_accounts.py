@@ -135,6 +135,7 @@ class AccountStore:
         self.path = str(path)
         self._lock = threading.RLock()
         self._grouped: GroupedWrites | None = None
+        self._closed = False
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -151,8 +152,11 @@ class AccountStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:  # closing twice is harmless, as sqlite3's close is
+                return
             self.flush()
             self._db.close()
+            self._closed = True
 
     def flush(self) -> None:
         """Commit the decisions taken so far (grouped: the ledger writer calls this)."""
