@@ -117,7 +117,7 @@ class CardFlows:
                 pan: str = "", original: str | None = None) -> TxnRecord:
         return TxnRecord(ctx.terminal_id, ctx.terminal.merchant_id, ctx.batch, ctx.stan, kind, Channel.CARD, amount,
                          CURRENCY, rrn, auth, code, mask_pan(pan) if pan else "",
-                         self.vault.token(pan) if pan else "", original)
+                         (getattr(ctx, "pan_token", "") or self.vault.token(pan)) if pan else "", original)
 
     def _reply(self, ctx: Context, result: CardResult, rrn: str) -> None:
         ctx.reply_fields["37"] = rrn

@@ -82,6 +82,7 @@ class Host:
             pipeline.identify_terminal(registry),
             pipeline.authenticate_mac(hsm, terminal_key_name),
             pipeline.deduplicate(ledger),
+            *([pipeline.preverify_location(fences)] if fences is not None else []),
             self.route,
         ]
 

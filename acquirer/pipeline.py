@@ -4,11 +4,13 @@ Every request flows through the same list of steps; a step either enriches the c
 or decides the response (sets `ctx.code`), which ends the run. Steps keep no
 per-transaction state of their own, so they can be listed, reordered and tested alone.
 
-    decode -> identify terminal -> authenticate MAC -> de-duplicate -> validate
-           -> risk -> route to channel -> commit to ledger -> respond
+    decode -> identify terminal -> authenticate MAC -> de-duplicate -> pre-verify the
+           location signature (worker thread) -> validate -> risk -> route to channel
+           -> commit to ledger -> respond
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -151,6 +153,19 @@ def deduplicate(ledger) -> Callable[[Context], None]:
             ctx.decide(ResponseCode.DUPLICATE, "STAN already used in this batch for another request")
             ctx.store_response = False
     return step_dedup
+
+
+def preverify_location(fences) -> Callable[[Context], Awaitable[None] | None]:
+    """Check the signature of an attached location report on a worker thread.
+
+    SM2 verification is most of a sale's CPU and OpenSSL does it without the GIL: off the
+    event loop it runs on the other core while the loop serves other requests. It only
+    prepares: the fence check (risk step) uses the verified report, or verifies itself."""
+    async def step_preverify(ctx: Context) -> None:
+        report = ctx.private.get(PrivateTag.LOCATION) if ctx.maced else None
+        if report and ctx.terminal is not None and ctx.terminal.device_public_key:
+            await asyncio.get_running_loop().run_in_executor(None, fences.preverify, ctx.terminal, report)
+    return step_preverify
 
 
 def _short(exc: Exception) -> str:

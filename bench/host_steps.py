@@ -65,10 +65,14 @@ STEPS = (
     ("de-duplicate (ledger read)", "host.steps", 3, 1),
     ("open batch check (ledger read)", "ledger", "current_batch", 1),
     ("track 2: open under TDK", "card_flows", "_card", 1),
+    ("PAN token (HMAC-SM3)", "vault", "token", 1),
+    ("risk: fence + rules + counters", "risk", "assess", 1),
+    ("fence: signed fix check", "fences", "check", 2),
+    ("rules engine + counters", "engine", "decide", 2),
     ("issuer simulator: authorise", "issuer", "authorise", 1),
     ("HSM: ARQC verify + ARPC", "hsm", "verify_arqc", 2),
     ("RRN", "ledger", "next_rrn", 1),
-    ("ledger record + PAN token", "card_flows", "_record", 1),
+    ("ledger record", "card_flows", "_record", 1),
     ("vault: seal and keep card", "vault", "keep", 1),
     ("response: encode + MAC", "host", "_response", 1),
 )
@@ -87,7 +91,8 @@ def instrument(svc: HostService, timers: Timers) -> None:
             h.steps[0] = timers.wrap(label, getattr(pipeline, attr))
         else:
             obj = {"host": h, "ledger": svc.ledger, "card_flows": h.card_flows, "issuer": svc.issuer,
-                   "hsm": svc.hsm, "vault": svc.vault}[where]
+                   "hsm": svc.hsm, "vault": svc.vault, "risk": svc.risk, "fences": svc.risk.fences,
+                   "engine": svc.risk.engine}[where]
             setattr(obj, attr, timers.wrap(label, getattr(obj, attr)))
     assert host_module  # the module is imported so a renamed step fails here, not silently
 
@@ -171,11 +176,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sales", type=int, default=3000)
     a = ap.parse_args()
-    per = a.sales // TERMINALS + 14
+    per = a.sales // TERMINALS + 14  # per terminal: 200 sales warm the host up first
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         state = Path(tmp) / "host"
         state.mkdir()
-        cards = prepare(state, TERMINALS)
+        cards = prepare(state, TERMINALS, per + 400 // TERMINALS)
         th = ThreadedHost(state).start()
         try:
             lanes = provision(state, th.port, cards)
@@ -184,7 +189,7 @@ def main() -> int:
         by_lane = build_sales(lanes, per)
         frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(TERMINALS)]
         rows, writer_us, declined = asyncio.run(run_pipeline(state, frames))
-        server_us, server_rate = server_cost(build_sales(lanes, 400), 1.0)
+        server_us, server_rate = server_cost(build_sales(lanes, 400 // TERMINALS, first=per), 1.0)
     total = rows[STEPS[0][0]]
     covered = sum(v for (label, _w, _a, depth) in STEPS if depth == 1 for v in [rows[label]])
     print(f"{len(frames) - 200} sales through Host.handle, 16 in flight (not approved: {declined})")

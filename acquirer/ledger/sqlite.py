@@ -1,4 +1,14 @@
-"""The host ledger on one SQLite file (schema and durability: `acquirer.ledger.schema`)."""
+"""The host ledger on one SQLite file (schema and durability: `acquirer.ledger.schema`).
+
+Two reads run on every request before anything else: the terminal's open batch, and
+the de-duplication lookup. The ledger keeps both in memory for open batches, kept
+true by its own writes (it is the one writer of its file): the open batch per
+terminal, and the keys of the responses stored in each open batch, loaded once from
+the file. A key absent there is absent from the file, so the lookup of a new STAN
+costs no query; everything else (closed batches, known keys, a cache being loaded
+while a write lands) asks SQLite. The file stays the truth: the writer's own checks
+(`apply`) refuse a duplicate or a closed batch whatever a read said.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -35,6 +45,11 @@ class SQLiteLedger(LedgerStore):
         self._local = threading.local()
         self._rrn_lock = threading.Lock()
         self._rrn_day, self._rrn_next, self._rrn_end = "", 0, 0
+        self._cache_lock = threading.Lock()
+        self._open_batches: dict[str, str | None] = {}  # terminal -> its open batch (None: none open)
+        self._answered: dict[tuple[str, str], set[tuple[str, int]]] = {}  # (terminal, open batch) -> stored keys
+        self._batches_gen = 0  # bumped by every write that opens or closes a batch
+        self._answers_gen = 0  # bumped by every committed group that stored responses
         self._w = self._connect()
         self._w.executescript(SCHEMA)
         self._w.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
@@ -65,6 +80,10 @@ class SQLiteLedger(LedgerStore):
     # --- de-duplication ---------------------------------------------------------------
     def lookup_response(self, terminal_id: str, batch: str, stan: str, *,
                         reversal: bool = False) -> tuple[bytes, bytes] | None:
+        if self.current_batch(terminal_id) == batch:
+            keys = self._answered_keys(terminal_id, batch)
+            if keys is not None and (stan, int(reversal)) not in keys:
+                return None  # never answered in the open batch (module docstring)
         row = self._r().execute("SELECT request_digest, response FROM responses WHERE terminal_id = ? AND batch = ? "
                                 "AND stan = ? AND reversal = ?", (terminal_id, batch, stan, int(reversal))).fetchone()
         return (bytes(row[0]), bytes(row[1])) if row else None
@@ -122,6 +141,7 @@ class SQLiteLedger(LedgerStore):
                 w.execute("BEGIN IMMEDIATE")
                 results = self._apply_group(w, units)
                 w.execute("COMMIT")
+                self._remember(units, results)
                 return results
             except Exception as exc:
                 if w.in_transaction:
@@ -172,12 +192,56 @@ class SQLiteLedger(LedgerStore):
             row = w.execute("SELECT batch FROM batches WHERE terminal_id = ? AND closed_at IS NULL",
                             (terminal_id,)).fetchone()
             return row[0] if row else apply.open_next_batch(w, terminal_id, self._clock())
-        return self._write(run)  # type: ignore[return-value]
+        batch = self._write(run)
+        with self._cache_lock:
+            self._open_batches[terminal_id] = batch
+            self._batches_gen += 1
+        return batch  # type: ignore[return-value]
 
     def current_batch(self, terminal_id: str) -> str | None:
+        with self._cache_lock:
+            if terminal_id in self._open_batches:
+                return self._open_batches[terminal_id]
+            gen = self._batches_gen
         row = self._r().execute("SELECT batch FROM batches WHERE terminal_id = ? AND closed_at IS NULL",
                                 (terminal_id,)).fetchone()
-        return row[0] if row else None
+        batch = row[0] if row else None
+        with self._cache_lock:
+            if gen == self._batches_gen:  # no batch opened or closed while we read: the answer is current
+                self._open_batches[terminal_id] = batch
+        return batch
+
+    def _answered_keys(self, terminal_id: str, batch: str) -> set[tuple[str, int]] | None:
+        """The (STAN, reversal) keys stored in this open batch; None if they cannot be known now."""
+        with self._cache_lock:
+            keys = self._answered.get((terminal_id, batch))
+            if keys is not None:
+                return keys
+            gen = self._answers_gen, self._batches_gen
+        rows = self._r().execute("SELECT stan, reversal FROM responses WHERE terminal_id = ? AND batch = ?",
+                                 (terminal_id, batch)).fetchall()
+        with self._cache_lock:
+            if gen != (self._answers_gen, self._batches_gen):
+                return None  # a write landed meanwhile: ask SQLite this time
+            keys = self._answered[(terminal_id, batch)] = {(stan, rev) for stan, rev in rows}
+        return keys
+
+    def _remember(self, units: Sequence[CommitUnit], results: list) -> None:
+        """After a COMMIT: what the group changed in the cached reads."""
+        with self._cache_lock:
+            for unit, result in zip(units, results):
+                if isinstance(result, BaseException):
+                    continue
+                r = unit.response
+                if r is not None:
+                    keys = self._answered.get((r.terminal_id, r.batch))
+                    if keys is not None:
+                        keys.add((r.stan, int(r.reversal)))
+                    self._answers_gen += 1
+                if unit.close is not None:
+                    self._answered.pop((unit.close.terminal_id, unit.close.batch), None)
+                    self._open_batches[unit.close.terminal_id] = result.next_batch
+                    self._batches_gen += 1
 
     def batch(self, terminal_id: str, batch: str) -> BatchRecord | None:
         row = self._r().execute("SELECT opened_at, closed_at, host_totals, terminal_totals, balanced, differences "

@@ -117,6 +117,34 @@ def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, cloc
 
 
 # --- de-duplication -------------------------------------------------------------------
+def test_lookups_in_memory_agree_with_the_file_across_settlement_and_restart(tmp_path, clock):
+    # the open batch's answered keys are kept in memory: every answer must match a fresh store's
+    path = tmp_path / "cached.db"
+    store = SQLiteLedger(path, clock=clock)
+    store.open_batch(TID)
+    before = store.lookup_response(TID, "000001", "000001")  # loads the (empty) key set of the open batch
+    first, second = sale_unit(store, 1, 500), sale_unit(store, 2, 700)
+    store.commit(first)
+    assert store.lookup_response(TID, "000001", "000002") is None
+    store.commit(second)  # lands after the key set was loaded: the commit adds it
+    assert store.lookup_response(TID, "000001", "000002") == (second.response.request_digest,
+                                                              second.response.response)
+    next_batch = store.close_batch(TID, "000001")
+    assert next_batch == "000002" and store.current_batch(TID) == "000002"
+    reopened = SQLiteLedger(path, clock=clock)
+    for s in (store, reopened):
+        for unit in (first, second):
+            r = unit.response
+            assert s.lookup_response(TID, r.batch, r.stan) == (r.request_digest, r.response)  # closed batch: SQL
+        assert s.lookup_response(TID, "000002", "000001") is None
+    third = sale_unit(store, 1, 900)  # STAN 1 again, in the new batch
+    store.commit(third)
+    assert store.lookup_response(TID, "000002", "000001") == (third.response.request_digest, third.response.response)
+    assert before is None and SQLiteLedger(path, clock=clock).lookup_response(TID, "000002", "000001") is not None
+    for s in (store, reopened):
+        s.close()
+
+
 def test_repeated_request_gets_the_stored_response(store):
     unit = sale_unit(store, 1, 1000)
     store.commit(unit)
