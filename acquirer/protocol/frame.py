@@ -77,22 +77,27 @@ async def read_frame(reader: asyncio.StreamReader, timeout: float, max_len: int 
 
     `idle_timeout` bounds the wait for a frame to start, `timeout` the time to finish
     it once started. Raises FrameError for an oversized or malformed frame and
-    asyncio.TimeoutError when the peer stalls (a slow-loris client is cut off)."""
-    try:
-        first = await asyncio.wait_for(reader.readexactly(1), idle_timeout or timeout)
-    except asyncio.IncompleteReadError:
-        return None
-    try:
-        head = first + await asyncio.wait_for(reader.readexactly(1), timeout)
-    except asyncio.IncompleteReadError:
-        raise FrameError("connection closed inside a length prefix") from None
-    (length,) = struct.unpack(">H", head)
-    if length > max_len:
-        raise FrameError(f"declared frame length {length} exceeds the {max_len}-byte maximum")
-    try:
-        body = await asyncio.wait_for(reader.readexactly(length), timeout)
-    except asyncio.IncompleteReadError as exc:
-        raise FrameError(f"connection closed after {len(exc.partial)} of {length} frame bytes") from None
+    asyncio.TimeoutError when the peer stalls (a slow-loris client is cut off).
+    One deadline, moved once the first byte is in (not a `wait_for` task per read: this
+    runs for every frame)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(idle_timeout or timeout) as deadline:
+        try:
+            first = await reader.readexactly(1)
+        except asyncio.IncompleteReadError:
+            return None
+        deadline.reschedule(loop.time() + timeout)
+        try:
+            head = first + await reader.readexactly(1)
+        except asyncio.IncompleteReadError:
+            raise FrameError("connection closed inside a length prefix") from None
+        (length,) = struct.unpack(">H", head)
+        if length > max_len:
+            raise FrameError(f"declared frame length {length} exceeds the {max_len}-byte maximum")
+        try:
+            body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError as exc:
+            raise FrameError(f"connection closed after {len(exc.partial)} of {length} frame bytes") from None
     return Frame.decode_body(body)
 
 
