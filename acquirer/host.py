@@ -102,7 +102,9 @@ class Host:
         if ctx.mti is None:
             return None  # not even a message of ours: the server closes the connection
         response = self._response(ctx)
-        if ctx.unit is not None or (ctx.store_response and ctx.maced):
+        if ctx.unit is None and not (ctx.store_response and ctx.maced):
+            self._flush_companions()  # no group commit carries this one: what it wrote is committed now
+        else:
             replacement = await self._commit(ctx, response)
             if replacement is not None:  # the same request was answered meanwhile: send that answer
                 return frame.reply(replacement)
@@ -116,6 +118,11 @@ class Host:
         processing = Processing.LOCKED if ctx.code is ResponseCode.TERMINAL_LOCKED else (
             Processing.SIGN_ON_AGAIN if ctx.code is ResponseCode.SIGN_ON_AGAIN else Processing.NONE)
         return frame.reply(response, processing)
+
+    def _flush_companions(self) -> None:
+        writer = getattr(self.card_flows, "writer", None)
+        if writer is not None:
+            writer.flush_companions()
 
     def route(self, ctx: Context):
         if ctx.mti is MTI.NETWORK_REQUEST:

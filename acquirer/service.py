@@ -57,7 +57,7 @@ class HostService:
         # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
         self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False, grouped=True)
         self.face = FacePay(self.state / "face.db", self.hsm, require_liveness=face_liveness)
-        self.fence_store = FenceStore(self.state / "fence.db")
+        self.fence_store = FenceStore(self.state / "fence.db", grouped=True)
         self.fences = FenceMonitor(self.fence_store)
         self.decisions = DecisionStore(self.state / "risk.db")
         self.risk = RiskAssessor(RiskEngine(RuleFile(rules_for_state(self.state)), self.decisions), self.registry,
@@ -74,7 +74,7 @@ class HostService:
         self.host: Host | None = None
 
     async def start(self) -> "HostService":
-        self.writer = LedgerWriter(self.ledger, companions=(self.issuer, self.vault))
+        self.writer = LedgerWriter(self.ledger, companions=(self.issuer, self.vault, self.fence_store))
         flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, self.issuer, risk=self.risk)
         wallet_flows = face_flows = None
         if self.wallet_providers.is_file():

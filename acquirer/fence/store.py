@@ -3,6 +3,13 @@
 synchronous=NORMAL: a process crash loses nothing; a power cut may lose the last
 counters written, which reopens a replay window only as long as the fix-age limit,
 and spares the till a second fsync per transaction (the ledger's is the one that counts).
+
+In the host the store is `grouped` (acquirer.ledger.companion): a counter advance is
+a savepoint in a long transaction that the ledger writer commits before the units that
+depend on it, and the host commits it before any response that no unit carries. A
+crash then loses only advances of requests that got no answer. Fences are read on
+every sale and change rarely (and maybe from another process: `acquirer fence`), so
+they are kept in memory while `PRAGMA data_version` says no other connection wrote.
 """
 from __future__ import annotations
 
@@ -10,7 +17,11 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
+
+from acquirer.ledger.companion import GroupedWrites
 
 from .geometry import Fence
 
@@ -75,16 +86,29 @@ class ReviewEntry:
 
 
 class FenceStore:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, grouped: bool = False):
         self.path = os.fspath(path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        self._grouped = GroupedWrites(self._db, self._lock) if grouped else None
+        self._fences: dict[str, Fence | None] = {}
+        self._seen_version: int | None = None
+        self._closed = False
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            if not self._closed:
+                self.flush()
+                self._db.close()
+                self._closed = True
+
+    def flush(self) -> None:
+        """Commit pending counter advances (grouped: the ledger writer's companion hook)."""
+        if self._grouped is not None:
+            self._grouped.flush()
 
     # --- fences -------------------------------------------------------------------
     def save_fence(self, fence: Fence, actor: str, at: float) -> None:
@@ -92,6 +116,8 @@ class FenceStore:
                json.dumps(fence.polygon), json.dumps(fence.corridor), fence.corridor_width_m,
                json.dumps(sorted(fence.cell_ids)), int(fence.mobile), fence.risk_grade, at, actor)
         with self._lock:
+            self.flush()
+            self._fences.pop(fence.terminal_id, None)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute("INSERT OR REPLACE INTO fences VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
@@ -106,21 +132,31 @@ class FenceStore:
                 raise
 
     def fence(self, terminal_id: str) -> Fence | None:
-        row = self._db.execute("SELECT * FROM fences WHERE terminal_id=?", (terminal_id,)).fetchone()
-        if row is None:
-            return None
-        (tid, mid, lat, lon, radius, polygon, corridor, width, cells, mobile, grade, at, by) = row
-        return Fence(tid, mid, lat, lon, radius, tuple(map(tuple, json.loads(polygon))),
-                     tuple(map(tuple, json.loads(corridor))), width, frozenset(json.loads(cells)), bool(mobile),
-                     grade, at, by)
+        with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._seen_version:  # another connection wrote: forget what we kept
+                self._fences.clear()
+                self._seen_version = version
+            if terminal_id in self._fences:
+                return self._fences[terminal_id]
+            row = self._db.execute("SELECT * FROM fences WHERE terminal_id=?", (terminal_id,)).fetchone()
+            fence = None
+            if row is not None:
+                (tid, mid, lat, lon, radius, polygon, corridor, width, cells, mobile, grade, at, by) = row
+                fence = Fence(tid, mid, lat, lon, radius, tuple(map(tuple, json.loads(polygon))),
+                              tuple(map(tuple, json.loads(corridor))), width, frozenset(json.loads(cells)),
+                              bool(mobile), grade, at, by)
+            self._fences[terminal_id] = fence
+            return fence
 
     def fences(self) -> list[Fence]:
         return [self.fence(r[0]) for r in self._db.execute("SELECT terminal_id FROM fences ORDER BY 1")]
 
     # --- the last report per terminal -----------------------------------------------
     def last_fix(self, terminal_id: str) -> LastFix | None:
-        row = self._db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
-                               " WHERE terminal_id=?", (terminal_id,)).fetchone()
+        with self._lock:  # the same connection as the pending advances (grouped)
+            row = self._db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
+                                   " WHERE terminal_id=?", (terminal_id,)).fetchone()
         return LastFix(*row) if row else None
 
     def advance(self, terminal_id: str, counter: int, at: float, fix: tuple | None = None) -> bool:
@@ -128,27 +164,30 @@ class FenceStore:
 
         False when another report with this counter or a higher one got there first.
         """
+        with self._grouped.change() if self._grouped is not None else self._transaction() as db:
+            row = db.execute("SELECT counter FROM positions WHERE terminal_id=?", (terminal_id,)).fetchone()
+            if row is not None and row[0] >= counter:
+                return False
+            if row is None:
+                db.execute("INSERT INTO positions (terminal_id, counter, updated_at) VALUES (?,?,?)",
+                           (terminal_id, counter, at))
+            else:
+                db.execute("UPDATE positions SET counter=?, updated_at=? WHERE terminal_id=?", (counter, at, terminal_id))
+            if fix is not None:
+                db.execute("UPDATE positions SET fix_time_ms=?, latitude=?, longitude=?, accuracy_m=?"
+                           " WHERE terminal_id=?", (*fix, terminal_id))
+            return True
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT counter FROM positions WHERE terminal_id=?", (terminal_id,)).fetchone()
-                if row is not None and row[0] >= counter:
-                    self._db.execute("ROLLBACK")
-                    return False
-                if row is None:
-                    self._db.execute("INSERT INTO positions (terminal_id, counter, updated_at) VALUES (?,?,?)",
-                                     (terminal_id, counter, at))
-                else:
-                    self._db.execute("UPDATE positions SET counter=?, updated_at=? WHERE terminal_id=?",
-                                     (counter, at, terminal_id))
-                if fix is not None:
-                    self._db.execute("UPDATE positions SET fix_time_ms=?, latitude=?, longitude=?, accuracy_m=?"
-                                     " WHERE terminal_id=?", (*fix, terminal_id))
-                self._db.execute("COMMIT")
-                return True
+                yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._db.execute("COMMIT")
 
     # --- alerts ---------------------------------------------------------------------
     def add_alert(self, at: float, terminal_id: str, merchant_id: str, kind: str, reason: str, txn_id: str = "",

@@ -124,9 +124,12 @@ class LedgerWriter:
         except Exception:
             log.exception("flushing companion stores at close failed")
 
-    def _flush_companions(self) -> None:
+    def flush_companions(self) -> None:
+        """Commit companion writes now: for a response that carries no unit (any thread)."""
         for companion in self.companions:
             companion.flush()
+
+    _flush_companions = flush_companions
 
     def _commit_group(self, group: list[_Waiter]) -> None:
         try:
