@@ -12,6 +12,10 @@ issuer's ZPK (the "PIN reference"), never in clear.
 In the host the store is also `grouped`: a decision is a savepoint in one long write
 transaction that the ledger writer commits before the group of ledger units that
 depends on it (acquirer.ledger.companion), not a transaction of its own per request.
+Grouped, the accounts read and the authorisation code sequence are also kept in
+memory: while this connection holds the write transaction no other can change them,
+and at each BEGIN `PRAGMA data_version` says whether another one did in between (then
+they are read again). The sequence is written back before each COMMIT.
 """
 from __future__ import annotations
 
@@ -136,6 +140,10 @@ class AccountStore:
         self._lock = threading.RLock()
         self._grouped: GroupedWrites | None = None
         self._closed = False
+        self._accounts: dict[str, Account] = {}  # grouped: token -> the account as this connection has it
+        self._auth_seq: int | None = None  # grouped: the last authorisation number given
+        self._auth_dirty = False
+        self._seen_version: int | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -148,7 +156,7 @@ class AccountStore:
                 db.execute("INSERT INTO meta VALUES ('pan_salt', ?)", row)
         self._salt = bytes.fromhex(row[0])
         if grouped:
-            self._grouped = GroupedWrites(self._db, self._lock)
+            self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._on_begin)
 
     def close(self) -> None:
         with self._lock:
@@ -160,8 +168,21 @@ class AccountStore:
 
     def flush(self) -> None:
         """Commit the decisions taken so far (grouped: the ledger writer calls this)."""
-        if self._grouped is not None:
+        if self._grouped is None:
+            return
+        with self._lock:
+            if self._auth_dirty and self._db.in_transaction:
+                self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
+                                 (str(self._auth_seq),))
+                self._auth_dirty = False
             self._grouped.flush()
+
+    def _on_begin(self) -> None:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version:  # another connection committed: what we kept may be stale
+            self._accounts.clear()
+            self._auth_seq = None
+            self._seen_version = version
 
     def token(self, pan: str) -> str:
         return sm3(self._salt + pan.encode("ascii", "replace")).hex()
@@ -173,6 +194,8 @@ class AccountStore:
         with self._lock:
             self.flush()
             self._db.execute("BEGIN IMMEDIATE")
+            if self._grouped is not None:
+                self._on_begin()
             try:
                 yield self._db
             except BaseException:
@@ -180,16 +203,36 @@ class AccountStore:
                 raise
             self._db.execute("COMMIT")
 
-    def decision(self):
+    @contextmanager
+    def decision(self) -> Iterator[sqlite3.Connection]:
         """The unit of one authorisation: its own transaction, or (grouped) a savepoint."""
-        return self._grouped.change() if self._grouped is not None else self.transaction()
+        if self._grouped is None:
+            with self.transaction() as db:
+                yield db
+            return
+        try:
+            with self._grouped.change() as db:
+                yield db
+        except BaseException:
+            self._accounts.clear()  # rolled back to the savepoint: forget what it had changed
+            raise
 
     # --- accounts --------------------------------------------------------------
     def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
-        row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (self.token(pan),)).fetchone()
-        return None if row is None else _account(row)
+        token = self.token(pan)
+        account = self._accounts.get(token)
+        if account is not None:
+            return account
+        row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (token,)).fetchone()
+        return None if row is None else self._keep(_account(row))
+
+    def _keep(self, account: Account) -> Account:
+        if self._grouped is not None:
+            self._accounts[account.token] = account
+        return account
 
     def insert(self, db: sqlite3.Connection, account: Account, replace: bool) -> None:
+        self._accounts.pop(account.token, None)
         if replace:
             db.execute("DELETE FROM decisions WHERE token=?", (account.token,))
             db.execute("DELETE FROM accounts WHERE token=?", (account.token,))
@@ -212,9 +255,16 @@ class AccountStore:
         values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
         row = db.execute(f"UPDATE accounts SET {columns} WHERE token=? RETURNING {_ACCOUNT_COLUMNS}",
                          (*values, account.token)).fetchall()[0]
-        return _account(row)
+        return self._keep(_account(row))
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
+        if self._grouped is not None:  # kept in memory, written back before the COMMIT
+            if self._auth_seq is None:
+                row = db.execute("SELECT v FROM meta WHERE k='auth_seq'").fetchone()
+                self._auth_seq = int(row[0]) if row else 0
+            self._auth_seq += 1
+            self._auth_dirty = True
+            return f"{self._auth_seq % 1_000_000:06d}"
         (seq,), = db.execute("INSERT INTO meta VALUES ('auth_seq', '1') ON CONFLICT(k) DO UPDATE SET "
                              "v = CAST(v AS INTEGER) + 1 RETURNING CAST(v AS INTEGER)").fetchall()
         return f"{seq % 1_000_000:06d}"

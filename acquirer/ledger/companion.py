@@ -20,26 +20,33 @@ from __future__ import annotations
 import sqlite3
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class GroupedWrites:
     """One connection, one open write transaction, flushed by the ledger writer's thread."""
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock | None = None):
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock | None = None,
+                 on_begin: Callable[[], None] | None = None):
         if conn.isolation_level is not None:
             raise ValueError("a companion connection must be in autocommit mode (isolation_level=None)")
         self.conn = conn
         self.lock = lock or threading.RLock()
+        self.on_begin = on_begin  # runs after each BEGIN: what other connections wrote is visible from here
         self.flushes = 0
+
+    def _begin(self) -> None:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")  # takes the write lock before anything is read
+            if self.on_begin is not None:
+                self.on_begin()
 
     @contextmanager
     def change(self) -> Iterator[sqlite3.Connection]:
         """One all-or-nothing change (a savepoint) inside the open transaction."""
         with self.lock:
             conn = self.conn
-            if not conn.in_transaction:
-                conn.execute("BEGIN IMMEDIATE")  # takes the write lock before anything is read
+            self._begin()
             conn.execute("SAVEPOINT change")
             try:
                 yield conn
@@ -53,8 +60,7 @@ class GroupedWrites:
     def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
         """One statement inside the open transaction (a statement is all-or-nothing by itself)."""
         with self.lock:
-            if not self.conn.in_transaction:
-                self.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             return self.conn.execute(sql, params)
 
     def flush(self) -> None:

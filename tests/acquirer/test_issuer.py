@@ -45,9 +45,11 @@ def hsm(tmp_path):
     h.close()
 
 
-@pytest.fixture
-def issuer(hsm, tmp_path, clock):
-    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock) as sim:
+@pytest.fixture(params=["own transactions", "grouped"])
+def issuer(hsm, tmp_path, clock, request):
+    # grouped: as the host runs it, decisions committed by the ledger writer's flushes
+    grouped = request.param == "grouped"
+    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=not grouped, grouped=grouped) as sim:
         yield sim
 
 
@@ -297,6 +299,28 @@ def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
 
 
 # --- storage --------------------------------------------------------------------------
+def test_grouped_decisions_commit_at_flush_and_see_other_connections_writes(tmp_path, clock):
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
+    first = issuer.authorise(sale(card, 4_000))
+    outside = sqlite3.connect(tmp_path / "issuer.db", isolation_level=None, timeout=0.1)
+    assert outside.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0  # not committed yet
+    issuer.flush()
+    assert outside.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 1
+    # another process tops the card up between two groups: the next decision must see it
+    outside.execute("UPDATE accounts SET balance = balance + 50000")
+    second = issuer.authorise(sale(card, 1_000, stan="000002"))
+    assert (first.code, second.code) == (R.APPROVED, R.APPROVED) and second.balance == 100_000 - 5_000 + 50_000
+    issuer.close()
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    third = issuer.authorise(sale(card, 1_000, stan="000003"))  # authorisation numbers go on after a restart
+    assert [int(r.auth_code) for r in (first, second, third)] == [1, 2, 3]
+    issuer.close()
+    outside.close()
+    hsm.close()
+
+
 def test_balances_and_counters_survive_a_restart(tmp_path, clock):
     hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
     issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock)
