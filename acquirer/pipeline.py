@@ -160,11 +160,29 @@ def preverify_location(fences) -> Callable[[Context], Awaitable[None] | None]:
 
     SM2 verification is most of a sale's CPU and OpenSSL does it without the GIL: off the
     event loop it runs on the other core while the loop serves other requests. It only
-    prepares: the fence check (risk step) uses the verified report, or verifies itself."""
+    prepares: the fence check (risk step) uses the verified report, or verifies itself.
+    A terminal's requests still reach the fence check in the order they arrived (the
+    check refuses a report counter below one already seen): each waits for the one
+    before it from the same terminal to be through this step, and the check follows
+    this step without yielding to the event loop."""
+    behind: dict[str, asyncio.Future] = {}  # terminal -> the last request of it in this step
+
     async def step_preverify(ctx: Context) -> None:
-        report = ctx.private.get(PrivateTag.LOCATION) if ctx.maced else None
-        if report and ctx.terminal is not None and ctx.terminal.device_public_key:
-            await asyncio.get_running_loop().run_in_executor(None, fences.preverify, ctx.terminal, report)
+        report = ctx.private.get(PrivateTag.LOCATION)
+        if not report or ctx.terminal is None or not ctx.terminal.device_public_key:
+            return
+        loop = asyncio.get_running_loop()
+        verified = loop.run_in_executor(None, fences.preverify, ctx.terminal, report)
+        before, mine = behind.get(ctx.terminal_id), loop.create_future()
+        behind[ctx.terminal_id] = mine
+        try:
+            if before is not None:
+                await asyncio.shield(before)
+            await verified
+        finally:
+            mine.set_result(None)
+            if behind.get(ctx.terminal_id) is mine:
+                del behind[ctx.terminal_id]
     return step_preverify
 
 

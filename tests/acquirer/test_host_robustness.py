@@ -8,12 +8,16 @@ import time
 
 import pytest
 
-from acquirer.protocol import Frame, ResponseCode, decode, read_frame_blocking
+from acquirer.protocol import (Field60, Frame, PrivateTag, ResponseCode, TxnType, decode, encode, private_fields,
+                               read_frame_blocking)
+from keys.emv import CardFamily
 from keys.errors import EnvelopeError
+from keys.tlv import encode_dict
 from terminal.online import HostRefused, HostUnavailable, OnlineSession
 from terminal.secure.keystore import SecureKeys
 from terminal.secure.sealed import SealedStore
-from tests.acquirer.conftest import MEASUREMENT, MERCHANT, TERMINAL, start_host
+from tests.acquirer.cards import luhn_complete, personalise
+from tests.acquirer.conftest import MEASUREMENT, MERCHANT, TERMINAL, at_site, start_host
 
 R = ResponseCode
 
@@ -201,3 +205,26 @@ def test_host_gone_between_request_and_response_reverses_exactly_once(lane, tmp_
     assert events.count("AUTHORISED") == 1 and events.count("REVERSED") == 1
     assert again.flush_reversals() == 0
     lane.session = again
+
+
+def test_pipelined_sales_of_one_terminal_keep_their_location_reports_in_order(lane):
+    # the host checks fix signatures on worker threads; the fence check must still see a
+    # terminal's report counters in the order the requests came, or it refuses replays
+    s, keys, service = lane.session, lane.keys, lane.host.service
+    cards = [lane.card] + [personalise(service.hsm, service.issuer, CardFamily.PBOC_SM4,
+                                       pan=luhn_complete(f"62149886601000{k:04d}")) for k in range(1, 3)]
+    frames = []
+    for n in range(12):
+        amount, card = 100 + n, cards[n % 3]  # four taps per card: under the velocity rule
+        fields = {"t": "0200", "3": "000000", "4": f"{amount:012d}", "11": s.next_stan(), "22": "071", "23": "001",
+                  "25": "00", "35": keys.seal(f"{card.pan}D2712201{'0' * 8}".encode()).hex().upper(),
+                  "41": TERMINAL, "42": MERCHANT, "49": "156",
+                  "55": encode_dict(card.field55(amount)).hex().upper(),
+                  "60": Field60(TxnType.SALE.value, s.batch).encode(),
+                  "59": private_fields({PrivateTag.LOCATION: at_site(keys)()})}
+        frames.append(Frame(encode(fields, keys.mac), 0, 1).encode())
+    with socket.create_connection(("127.0.0.1", lane.host.port), timeout=10) as sock:
+        sock.sendall(b"".join(frames))  # all in flight at once
+        codes = [decode(read_frame_blocking(sock).message)["39"] for _ in frames]
+    assert codes == ["00"] * len(frames)
+    assert lane.host.service.fences.store.last_fix(TERMINAL).counter >= len(frames)
