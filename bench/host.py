@@ -77,11 +77,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(proc: subprocess.Popen, marker: str) -> None:
+def wait_ready(proc: subprocess.Popen, marker: str, log: Path | None = None) -> None:
     while True:
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"server did not start: {proc.stderr.read()}")
+            raise RuntimeError(f"server did not start: {log.read_text() if log else proc.stderr.read()}")
         if marker in line:
             return
 
@@ -228,11 +228,12 @@ def main() -> int:
         cards_s = time.perf_counter() - t0
         port, mport = free_port(), 0
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        host_log = Path(tmp) / "host.log"  # a file, not a pipe nobody reads: a chatty host must not block
         host = subprocess.Popen([sys.executable, "-m", "acquirer.cli", "--state", str(state), "serve", "--port",
                                  str(port), "--metrics-port", str(mport)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                                stderr=host_log.open("w"), text=True, env=env, cwd=ROOT)
         try:
-            wait_ready(host, "listening")
+            wait_ready(host, "listening", host_log)
             lanes = provision(state, port, cards)
             provision_s = time.perf_counter() - t0 - cards_s
             closed_frames = build_sales(lanes, per_terminal)
@@ -244,6 +245,7 @@ def main() -> int:
         finally:
             host.terminate()  # SIGTERM: the host finishes in-flight sales and closes its stores
             host.wait(60)
+            host_warnings = sum(1 for line in host_log.read_text().splitlines() if " WARNING " in line)
         eport = free_port()
         echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(eport)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -259,6 +261,7 @@ def main() -> int:
         "p99_ms_at_1000": round(pct(open_lat, 99), 2), "answered_at_1000": len(open_lat),
         "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
         "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
+        "host_warnings": host_warnings,
         "setup_s": round(setup_s, 1),
     }
     print(f"terminals: {a.terminals}, setup {setup_s:.1f} s (cards {cards_s:.1f} s, provisioning {provision_s:.1f} s,"
