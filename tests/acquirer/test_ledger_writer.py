@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from acquirer.ledger import LedgerClosed, LedgerUnavailable, LedgerWriter, Receipt, SQLiteLedger
+from acquirer.ledger.companion import GroupedWrites
 from acquirer.protocol import ResponseCode
 
 from .ledger_helpers import TID, sale_unit, txn
@@ -219,3 +220,55 @@ def test_every_acknowledged_unit_survives_a_sigkill_in_the_middle_of_group_commi
         assert set(acknowledged) <= stored
         assert all(reopened.get(txn(reopened, i)).amount == 100 + i for i in acknowledged)
         assert reopened.project_journal() == reopened.transactions()
+
+
+# --- companion stores (vault, issuer, fence store) ---------------------------------------
+class _Journal(GroupedWrites):
+    """A companion on a real SQLite file that notes when it is flushed."""
+
+    def __init__(self, path, log: list):
+        super().__init__(sqlite3.connect(path, isolation_level=None, check_same_thread=False))
+        self.conn.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER)")
+        self.log = log
+
+    def flush(self) -> None:
+        pending = self.conn.in_transaction
+        super().flush()
+        self.log.append(("flush", pending))
+
+
+class _LoggedLedger(SQLiteLedger):
+    def __init__(self, path, log: list):
+        super().__init__(path)
+        self.log = log
+
+    def commit_many(self, units):
+        self.log.append(("commit", len(units)))
+        return super().commit_many(units)
+
+
+def test_companion_writes_are_committed_before_the_units_that_follow_them(tmp_path):
+    log: list = []
+    store = _LoggedLedger(tmp_path / "ledger.db", log)
+    store.open_batch(TID)
+    side = _Journal(tmp_path / "side.db", log)
+    writer = LedgerWriter(store, companions=(side,))
+
+    async def sale(n):
+        side.execute("INSERT INTO rows VALUES (?)", (n,))  # what the unit depends on, written first
+        await writer.commit(sale_unit(store, n, 100))
+        # once the unit is durable, so is the companion row: another connection sees it
+        with sqlite3.connect(tmp_path / "side.db") as other:
+            assert other.execute("SELECT COUNT(*) FROM rows WHERE n = ?", (n,)).fetchone() == (1,)
+
+    async def main():
+        await asyncio.gather(*(sale(n) for n in range(1, 41)))
+    asyncio.run(main())
+    side.execute("INSERT INTO rows VALUES (0)")  # a write no unit follows: committed when the writer closes
+    writer.close()
+    with sqlite3.connect(tmp_path / "side.db") as other:
+        assert other.execute("SELECT COUNT(*) FROM rows").fetchone() == (41,)
+    commits = [i for i, (what, _) in enumerate(log) if what == "commit"]
+    assert commits and all(i > 0 and log[i - 1][0] == "flush" for i in commits)  # every group: flush, then commit
+    side.conn.close()
+    store.close()
