@@ -7,9 +7,11 @@ and spares the till a second fsync per transaction (the ledger's is the one that
 In the host the store is `grouped` (acquirer.ledger.companion): a counter advance is
 a savepoint in a long transaction that the ledger writer commits before the units that
 depend on it, and the host commits it before any response that no unit carries. A
-crash then loses only advances of requests that got no answer. Fences are read on
-every sale and change rarely (and maybe from another process: `acquirer fence`), so
-they are kept in memory while `PRAGMA data_version` says no other connection wrote.
+crash then loses only advances of requests that got no answer. Fences and last fixes
+are read on every sale; fences change rarely (maybe from another process: `acquirer
+fence`). So both are kept in memory while `PRAGMA data_version` says no other
+connection wrote: grouped, that is checked at each BEGIN of the long transaction (no
+other connection can write while it is open); otherwise at every read of a fence.
 """
 from __future__ import annotations
 
@@ -85,6 +87,9 @@ class ReviewEntry:
     kinds: dict[str, int]
 
 
+_UNKNOWN = object()
+
+
 class FenceStore:
     def __init__(self, path: str | os.PathLike, *, grouped: bool = False):
         self.path = os.fspath(path)
@@ -93,8 +98,9 @@ class FenceStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
-        self._grouped = GroupedWrites(self._db, self._lock) if grouped else None
+        self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version) if grouped else None
         self._fences: dict[str, Fence | None] = {}
+        self._positions: dict[str, LastFix | None] = {}  # grouped: as this connection has them
         self._seen_version: int | None = None
         self._closed = False
 
@@ -131,12 +137,21 @@ class FenceStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version:  # another connection wrote: forget what we kept
+            self._fences.clear()
+            self._positions.clear()
+            self._seen_version = version
+
     def fence(self, terminal_id: str) -> Fence | None:
+        if self._grouped is not None:
+            kept = self._fences.get(terminal_id, _UNKNOWN)
+            if kept is not _UNKNOWN:
+                return kept
         with self._lock:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._seen_version:  # another connection wrote: forget what we kept
-                self._fences.clear()
-                self._seen_version = version
+            if self._grouped is None:
+                self._check_version()
             if terminal_id in self._fences:
                 return self._fences[terminal_id]
             row = self._db.execute("SELECT * FROM fences WHERE terminal_id=?", (terminal_id,)).fetchone()
@@ -154,10 +169,16 @@ class FenceStore:
 
     # --- the last report per terminal -----------------------------------------------
     def last_fix(self, terminal_id: str) -> LastFix | None:
+        kept = self._positions.get(terminal_id, _UNKNOWN)
+        if kept is not _UNKNOWN:
+            return kept
         with self._lock:  # the same connection as the pending advances (grouped)
             row = self._db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
                                    " WHERE terminal_id=?", (terminal_id,)).fetchone()
-        return LastFix(*row) if row else None
+            last = LastFix(*row) if row else None
+            if self._grouped is not None:
+                self._positions[terminal_id] = last
+        return last
 
     def advance(self, terminal_id: str, counter: int, at: float, fix: tuple | None = None) -> bool:
         """Record `counter` (and the fix, if accepted as plausible) if it is above the last one.
@@ -165,7 +186,8 @@ class FenceStore:
         False when another report with this counter or a higher one got there first.
         """
         with self._grouped.change() if self._grouped is not None else self._transaction() as db:
-            row = db.execute("SELECT counter FROM positions WHERE terminal_id=?", (terminal_id,)).fetchone()
+            row = db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
+                             " WHERE terminal_id=?", (terminal_id,)).fetchone()
             if row is not None and row[0] >= counter:
                 return False
             if row is None:
@@ -176,6 +198,9 @@ class FenceStore:
             if fix is not None:
                 db.execute("UPDATE positions SET fix_time_ms=?, latitude=?, longitude=?, accuracy_m=?"
                            " WHERE terminal_id=?", (*fix, terminal_id))
+            if self._grouped is not None:  # what last_fix would now read
+                self._positions[terminal_id] = LastFix(counter, *(fix if fix is not None else
+                                                                  row[1:] if row else (None,) * 4))
             return True
 
     @contextmanager
