@@ -121,7 +121,8 @@ def _cmd_serve(args) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def run() -> None:
-        service = HostService(_state(args), args.host, args.port, metrics_port=args.metrics_port)
+        service = HostService(_state(args), args.host, args.port, metrics_port=args.metrics_port,
+                              qr_wait=args.qr_wait, face_liveness=args.face_liveness == "on")
         await service.start()
         print(f"acquirer host listening on {args.host}:{service.port}"
               + (f", metrics on :{service.metrics_port}" if service.metrics_port else ""), flush=True)
@@ -238,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5858)
     p.add_argument("--metrics-port", type=int, default=9858, help="Prometheus text at /metrics (0: off)")
+    p.add_argument("--qr-wait", type=float, default=8.0,
+                   help="seconds the host holds a terminal's wait for a merchant QR payment (default 8)")
+    p.add_argument("--face-liveness", choices=("on", "off"), default="on",
+                   help="off accepts face templates without the liveness check (the demo's still photos)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_serve)
 

@@ -52,7 +52,7 @@ class SaleResult:
         title = "SETTLEMENT (net)" if self.channel == "batch" else ("SALE" if not e or e.kind == "sale" else e.kind.upper())
         lines = [title, f"AMOUNT  CNY {self.amount / 100:,.2f}"]
         if self.masked:
-            lines.append(f"CARD    {self.masked}")
+            lines.append(f"CARD    {self.masked}" if self.channel == "card" else f"PAID BY {self.masked}")
         if e:
             lines += [f"TERMINAL {e.batch}/{e.stan}", f"RRN     {e.rrn}", f"AUTH    {e.auth_code}", f"TIME    {e.when}"]
         lines.append("APPROVED" if self.approved else f"NOT APPROVED ({self.code}) {self.message}")

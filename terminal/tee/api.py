@@ -78,6 +78,9 @@ class Command(enum.IntEnum):
     PIN_BACKSPACE = 0x42
     PIN_ENTER = 0x43
     PIN_CANCEL = 0x44
+    PASSCODE_BEGIN = 0x45  # face pay: the same keypad, for a passcode bound to a request's STAN
+    PASSCODE_ENTER = 0x46
+    SEAL_FACE_TEMPLATE = 0x50
 
 
 class TeeState(str, enum.Enum):
@@ -217,6 +220,22 @@ class PinBlock:
     format: str
 
 
+@dataclass(frozen=True)
+class PasscodeRequest:
+    stan: str  # the face sale request the block is for: its PAN field is made from the STAN
+
+
+@dataclass(frozen=True)
+class FaceTemplate:
+    template: bytes  # 128 little-endian float32 (acquirer.face.wire)
+    liveness: bool
+
+
+@dataclass(frozen=True)
+class SealedField:
+    sealed: bytes
+
+
 SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.STATUS: (Empty, Status),
     Command.RESET_PROVISIONING: (Empty, Status),
@@ -234,6 +253,9 @@ SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.PIN_BACKSPACE: (Empty, PinProgress),
     Command.PIN_ENTER: (Empty, PinBlock),
     Command.PIN_CANCEL: (Empty, PinProgress),
+    Command.PASSCODE_BEGIN: (Empty, PinPadLayout),
+    Command.PASSCODE_ENTER: (PasscodeRequest, PinBlock),
+    Command.SEAL_FACE_TEMPLATE: (FaceTemplate, SealedField),
 }
 
 

@@ -7,7 +7,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from .sale import AmountScreen
-from .screens import HistoryScreen, HomeScreen, InfoScreen, SettlementScreen
+from .screens import HistoryScreen, HomeScreen, InfoScreen, SettingsScreen, SettlementScreen
 
 
 class CashierApp(App):
@@ -16,14 +16,31 @@ class CashierApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(self, terminal, *, customer=None, reader_label: str = "virtual reader",
-                 scanner_label: str = "keyboard wedge", location_label: str = "fixed site", tap_timeout: float = 30.0):
+                 scanner_label: str = "none", location_label: str = "fixed site", tap_timeout: float = 30.0,
+                 scanner=None, faces=None, demo_scanner=None):
+        """`scanner`: a hardware.scanners source of payment codes (None: no scanner);
+        `faces`: where faces come from (`terminal.face.capture.ShownPhotos` in the demo);
+        `demo_scanner`: the source the "demo" scanner setting selects."""
         super().__init__()
         self.terminal = terminal
-        self.customer = customer  # the demo's customer panel: puts test cards on the virtual reader
+        self.customer = customer  # the demo's customer panel: cards, payment codes, faces
         self.reader_label = reader_label
         self.scanner_label = scanner_label
         self.location_label = location_label
         self.tap_timeout = tap_timeout
+        self.scanner = scanner
+        self.faces = faces
+        self.demo_scanner = demo_scanner
+        self._checkout = None
+
+    @property
+    def checkout(self):
+        """QR and face sales (terminal.wallet_face), made on first use."""
+        if self._checkout is None:
+            from terminal.wallet_face import WalletFaceCheckout
+
+            self._checkout = WalletFaceCheckout(self.terminal)
+        return self._checkout
 
     def on_mount(self) -> None:
         self.sub_title = f"terminal {self.terminal.config.terminal_id}"
@@ -45,8 +62,4 @@ class CashierApp(App):
                                     "(not built yet)."))
 
     def action_settings(self) -> None:
-        c = self.terminal.config
-        self.push_screen(InfoScreen("Settings", f"Reader: {c.reader or 'first reader (virtual in the demo)'}\n"
-                                    f"Scanner: {self.scanner_label}\nLocation source: {self.location_label}\n"
-                                    f"Host: {c.host}:{c.port}\nState: {c.state_dir}\n\n"
-                                    "Change them with `pos --reader NAME` and the demo's options."))
+        self.push_screen(SettingsScreen())

@@ -211,3 +211,96 @@ class InfoScreen(Screen):
         with Horizontal():
             yield Static(f"[b]{self.title_text}[/b]\n\n{self.body}", id="info")
         yield Footer()
+
+
+class SettingsScreen(Screen):
+    """Reader, scanner and location source, saved in the terminal's state directory.
+
+    The scanner applies at once; the reader belongs to the TEE, and the location source
+    to the fence, so those two apply at the next start."""
+
+    BINDINGS = [
+        Binding("r", "cycle('reader')", "Reader"),
+        Binding("c", "cycle('scanner')", "Scanner"),
+        Binding("l", "cycle('location')", "Location"),
+        Binding("s", "save", "Save"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="settings-box"):
+            yield Static("", id="settings")
+            yield Static("r next reader   c next scanner   l next location source   s saves   Esc back "
+                         "(unsaved changes are dropped)", id="settings-help")
+            yield Static("", id="settings-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from terminal.settings import DeviceSettings, SettingsError
+
+        state = self.app.terminal.config.state_dir
+        try:
+            self.choice = DeviceSettings.load(state, reader=self.app.terminal.config.reader or "")
+        except SettingsError as exc:
+            self.choice = DeviceSettings()
+            self._say(str(exc))
+        self.readers = [""]
+        self._show()
+        self.find_readers()
+
+    @work(thread=True, exclusive=True)
+    def find_readers(self) -> None:
+        from hardware.reader import list_readers
+
+        try:
+            names = list_readers()
+        except Exception as exc:  # no pcscd: the reader choice stays as it is
+            self.app.call_from_thread(self._say, f"Readers could not be listed ({exc}): is pcscd running?")
+            return
+        self.readers = ["", *names]
+        self.app.call_from_thread(self._show)
+
+    def _say(self, text: str) -> None:
+        self.query_one("#settings-message", Static).update(text)
+
+    def _show(self) -> None:
+        from terminal.settings import LOCATION_LABELS, SCANNER_LABELS
+
+        c = self.choice
+        config = self.app.terminal.config
+        self.query_one("#settings", Static).update(
+            f"[b]Settings[/b]  (saved in {config.state_dir}/settings.json)\n\n"
+            f"Reader:           {c.reader or 'the first reader'}   (in use: {self.app.reader_label})\n"
+            f"Scanner:          {SCANNER_LABELS[c.scanner]}   (in use: {self.app.scanner_label})\n"
+            f"Location source:  {LOCATION_LABELS[c.location]}   (in use: {self.app.location_label})\n"
+            f"Host:             {config.host}:{config.port}")
+
+    def action_cycle(self, kind: str) -> None:
+        from terminal.settings import LOCATIONS, SCANNERS, next_choice
+
+        choices = {"reader": self.readers, "scanner": SCANNERS, "location": LOCATIONS}[kind]
+        setattr(self.choice, kind, next_choice(choices, getattr(self.choice, kind)))
+        self._show()
+        self._say("Not saved yet: s saves")
+
+    @work(thread=True, exclusive=True)
+    def action_save(self) -> None:
+        from terminal.settings import SCANNER_LABELS, open_scanner
+
+        app = self.app
+        path = self.choice.save(app.terminal.config.state_dir)
+        message = f"Saved to {path}. The reader and the location source apply at the next start"
+        if SCANNER_LABELS[self.choice.scanner] != app.scanner_label:
+            try:
+                scanner = open_scanner(self.choice.scanner, app.demo_scanner)
+            except Exception as exc:  # device missing, no permission: keep the old one
+                message += f"; the scanner could not be opened: {exc}"
+            else:
+                old, app.scanner = app.scanner, scanner
+                app.scanner_label = SCANNER_LABELS[self.choice.scanner]
+                if old is not None and old is not app.demo_scanner:
+                    old.close()
+                message += "; the scanner is in use now"
+        app.call_from_thread(self._show)
+        app.call_from_thread(self._say, message)
