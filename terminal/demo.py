@@ -68,8 +68,9 @@ class Customer:
     def help(self, where: str) -> str:
         if where == "merchant-qr":
             return "Demo customer: p scans this QR with the wallet app and pays"
-        return ("Demo customer: 1 UnionPay card  2 intl card  3 phone | 4 Alipay code  5 WeChat code  "
-                "6 UnionPay code | 7 enrolled face  8 unknown face  9 no face | c confirm in the wallet app")
+        return ("Demo customer:  tap  1 UnionPay card  2 international card  3 phone\n"
+                "  show a payment code  4 Alipay  5 WeChat Pay  6 UnionPay   c confirm it in the wallet app\n"
+                "  show a face  7 enrolled customer  8 a face nobody enrolled  9 a photo without a face")
 
     def press(self, key: str, qr_url: str | None = None) -> str:
         if key in CARDS:

@@ -77,7 +77,7 @@ class CollectScreen(CustomerKeys, Screen):
                         id="collect-help")
             help_text = customer_help(app, "collect")
             if help_text:
-                yield Label(help_text, id="customer-help")
+                yield Static(help_text, id="customer-help")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -267,7 +267,8 @@ class CollectScreen(CustomerKeys, Screen):
             result = SaleResult(False, "--", f"Face pay failed: {exc}", self.amount, "face", "face",
                                 next_step="Start the sale again")
         if result.code == "55":  # wrong passcode: the customer tries again (the host counts)
-            self.app.call_from_thread(self._ask_passcode, attempt, f"Wrong passcode: {result.message}")
+            said = result.message if result.message.lower().startswith("wrong") else f"Wrong passcode: {result.message}"
+            self.app.call_from_thread(self._ask_passcode, attempt, said[:1].upper() + said[1:])
             return
         self._show_result(result)
 

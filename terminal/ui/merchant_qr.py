@@ -52,7 +52,7 @@ class MerchantQrScreen(CustomerKeys, Screen):
             yield Label("The customer scans this QR with the wallet app.   Esc withdraws the QR", id="collect-help")
             help_text = customer_help(self.app, "merchant-qr")
             if help_text:
-                yield Label(help_text, id="customer-help")
+                yield Static(help_text, id="customer-help")
         yield Footer()
 
     def on_mount(self) -> None:

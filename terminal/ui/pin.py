@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Static
 
 # keyboard key -> keypad position (row-major 3x3, then the bottom middle)
 KEY_POSITIONS = {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4, "6": 5, "7": 6, "8": 7, "9": 8, "0": 9}
@@ -52,19 +52,19 @@ class PinScreen(ModalScreen):
         return self.handle is None
 
     def compose(self) -> ComposeResult:
-        what = "face-pay passcode" if self.passcode else "PIN"
+        what = "face-pay passcode" if self.passcode else "enter PIN"
         with Vertical(id="pin-box"):
-            yield Label(f"Customer: enter {what} for CNY {self.amount / 100:,.2f}", id="pin-title")
+            yield Static(f"Customer: {what}, CNY {self.amount / 100:,.2f}", id="pin-title")
             if self.note:
-                yield Label(self.note, id="pin-note")
+                yield Static(self.note, id="pin-note")
             yield Static("", id="pin-dots")
             with Grid(id="pin-grid"):
                 for position in range(10):
                     key = Button("?", id=f"pos-{position}", classes="pin-key")
                     key.can_focus = False  # the keyboard presses positions through the bindings
                     yield key
-            yield Label("keys 1-9/0 press the matching position - Backspace deletes - Enter confirms - Esc cancels",
-                        id="pin-help")
+            yield Static("keys 1-9/0 press the matching position - Backspace deletes - Enter confirms - "
+                         "Esc cancels", id="pin-help")
 
     def on_mount(self) -> None:
         self._ops: queue.Queue = queue.Queue()
