@@ -35,6 +35,7 @@ class ErrorCode(enum.IntEnum):
     NOT_PROVISIONED = 0x80000001  # a key the command needs is not installed yet
     NO_CARD = 0x80000002  # no tap before the timeout
     CARD_ERROR = 0x80000003  # reader or card failed during the transaction
+    NO_FIX = 0x80000004  # the location source gave no fresh fix (or there is none configured)
 
 
 class TeeError(Exception):
@@ -80,7 +81,8 @@ class Command(enum.IntEnum):
     PIN_CANCEL = 0x44
     PASSCODE_BEGIN = 0x45  # face pay: the same keypad, for a passcode bound to a request's STAN
     PASSCODE_ENTER = 0x46
-    SEAL_FACE_TEMPLATE = 0x50
+    LOCATION_REPORT = 0x50
+    SEAL_FACE_TEMPLATE = 0x60
 
 
 class TeeState(str, enum.Enum):
@@ -236,6 +238,18 @@ class SealedField:
     sealed: bytes
 
 
+@dataclass(frozen=True)
+class LocationRequest:
+    terminal_id: str
+    timeout_ms: int  # how long to wait for a fix
+    max_age_ms: int  # a fix older than this is no fix
+
+
+@dataclass(frozen=True)
+class SignedLocation:
+    report: bytes  # acquirer/fence/report.py layout, signed by the device key
+
+
 SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.STATUS: (Empty, Status),
     Command.RESET_PROVISIONING: (Empty, Status),
@@ -256,6 +270,7 @@ SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.PASSCODE_BEGIN: (Empty, PinPadLayout),
     Command.PASSCODE_ENTER: (PasscodeRequest, PinBlock),
     Command.SEAL_FACE_TEMPLATE: (FaceTemplate, SealedField),
+    Command.LOCATION_REPORT: (LocationRequest, SignedLocation),
 }
 
 
