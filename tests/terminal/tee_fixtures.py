@@ -142,10 +142,10 @@ def card_lane(tmp_path, private_pcscd, insert_card, lane_location):
 
     `private_pcscd` and `insert_card` come from tests/terminal/conftest.py (one shared
     pcscd per process); the TEE process reaches that pcscd through the environment."""
-    yield from build_card_lane(tmp_path, private_pcscd, insert_card)
+    yield from build_card_lane(tmp_path, private_pcscd, insert_card, lane_location)
 
 
-def build_card_lane(tmp_path, private_pcscd, insert_card, **host_kw):
+def build_card_lane(tmp_path, private_pcscd, insert_card, lane_location, **host_kw):
     """The card lane; `host_kw` go to the host (wallet providers, QR wait, face liveness)."""
     host = ThreadedHost(tmp_path / "host", read_timeout=2.0, idle_timeout=30.0, **host_kw).start()
     supervisor = None

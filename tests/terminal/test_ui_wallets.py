@@ -23,7 +23,8 @@ from terminal.ui.pin import KEY_POSITIONS, PinScreen
 from terminal.ui.sale import ResultScreen
 from tests.face.conftest import photos  # noqa: F401  (the session's templates, the model loaded once)
 
-from .tee_fixtures import MERCHANT, TERMINAL, build_card_lane
+from .tee_fixtures import *  # noqa: F401,F403  (lane_location)
+from .tee_fixtures import MERCHANT, SITE_SPEC, TERMINAL, build_card_lane
 from .test_ui import screen_text, sell, wait_for
 
 pytestmark = pytest.mark.pcsc
@@ -31,7 +32,7 @@ START = 1_000_00
 
 
 @pytest.fixture
-def pay_lane(tmp_path, private_pcscd, insert_card, photos):  # noqa: F811
+def pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos):  # noqa: F811
     """The card lane with wallets (limit without password CNY 200) and Obama enrolled for face pay."""
     wallets = ThreadedWallets({WALLET_ACCOUNT: START}, WALLET_PASSWORD, no_password_limit=200_00,
                               notify_schedule=(0, 0, 0), http_timeout=3.0, reuse_keys=True).start()
@@ -40,7 +41,7 @@ def pay_lane(tmp_path, private_pcscd, insert_card, photos):  # noqa: F811
         book.add_account("obama", WALLET_PASSWORD, START)
         book.agree("obama", WALLET_PASSWORD)
         wallets.services.save(tmp_path / "host" / "wallets" / "providers.json")
-        for lane in build_card_lane(tmp_path, private_pcscd, insert_card, qr_wait=0.5, face_liveness=False,
+        for lane in build_card_lane(tmp_path, private_pcscd, insert_card, lane_location, qr_wait=0.5, face_liveness=False,
                                     qr_poll=PollPolicy(first=0.2, factor=1.5, max_interval=1.0, total=20.0)):
             lane.host.service.face.enrol_templates(
                 "obama", [photos["obama.jpg"].template, photos["obama2.jpg"].template], "alipay:obama",
@@ -60,7 +61,7 @@ class LaneCustomer(Customer):
 
 
 def make_app(lane, tmp_path) -> CashierApp:
-    config = TerminalConfig(TERMINAL, MERCHANT, port=lane.host.port, state_dir=lane.state)
+    config = TerminalConfig(TERMINAL, MERCHANT, port=lane.host.port, state_dir=lane.state, location=SITE_SPEC)
     terminal = TerminalApp(config, lane.keys, lane.session, Journal(lane.state / "journal.db"))
     scanner, faces = ShownPictures(name="test camera"), ShownPhotos()
     customer = LaneCustomer(None, tmp_path, (None, None), lane.wallets, scanner, faces, tmp_path / "shown")
