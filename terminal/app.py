@@ -190,7 +190,7 @@ class TerminalApp:
             since = self._since("nofix")
             self._location_state = f"no location source since {since}"
             return Gate(False, "No location source is configured: this terminal is fenced and may not sell "
-                        "without a fix", "Choose a location source in Settings (key s), then try again")
+                        "without a fix", "Choose a location source in Settings (key o), then try again")
         try:
             report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, terms.max_fix_age_s)
             fix = parse(report)[0]

@@ -18,21 +18,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    """The cashier UI against a running host, with a real (or any named) reader."""
+    """The cashier UI against a running host, with a real (or any named) reader. Devices not
+    named on the command line come from the terminal's saved settings (Settings screen)."""
     from pathlib import Path
 
     from terminal.app import TerminalApp, TerminalConfig
+    from terminal.settings import SCANNER_LABELS, DeviceSettings, SettingsError, open_scanner
     from terminal.ui.app import CashierApp
 
-    config = TerminalConfig(args.terminal, args.merchant, args.host, args.port, Path(args.state), args.reader,
-                            args.kernel_config, args.ca_keys, location=args.location)
+    try:
+        saved = DeviceSettings.load(args.state)
+    except SettingsError as exc:
+        print(f"pos: {exc}", file=sys.stderr)
+        return 2
+    reader, location = args.reader or saved.reader or None, args.location or saved.location or None
+    config = TerminalConfig(args.terminal, args.merchant, args.host, args.port, Path(args.state), reader,
+                            args.kernel_config, args.ca_keys, location=location)
+    try:
+        scanner, scanner_choice = open_scanner(saved.scanner), saved.scanner
+    except Exception as exc:  # the saved scanner is not here: run without, say so on the status screen
+        print(f"pos: scanner {saved.scanner!r} not usable ({exc}); running without a scanner", file=sys.stderr)
+        scanner, scanner_choice = None, "none"
     app = TerminalApp.start(config)
     try:
         if args.activation_code:
             app.provision(args.activation_code)
-        CashierApp(app, reader_label=args.reader or "first reader").run()
+        CashierApp(app, reader_label=reader or "first reader", scanner=scanner,
+                   scanner_label=SCANNER_LABELS[scanner_choice]).run()
     finally:
         app.close()
+        if scanner is not None:
+            scanner.close()
     return 0
 
 

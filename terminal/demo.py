@@ -257,6 +257,18 @@ class Demo:
         self._keepalive = PcscContext()  # pcscd --auto-exit quits without a client
         return self.pcscd
 
+    def location(self) -> str:
+        """The TEE's location source: the one saved in Settings, else the demo's simulated
+        receiver (a file the demo writes: the terminal stands in the shop)."""
+        from terminal.settings import DeviceSettings, SettingsError
+
+        try:
+            saved = DeviceSettings.load(self.term_state).location
+        except SettingsError as exc:
+            self.say(f"{exc}; using the demo's simulated receiver")
+            saved = ""
+        return saved or f"file:{self.position_file}"
+
     def start_terminal(self, port: int, code: str | None):
         from acquirer.registry import Registry
         from terminal.app import TerminalApp, TerminalConfig
@@ -265,7 +277,7 @@ class Demo:
             write_position(self.position_file, *SITE)
         config = TerminalConfig(TERMINAL, MERCHANT, port=port, state_dir=self.term_state,
                                 reader=self.pcscd.reader_names[0], ca_keys=str(self.cards_dir / "ca_keys.toml"),
-                                location=f"file:{self.position_file}")
+                                location=self.location())
         os.environ.update(self.pcscd.env)  # the TEE process inherits the way to our pcscd
         self.terminal = TerminalApp.start(config)
         reg = Registry(self.host_state / "registry.db")

@@ -5,9 +5,10 @@ Choices are plain strings, one per kind:
   reader    "" (the first PC/SC reader) or a reader name
   scanner   "none", "demo" (the demo's shown codes), "hid" (keyboard wedge), "camera:0",
             "serial:/dev/ttyACM0"
-  location  "fixed" (the merchant's registered site), "gpsd", "nmea:/dev/ttyUSB0", "route"
-          (a simulated route)
-The reader is the TEE's, opened when the TEE starts: a change applies at the next start.
+  location  "" (none) or a location source the TEE reads (hardware/location/spec.py):
+            "fixed:LAT,LON[,ACC]", "nmea:PORT[@BAUD]", "gpsd[:HOST[:PORT]]", "file:PATH"
+The reader and the location source belong to the TEE, opened when it starts: a change
+to either applies at the next start (`pos run` and `pos demo` read this file).
 """
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SCANNERS = ("none", "demo", "hid", "camera:0", "serial:/dev/ttyACM0")
-LOCATIONS = ("fixed", "gpsd", "nmea:/dev/ttyUSB0", "route")
+LOCATIONS = ("gpsd", "nmea:/dev/ttyUSB0", "")  # offered besides the one configured at start
 SCANNER_LABELS = {"none": "none", "demo": "demo camera (codes the customer shows)", "hid": "keyboard-wedge scanner",
                   "camera:0": "camera 0 (zbar)", "serial:/dev/ttyACM0": "serial scanner /dev/ttyACM0"}
-LOCATION_LABELS = {"fixed": "fixed site (the merchant's address)", "gpsd": "gpsd on localhost",
-                   "nmea:/dev/ttyUSB0": "NMEA GPS on /dev/ttyUSB0", "route": "simulated route"}
+
+
+def location_label(spec: str | None) -> str:
+    if not spec:
+        return "none (a fenced terminal may not sell)"
+    kind, _, rest = spec.partition(":")
+    return {"fixed": f"fixed site {rest}", "nmea": f"NMEA GNSS receiver on {rest}",
+            "gpsd": f"gpsd {rest or 'on localhost'}", "file": "simulated receiver (demo)"}.get(kind, spec)
 
 
 class SettingsError(ValueError):
@@ -32,13 +39,16 @@ class SettingsError(ValueError):
 class DeviceSettings:
     reader: str = ""
     scanner: str = "none"
-    location: str = "fixed"
+    location: str = ""
 
     def __post_init__(self) -> None:
+        from hardware.location.spec import KINDS
+
         if self.scanner not in SCANNERS:
             raise SettingsError(f"scanner must be one of {', '.join(SCANNERS)}, got {self.scanner!r}")
-        if self.location not in LOCATIONS:
-            raise SettingsError(f"location must be one of {', '.join(LOCATIONS)}, got {self.location!r}")
+        if self.location and self.location.partition(":")[0] not in KINDS:
+            raise SettingsError(f"location must be empty or start with one of {', '.join(KINDS)}, "
+                                f"got {self.location!r}")
 
     @staticmethod
     def path(state_dir: str | os.PathLike) -> Path:
@@ -78,6 +88,8 @@ def open_scanner(choice: str, demo_scanner=None):
     if choice == "none":
         return None
     if choice == "demo":
+        if demo_scanner is None:
+            raise SettingsError("the demo camera exists only in `pos demo`")
         return demo_scanner
     from hardware import scanners
 

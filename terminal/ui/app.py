@@ -16,7 +16,7 @@ class CashierApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(self, terminal, *, customer=None, reader_label: str = "virtual reader",
-                 scanner_label: str = "none", location_label: str = "fixed site", tap_timeout: float = 30.0,
+                 scanner_label: str = "none", tap_timeout: float = 30.0,
                  scanner=None, faces=None, demo_scanner=None):
         """`scanner`: a hardware.scanners source of payment codes (None: no scanner);
         `faces`: where faces come from (`terminal.face.capture.ShownPhotos` in the demo);
@@ -26,7 +26,6 @@ class CashierApp(App):
         self.customer = customer  # the demo's customer panel: cards, payment codes, faces
         self.reader_label = reader_label
         self.scanner_label = scanner_label
-        self.location_label = location_label
         self.tap_timeout = tap_timeout
         self.scanner = scanner
         self.faces = faces

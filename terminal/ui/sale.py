@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -60,9 +61,26 @@ class AmountScreen(Screen):
         if amount is None:
             self.query_one("#amount-error", Label).update("Enter an amount above 0 with at most 2 decimals")
             return
+        self.query_one("#amount-error", Label).update("")
+        self.check_location(amount)
+
+    @work(thread=True, exclusive=True, group="gate")
+    def check_location(self, amount: int) -> None:
+        """The terminal's own fence check before the customer is asked to pay (the TEE
+        reads its location source, up to 2 s); outside or without a fix: a plain refusal."""
         from .collect import CollectScreen
 
-        self.app.switch_screen(CollectScreen(amount))
+        try:
+            gate = self.app.terminal.location_gate()
+        except Exception as exc:  # the TEE failed under the check: refuse, say why
+            result = SaleResult(False, "--", f"The location check failed: {exc}", amount,
+                                next_step="Check the status screen, then try again")
+        else:
+            if gate.ok:
+                self.app.call_from_thread(self.app.switch_screen, CollectScreen(amount))
+                return
+            result = SaleResult(False, "--", gate.message, amount, next_step=gate.next_step)
+        self.app.call_from_thread(self.app.switch_screen, ResultScreen(result))
 
 
 class ResultScreen(Screen):

@@ -9,6 +9,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from terminal.journal import Entry
+from terminal.settings import location_label
 from .sale import ResultScreen, parse_amount
 
 
@@ -50,8 +51,8 @@ class HomeScreen(Screen):
                     f"Secure world: {st.tee_state}   device {st.device_id}\n"
                     f"Keys: {kcv}\n"
                     f"Host: {st.host}   open batch: {st.batch}\n"
-                    f"Reader: {self.app.reader_label}   scanner: {self.app.scanner_label}   "
-                    f"location: {self.app.location_label}\n"
+                    f"Reader: {self.app.reader_label}   scanner: {self.app.scanner_label}\n"
+                    f"Location: {location_label(terminal.config.location)}: {st.location}\n"
                     f"Reversals waiting for the host: {st.pending_reversals}"
                     + (f"  ({sent} sent just now)" if sent else ""))
         except Exception as exc:
@@ -237,15 +238,17 @@ class SettingsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        from terminal.settings import DeviceSettings, SettingsError
+        from terminal.settings import LOCATIONS, DeviceSettings, SettingsError
 
         state = self.app.terminal.config.state_dir
+        config = self.app.terminal.config
         try:
-            self.choice = DeviceSettings.load(state, reader=self.app.terminal.config.reader or "")
+            self.choice = DeviceSettings.load(state, reader=config.reader or "", location=config.location or "")
         except SettingsError as exc:
             self.choice = DeviceSettings()
             self._say(str(exc))
         self.readers = [""]
+        self.locations = list(dict.fromkeys([config.location or "", self.choice.location, *LOCATIONS]))
         self._show()
         self.find_readers()
 
@@ -265,7 +268,7 @@ class SettingsScreen(Screen):
         self.query_one("#settings-message", Static).update(text)
 
     def _show(self) -> None:
-        from terminal.settings import LOCATION_LABELS, SCANNER_LABELS
+        from terminal.settings import SCANNER_LABELS, location_label
 
         c = self.choice
         config = self.app.terminal.config
@@ -273,13 +276,13 @@ class SettingsScreen(Screen):
             f"[b]Settings[/b]  (saved in {config.state_dir}/settings.json)\n\n"
             f"Reader:           {c.reader or 'the first reader'}   (in use: {self.app.reader_label})\n"
             f"Scanner:          {SCANNER_LABELS[c.scanner]}   (in use: {self.app.scanner_label})\n"
-            f"Location source:  {LOCATION_LABELS[c.location]}   (in use: {self.app.location_label})\n"
+            f"Location source:  {location_label(c.location)}   (in use: {location_label(config.location)})\n"
             f"Host:             {config.host}:{config.port}")
 
     def action_cycle(self, kind: str) -> None:
-        from terminal.settings import LOCATIONS, SCANNERS, next_choice
+        from terminal.settings import SCANNERS, next_choice
 
-        choices = {"reader": self.readers, "scanner": SCANNERS, "location": LOCATIONS}[kind]
+        choices = {"reader": self.readers, "scanner": SCANNERS, "location": self.locations}[kind]
         setattr(self.choice, kind, next_choice(choices, getattr(self.choice, kind)))
         self._show()
         self._say("Not saved yet: s saves")
