@@ -39,16 +39,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the saved scanner is not here: run without, say so on the status screen
         print(f"pos: scanner {saved.scanner!r} not usable ({exc}); running without a scanner", file=sys.stderr)
         scanner, scanner_choice = None, "none"
+    faces = None
+    if args.camera is not None:  # face pay with the head-turn check; the camera opens on first use
+        from terminal.face.capture import CameraFaces, Webcam
+
+        faces = CameraFaces(Webcam(args.camera))
     app = TerminalApp.start(config)
     try:
         if args.activation_code:
             app.provision(args.activation_code)
         CashierApp(app, reader_label=reader or "first reader", scanner=scanner,
-                   scanner_label=SCANNER_LABELS[scanner_choice]).run()
+                   scanner_label=SCANNER_LABELS[scanner_choice], faces=faces).run()
     finally:
         app.close()
         if scanner is not None:
             scanner.close()
+        if faces is not None:
+            faces.camera.release()
     return 0
 
 
@@ -77,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-keys", help="CA public keys file (ca_keys.toml)")
     p.add_argument("--location", help="location source the TEE signs fixes from: fixed:LAT,LON[,ACC] | "
                    "nmea:PORT[@BAUD] | gpsd[:HOST[:PORT]] (a fenced terminal without one may not sell)")
+    p.add_argument("--camera", type=int, help="webcam index for face pay (key f on the collect screen)")
     p.add_argument("--activation-code", help="activate, download keys and sign on first")
     p.set_defaults(func=_cmd_run)
 

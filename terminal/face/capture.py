@@ -132,3 +132,29 @@ class ShownPhotos:
             except queue.Empty:
                 continue
         return None
+
+
+class CameraFaces:
+    """A camera at the till: face pay starts when the cashier presses its key with the
+    customer in front of it (`trigger`), and the capture runs the head-turn challenge
+    (`live`); `new_challenge` makes the challenge (random side by default)."""
+
+    live = True
+
+    def __init__(self, camera: FrameSource, new_challenge=None):
+        from .liveness import Challenge
+
+        self.camera = camera
+        self.new_challenge = new_challenge or Challenge.new
+        self._asked = threading.Event()
+
+    def trigger(self) -> None:
+        self._asked.set()
+
+    def wait(self, cancel: threading.Event, poll_s: float = 0.05) -> FrameSource | None:
+        """The camera once triggered, or None once `cancel` is set."""
+        while not cancel.is_set():
+            if self._asked.wait(poll_s):
+                self._asked.clear()
+                return self.camera
+        return None

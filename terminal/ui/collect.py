@@ -48,6 +48,7 @@ class CollectScreen(CustomerKeys, Screen):
         Binding("a", "merchant_qr('alipay')", "Alipay QR"),
         Binding("w", "merchant_qr('wechat')", "WeChat QR"),
         Binding("u", "merchant_qr('unionpay')", "UnionPay QR"),
+        Binding("f", "face_camera", "Face pay (camera)"),
         *(Binding(k, f"customer('{k}')", show=False) for k in "123456789c"),
     ]
 
@@ -222,12 +223,19 @@ class CollectScreen(CustomerKeys, Screen):
         from terminal.face.checkout import FaceCaptureError, capture_face
 
         while True:
-            source = self.app.faces.wait(self._stop)
+            faces = self.app.faces
+            source = faces.wait(self._stop)
             if source is None:
                 return
-            self._say("Looking at the face...")
+            challenge = faces.new_challenge() if getattr(faces, "live", False) else None
+            if challenge is not None:  # a live camera: the customer turns the head as asked
+                self._say(f"Customer: {challenge.prompt}")
+                if self._stop.wait(1.0):
+                    return
+            else:
+                self._say("Looking at the face...")
             try:
-                capture = capture_face(source, None)
+                capture = capture_face(source, challenge)
             except (FaceCaptureError, CameraError) as exc:
                 self._say(f"Face not usable: {exc}. The customer looks at the camera again, or pays another way")
                 continue
@@ -273,6 +281,14 @@ class CollectScreen(CustomerKeys, Screen):
         self._show_result(result)
 
     # --- cashier keys ------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "face_camera":  # only with a camera that waits for the cashier's key
+            return hasattr(self.app.faces, "trigger")
+        return True
+
+    def action_face_camera(self) -> None:
+        if hasattr(self.app.faces, "trigger"):
+            self.app.faces.trigger()
     def action_merchant_qr(self, wallet: str) -> None:
         if self._claim("merchant-qr"):
             self._status("Preparing the merchant QR...")

@@ -21,7 +21,7 @@ from terminal.ui.app import CashierApp
 from terminal.ui.merchant_qr import MerchantQrScreen
 from terminal.ui.pin import KEY_POSITIONS, PinScreen
 from terminal.ui.sale import ResultScreen
-from tests.face.conftest import photos  # noqa: F401  (the session's templates, the model loaded once)
+from tests.face.conftest import frames, photos  # noqa: F401  (the session's templates, the model loaded once)
 
 from .tee_fixtures import *  # noqa: F401,F403  (lane_location)
 from .tee_fixtures import MERCHANT, SITE_SPEC, TERMINAL, build_card_lane
@@ -33,7 +33,18 @@ START = 1_000_00
 
 @pytest.fixture
 def pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos):  # noqa: F811
-    """The card lane with wallets (limit without password CNY 200) and Obama enrolled for face pay."""
+    """The card lane with wallets (limit without password CNY 200) and Obama enrolled for face
+    pay; the host takes still photos (no liveness check), as in the demo."""
+    yield from _pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos, face_liveness=False)
+
+
+@pytest.fixture
+def live_pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos):  # noqa: F811
+    """The same, with a host that requires the head-turn check."""
+    yield from _pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos, face_liveness=True)
+
+
+def _pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos, face_liveness):  # noqa: F811
     wallets = ThreadedWallets({WALLET_ACCOUNT: START}, WALLET_PASSWORD, no_password_limit=200_00,
                               notify_schedule=(0, 0, 0), http_timeout=3.0, reuse_keys=True).start()
     try:
@@ -41,7 +52,7 @@ def pay_lane(tmp_path, private_pcscd, insert_card, lane_location, photos):  # no
         book.add_account("obama", WALLET_PASSWORD, START)
         book.agree("obama", WALLET_PASSWORD)
         wallets.services.save(tmp_path / "host" / "wallets" / "providers.json")
-        for lane in build_card_lane(tmp_path, private_pcscd, insert_card, lane_location, qr_wait=0.5, face_liveness=False,
+        for lane in build_card_lane(tmp_path, private_pcscd, insert_card, lane_location, qr_wait=0.5, face_liveness=face_liveness,
                                     qr_poll=PollPolicy(first=0.2, factor=1.5, max_interval=1.0, total=20.0)):
             lane.host.service.face.enrol_templates(
                 "obama", [photos["obama.jpg"].template, photos["obama2.jpg"].template], "alipay:obama",
@@ -60,10 +71,10 @@ class LaneCustomer(Customer):
         return "test card"
 
 
-def make_app(lane, tmp_path) -> CashierApp:
+def make_app(lane, tmp_path, faces=None) -> CashierApp:
     config = TerminalConfig(TERMINAL, MERCHANT, port=lane.host.port, state_dir=lane.state, location=SITE_SPEC)
     terminal = TerminalApp(config, lane.keys, lane.session, Journal(lane.state / "journal.db"))
-    scanner, faces = ShownPictures(name="test camera"), ShownPhotos()
+    scanner, faces = ShownPictures(name="test camera"), faces or ShownPhotos()
     customer = LaneCustomer(None, tmp_path, (None, None), lane.wallets, scanner, faces, tmp_path / "shown")
     customer.lane = lane
     return CashierApp(terminal, customer=customer, tap_timeout=10, scanner=scanner, faces=faces,
@@ -206,3 +217,31 @@ async def test_settlement_with_card_qr_and_face_sales(pay_lane, tmp_path):
         assert settled.result.approved and settled.result.message == "BALANCED", (settled.result.message, table)
         totals = pay_lane.host.service.ledger.totals(TERMINAL, settled.result.next_step.split()[1])
         assert (totals.card.sale_amount, totals.qr.sale_amount, totals.face.sale_amount) == (10_00, 20_00, 15_00)
+
+
+async def test_face_pay_with_a_live_camera_and_the_head_turn_check(live_pay_lane, tmp_path, frames):  # noqa: F811
+    """`pos run --camera`: the cashier presses f, the customer turns the head as asked (here
+    a synthetic turn, tests/face/synth.py), and a host that requires liveness accepts it."""
+    from terminal.face.capture import CameraFaces, SimulatedCamera
+    from terminal.face.liveness import Challenge
+    from tests.face.test_liveness import sequence
+
+    camera = CameraFaces(SimulatedCamera(sequence(frames, "obama3.jpg")), new_challenge=lambda: Challenge("left"))
+    app = make_app(live_pay_lane, tmp_path, faces=camera)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_sale(pilot, "6.60")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: "turn your head to your left" in screen_text(app))
+        await enter_passcode(pilot, FACE_PASSCODE)
+        done = await result(pilot)
+        assert done.result.approved, done.result.message
+        assert balance(live_pay_lane, Wallet.ALIPAY, "obama") == START - 6_60
+
+
+async def test_a_still_photo_is_refused_by_a_host_that_requires_liveness(live_pay_lane, tmp_path):
+    app = make_app(live_pay_lane, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_sale(pilot, "6.60")
+        await pilot.press("7")
+        done = await result(pilot)
+        assert not done.result.approved and "use the camera, not a photo" in screen_text(app)
