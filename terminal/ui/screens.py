@@ -104,14 +104,14 @@ class HistoryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="search: STAN, RRN, card end, amount... then Enter", id="search")
+        yield Input(placeholder="search: STAN, RRN, card end, wallet, face, amount... then Enter", id="search")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
         yield Static("", id="history-message")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("time", "batch", "STAN", "kind", "channel", "amount", "card", "RRN", "result")
+        table.add_columns("time", "batch", "STAN", "kind", "channel", "amount", "paid with", "RRN", "result")
         self.load("")
         table.focus()
 
