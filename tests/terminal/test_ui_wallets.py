@@ -71,13 +71,13 @@ class LaneCustomer(Customer):
         return "test card"
 
 
-def make_app(lane, tmp_path, faces=None) -> CashierApp:
+def make_app(lane, tmp_path, faces=None, tap_timeout: float = 10) -> CashierApp:
     config = TerminalConfig(TERMINAL, MERCHANT, port=lane.host.port, state_dir=lane.state, location=SITE_SPEC)
     terminal = TerminalApp(config, lane.keys, lane.session, Journal(lane.state / "journal.db"))
     scanner, faces = ShownPictures(name="test camera"), faces or ShownPhotos()
     customer = LaneCustomer(None, tmp_path, (None, None), lane.wallets, scanner, faces, tmp_path / "shown")
     customer.lane = lane
-    return CashierApp(terminal, customer=customer, tap_timeout=10, scanner=scanner, faces=faces,
+    return CashierApp(terminal, customer=customer, tap_timeout=tap_timeout, scanner=scanner, faces=faces,
                       scanner_label="test camera")
 
 
@@ -245,3 +245,14 @@ async def test_a_still_photo_is_refused_by_a_host_that_requires_liveness(live_pa
         await pilot.press("7")
         done = await result(pilot)
         assert not done.result.approved and "use the camera, not a photo" in screen_text(app)
+
+
+async def test_the_reader_keeps_waiting_for_a_tap_while_a_code_or_face_may_come(pay_lane, tmp_path):
+    app = make_app(pay_lane, tmp_path, tap_timeout=1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_sale(pilot, "4.00")
+        await pilot.pause(2.5)  # two tap waits ran out in the TEE; the reader was asked again each time
+        assert "Card reader" not in screen_text(app)
+        await pilot.press("1")
+        done = await result(pilot)
+        assert done.result.approved and done.result.channel == "card", done.result.message
