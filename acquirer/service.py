@@ -2,6 +2,7 @@
 
     state/  lmk  hsm.db  registry.db  ledger.db  vault.db  issuer.db  face.db
             wallets/providers.json  qr_orders.db  routing.db      (QR and face pay)
+            static_codes.db                                       (merchants' static codes)
 
 `HostService` opens every store, wires the pipeline and serves TCP; `ThreadedHost`
 runs it on its own event loop for the demo and for tests that drive it with the
@@ -9,7 +10,8 @@ blocking terminal session. Closing finishes in-flight transactions first.
 
 The QR channel opens when there are wallet provider credentials (by default
 `state/wallets/providers.json`, which `acquirer wallets serve --state` writes); face pay
-moves money through it, so without it QR and face requests answer 12.
+moves money through it, so without it QR and face requests answer 12. With it, the
+static-code site (acquirer/static_endpoint.py) is served too, on `static_qr_port`.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from acquirer.host import Host
 from acquirer.ledger import LedgerWriter, SQLiteLedger
 from acquirer.registry import Registry
 from acquirer.server import HostServer
+from acquirer.static_codes import StaticCodes
 from acquirer.vault import CardVault
 from acquirer.wallet_flows import WalletFlows
 from keys.hsm import HSM
@@ -39,7 +42,8 @@ class HostService:
     def __init__(self, state_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
                  read_timeout: float = 30.0, idle_timeout: float = 300.0, metrics_port: int = 0, *,
                  wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
-                 qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True):
+                 qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
+                 static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0):
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
@@ -52,6 +56,9 @@ class HostService:
         self.wallet_providers = Path(wallet_providers or self.state / "wallets" / "providers.json")
         self.qr_wait, self.qr_poll, self.qr_retry_every = qr_wait, qr_poll, qr_retry_every
         self.qr = None  # the QRStack, when wallets are configured
+        self.static_codes = StaticCodes(self.state / "static_codes.db", self.hsm, self.registry)
+        self.static_site = None  # the static-code site, served with the QR channel
+        self._static = (static_qr_port, static_qr_url, static_pay_window)
         self._qr_retry: asyncio.Task | None = None
         self._bind = (host, port, read_timeout, idle_timeout)
         self.metrics_port = metrics_port
@@ -69,6 +76,9 @@ class HostService:
             face_flows = FaceFlows(self.hsm, self.face, wallet_flows)
         self.host = Host(self.registry, self.hsm, self.ledger, flows, wallet_flows=wallet_flows, face_flows=face_flows)
         host, port, read_timeout, idle_timeout = self._bind
+        self.host.netmgmt.static_codes = self.static_codes
+        if self.qr is not None:
+            await self._open_static_site(host)
         self.server = await HostServer(self.host.handle, host, port, read_timeout, idle_timeout).start()
         if self.metrics_port:
             await self._serve_metrics(host)
@@ -84,6 +94,16 @@ class HostService:
         self._qr_retry = asyncio.create_task(self._retry_qr_reversals())
         log.info("QR channel open: %s", ", ".join(p.name for p in providers))
         return WalletFlows(self.ledger, self.qr.channel, wait_seconds=self.qr_wait)
+
+    async def _open_static_site(self, host: str) -> None:
+        from acquirer.static_endpoint import serve_static_site
+        from acquirer.static_sales import StaticSales
+
+        port, public_url, window = self._static
+        sales = StaticSales(self.static_codes, self.registry, self.ledger, self.writer, self.qr.channel,
+                            pay_window=window)
+        self.static_site = await serve_static_site(sales, host, port, public_url)
+        log.info("static-code site on %s (codes print %s)", self.static_site.url, self.static_codes.base_url)
 
     async def _retry_qr_reversals(self) -> None:
         # reversals a wallet has not confirmed stay pending in the order book until one is
@@ -116,6 +136,8 @@ class HostService:
             await self._metrics_runner.cleanup()
         if self.server is not None:
             await self.server.close()
+        if self.static_site is not None:
+            await self.static_site.aclose()
         if self._qr_retry is not None:
             self._qr_retry.cancel()
             await asyncio.gather(self._qr_retry, return_exceptions=True)
@@ -125,7 +147,7 @@ class HostService:
             await self.writer.aclose()
 
     def close_stores(self) -> None:
-        for store in (self.face, self.issuer, self.vault, self.ledger, self.registry, self.hsm):
+        for store in (self.static_codes, self.face, self.issuer, self.vault, self.ledger, self.registry, self.hsm):
             store.close()
 
 

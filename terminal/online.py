@@ -212,6 +212,13 @@ class OnlineSession:
         self._set("batch", Field60.decode(doc["60"]).batch)
         return installed
 
+    def static_qr(self) -> str:
+        """The URL of the merchant's static aggregated code ("one code for every wallet"),
+        to print: 0800 60.3 = 360, answered in 59/DF10. Not MAC-ed: the code is public."""
+        fields = self._base(MTI.NETWORK_REQUEST, TxnType.SIGN_ON, NetworkCode.STATIC_QR.value)
+        doc = self._checked(self._exchange(fields, False))
+        return read_private(doc)[PrivateTag.MERCHANT_QR].decode("ascii")
+
     def _checked(self, doc: dict) -> dict:
         if doc.get("39") != ResponseCode.APPROVED.value:
             raise HostRefused(doc.get("39", "??"), doc.get("44", ""))
