@@ -212,3 +212,31 @@ def test_operator_prints_the_code_and_the_customer_cli_pays_it(wallet_lane, tmp_
     assert acquirer_main(["--state", str(state), "merchant", "qr", MERCHANT, "--revoke"]) == 0
     assert "revoked" in capsys.readouterr().out
     assert reconcile(lane).clean
+
+
+def test_an_order_paid_while_the_host_was_down_is_booked_when_it_starts_again(wallet_lane, tmp_path):
+    from acquirer.channels.qr import PollPolicy
+    from acquirer.wallets.customer_cli import _post
+    from tests.acquirer.conftest import start_host
+
+    lane = wallet_lane
+    code = codes(lane).issue(MERCHANT)
+    status, order = post_order(lane, order_body(code, wallet="alipay", amount=4_321))
+    assert status == 200
+    lane.host.stop()  # the host goes away with the order open; the wallet's notifies find nobody
+    lane.wallets.run(_post(lane.wallets.services.app_urls[Wallet.ALIPAY], "scan",
+                           {"account": "alice", "password": WALLET_PASSWORD, "qr": order["code_url"]}))
+    lane.wallets.run(lane.wallets.services.notifier.drain())
+    again = start_host(tmp_path / "host", qr_wait=0.5, qr_poll=PollPolicy(first=0.2, factor=1.5, max_interval=1.0,
+                                                                          total=3.0))
+    try:
+        terminal_id, batch, stan = order["order_id"].split("-")
+        deadline = time.monotonic() + 10
+        while again.service.ledger.get(txn_id_for(terminal_id, batch, stan)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # resumed at start: the watcher queries the wallet and books it
+        sale = again.service.ledger.get(txn_id_for(terminal_id, batch, stan))
+        assert sale is not None and (sale.status, sale.amount) == (Status.APPROVED, 4_321)
+        assert again.service.static_codes.open_requests() == []
+        assert lane.wallets.balance(Wallet.ALIPAY) == 100_000 - 4_321
+    finally:
+        again.stop()
