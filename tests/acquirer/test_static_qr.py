@@ -23,7 +23,7 @@ from acquirer.wallets.codes import Wallet
 from acquirer.wallets.customer_cli import WalletAppError, pay_static_code, read_qr, user_agent
 from terminal.online import HostRefused
 from terminal.static_qr import fetch_static_qr
-from tests.acquirer.conftest import MERCHANT, WALLET_PASSWORD
+from tests.acquirer.conftest import MERCHANT, TERMINAL, WALLET_PASSWORD
 
 
 def codes(lane):
@@ -209,6 +209,11 @@ def test_operator_prints_the_code_and_the_customer_cli_pays_it(wallet_lane, tmp_
     assert lane.wallets.balance(Wallet.UNIONPAY, "bob") == 5_000 - 1_234
     assert wallet_main(["--endpoints", str(state / "wallets" / "providers.json"), "pay", url, "--account", "bob"]) == 2
     assert "--wallet" in capsys.readouterr().err
+    from terminal.cli import main as pos_main
+
+    assert pos_main(["static-qr", "--port", str(lane.host.port), "--terminal", TERMINAL, "--merchant", MERCHANT,
+                     "--state", str(tmp_path / "terminal"), "--out", str(tmp_path / "t.png"), "--text"]) == 0
+    assert read_qr(tmp_path / "t.png") == url and url in capsys.readouterr().out  # the terminal prints the same
     assert acquirer_main(["--state", str(state), "merchant", "qr", MERCHANT, "--revoke"]) == 0
     assert "revoked" in capsys.readouterr().out
     assert reconcile(lane).clean
@@ -240,3 +245,24 @@ def test_an_order_paid_while_the_host_was_down_is_booked_when_it_starts_again(wa
         assert lane.wallets.balance(Wallet.ALIPAY) == 100_000 - 4_321
     finally:
         again.stop()
+
+
+def test_no_device_can_act_as_the_virtual_terminal(wallet_lane, tmp_path):
+    from terminal.online import OnlineSession
+    from terminal.secure.keystore import SecureKeys
+    from terminal.secure.sealed import SealedStore
+
+    lane = wallet_lane
+    code = codes(lane).issue(MERCHANT)
+    assert lane.host.service.registry.terminal(code.terminal_id).usable
+    intruder = OnlineSession("127.0.0.1", lane.host.port, code.terminal_id, MERCHANT,
+                             SecureKeys(SealedStore(tmp_path / "intruder")), tmp_path / "intruder.db", timeout=5.0)
+    try:
+        with pytest.raises(HostRefused) as refused:  # it has no device key: nothing can prove to be it
+            intruder.download_keys()
+        assert refused.value.code == "K1"
+        with pytest.raises(HostRefused) as refused:
+            intruder.activate("12345678")
+        assert refused.value.code == "05" and "no activation pending" in refused.value.text
+    finally:
+        intruder.close()
