@@ -40,6 +40,15 @@ def request_amount(ctx: Context) -> int | None:
     return int(value)
 
 
+def screened_out(risk, ctx: Context) -> bool:
+    """The risk step of every money-moving request: True when the engine decided (declined,
+    asked for a step-up); the flow then stops and the pipeline answers that decision."""
+    if risk is None:
+        return False
+    risk.assess(ctx)
+    return ctx.done
+
+
 def next_batch(batch: str) -> str:
     """The batch a settlement opens (the ledger numbers them one up, wrapping at 999999)."""
     return f"{int(batch) % 999_999 + 1:06d}"
@@ -55,7 +64,7 @@ class CardFlows:
         self.writer = writer
         self.vault = vault
         self.issuer = issuer
-        self.risk = risk  # an object with `assess(ctx) -> None` that may decide; the risk engine plugs in here
+        self.risk = risk  # a RiskAssessor (acquirer/risk): `assess(ctx)` may decide; None skips the step
 
     # --- dispatch ---------------------------------------------------------------
     async def handle(self, ctx: Context) -> None:
@@ -144,10 +153,9 @@ class CardFlows:
             ctx.decide(ResponseCode.FORMAT_ERROR, "ICC data (55) is not BER-TLV")
             return
         flags = tuple(f for f in ctx.private.get(PrivateTag.RISK_FLAGS, b"").decode("ascii", "replace").split(",") if f)
-        if self.risk is not None:
-            self.risk.assess(ctx)
-            if ctx.done:
-                return
+        ctx.pan_token, ctx.masked_pan = self.vault.token(pan), mask_pan(pan)
+        if screened_out(self.risk, ctx):
+            return
         request = CardAuthorisation(
             Operation.SALE, pan, ctx.doc.get("23", "000")[-2:], expiry, amount, CURRENCY, ctx.terminal_id,
             ctx.terminal.merchant_id, ctx.stan, icc, bytes.fromhex(ctx.doc["52"]) if "52" in ctx.doc else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from acquirer.card_flows import screened_out
 from acquirer.face import FaceDecline, FacePay, FaceWireError, passcode_pan
 from acquirer.face.passcode import PEPPER_KEY
 from acquirer.ledger import Channel, TxnKind
@@ -81,6 +82,8 @@ class FaceFlows:
             payment = await asyncio.to_thread(self.face.confirm_passcode_token, candidate, token)
         except FaceDecline as d:
             return self._declined(ctx, amount, d, candidate.customer_id)
+        if screened_out(self.wallets.risk, ctx):  # the request that moves money, after the passcode
+            return
         await self._debit(ctx, amount, payment.customer_id, payment.wallet_account)
 
     async def _debit(self, ctx: Context, amount: int, customer_id: str, wallet_account: str) -> None:

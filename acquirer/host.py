@@ -67,12 +67,12 @@ class Metrics:
 
 class Host:
     def __init__(self, registry: Registry, hsm: HSM, ledger, card_flows, clock: Callable[[], float] = time.time, *,
-                 wallet_flows=None, face_flows=None):
+                 wallet_flows=None, face_flows=None, fences=None):
         self.registry = registry
         self.hsm = hsm
         self.ledger = ledger
         self.clock = clock
-        self.netmgmt = NetworkManagement(registry, hsm, ledger, clock)
+        self.netmgmt = NetworkManagement(registry, hsm, ledger, clock, fences=fences)
         self.card_flows = card_flows
         self.wallet_flows = wallet_flows  # None: this host has no QR channel (QR and face types answer 12)
         self.face_flows = face_flows

@@ -1,15 +1,22 @@
 """Network management (0800/0810): activation, remote key download, challenge, sign-on, echo,
-and the merchant's static aggregated code URL.
+periodic location reports, and the merchant's static aggregated code URL.
 
 None of these carry a MAC (the terminal may have no TAK yet); each is authenticated by
 its own proof instead: the one-time activation code, the device key's signature over the
-key-download request, the attestation evidence over a single-use host challenge.
+key-download request, the attestation evidence over a single-use host challenge, the
+device key's signature over a location report (with its never-reused counter).
+
+With a `FenceMonitor`, activation fences the terminal from its merchant's record, and
+sign-on and every location report answer the fence terms (59/DF20) the terminal checks
+itself against before it starts a payment.
 """
 from __future__ import annotations
 
 import os
 import time
 
+from acquirer.fence import OUTSIDE, REFUSED
+from acquirer.fence.terms import FenceTerms
 from acquirer.pipeline import Context
 from acquirer.protocol import NetworkCode, PrivateTag, ResponseCode, private_fields
 from acquirer.protocol.attestation import AttestationError, key_download_proof, verify as verify_attestation
@@ -26,8 +33,9 @@ CHALLENGE_TTL_S = 60.0
 class NetworkManagement:
     static_codes = None  # acquirer.static_codes.StaticCodes, set by the service that has them
 
-    def __init__(self, registry: Registry, hsm: HSM, ledger, clock=time.time):
+    def __init__(self, registry: Registry, hsm: HSM, ledger, clock=time.time, fences=None):
         self.registry = registry
+        self.fences = fences  # a FenceMonitor, or None: no fencing
         self.hsm = hsm
         self.ledger = ledger
         self.clock = clock
@@ -47,6 +55,7 @@ class NetworkManagement:
             NetworkCode.CHALLENGE.value: self.challenge,
             NetworkCode.SIGN_ON.value: self.sign_on,
             NetworkCode.ECHO.value: self.echo,
+            NetworkCode.LOCATION_REPORT.value: self.location_report,
             NetworkCode.STATIC_QR.value: self.static_qr,
         }.get(code)
         if handler is None:
@@ -76,6 +85,8 @@ class NetworkManagement:
         except RegistryError as exc:
             ctx.decide(ResponseCode.DO_NOT_HONOR, str(exc)[:90])
             return
+        if self.fences is not None and self.fences.fence(ctx.terminal_id) is None:
+            self.fences.register_site(ctx.terminal_id, self.registry.merchant(ctx.terminal.merchant_id))
         ctx.reply_fields["59"] = private_fields({PrivateTag.HOST_PUBLIC_KEY: self.host_public_key.to_bytes()})
         ctx.decide(ResponseCode.APPROVED, "activated")
 
@@ -136,12 +147,44 @@ class NetworkManagement:
         batch = self.ledger.current_batch(ctx.terminal_id) or self.ledger.open_batch(ctx.terminal_id)
         self.registry.record_sign_on(ctx.terminal_id, now=self.clock())
         ctx.reply_fields["62"] = "".join(blocks).encode("ascii").hex().upper()
-        ctx.reply_fields["59"] = private_fields({PrivateTag.KEY_CHECK_VALUES: " ".join(kcvs).encode("ascii")})
+        ctx.reply_fields["59"] = private_fields({PrivateTag.KEY_CHECK_VALUES: " ".join(kcvs).encode("ascii"),
+                                                 **self._terms(ctx)})
         ctx.reply_fields["60"] = ctx.f60.__class__(ctx.f60.type_code, batch, ctx.f60.network).encode()
         ctx.decide(ResponseCode.APPROVED, "signed on")
 
     def echo(self, ctx: Context) -> None:
         ctx.decide(ResponseCode.APPROVED, "echo")
+
+    # --- location -------------------------------------------------------------------
+    def _terms(self, ctx: Context) -> dict:
+        """{DF20: the fence terms} for this terminal, or {} when it is not fenced."""
+        fence = self.fences.fence(ctx.terminal_id) if self.fences is not None else None
+        if fence is None:
+            return {}
+        merchant = self.registry.merchant(ctx.terminal.merchant_id)
+        return {PrivateTag.FENCE_TERMS: FenceTerms.of(fence, merchant.risk_grade, bool(merchant.mobile),
+                                                      self.fences.policy).encode()}
+
+    def location_report(self, ctx: Context) -> None:
+        """A periodic report: judged like one attached to a payment (alerts included),
+        answered with the verdict and the current terms."""
+        report = ctx.private.get(PrivateTag.LOCATION)
+        if not report:
+            ctx.decide(ResponseCode.FORMAT_ERROR, "59/DF03: signed location report missing")
+            return
+        if self.fences is None:
+            ctx.decide(ResponseCode.APPROVED, "location reports are not required here")
+            return
+        merchant = self.registry.merchant(ctx.terminal.merchant_id)
+        verdict = self.fences.check(ctx.terminal, report, merchant=merchant)
+        ctx.notes.append(f"location {verdict.status}: {verdict.reason}")
+        terms = self._terms(ctx)
+        if terms:
+            ctx.reply_fields["59"] = private_fields(terms)
+        if verdict.status in (OUTSIDE, REFUSED):
+            ctx.decide(ResponseCode.GEOFENCE_VIOLATION, verdict.reason[:90])
+        else:
+            ctx.decide(ResponseCode.APPROVED, verdict.reason[:90])
 
     def static_qr(self, ctx: Context) -> None:
         """The URL of the terminal's merchant's static code, to print (59/DF10). The code is

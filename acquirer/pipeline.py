@@ -41,6 +41,8 @@ class Context:
     notes: list[str] = field(default_factory=list)  # reasons, for logs and `risk explain`
     undo: Any = None  # what to give back at the channel if the ledger refuses the unit
     redecided: bool = False  # the ledger refused the unit: the response must be rebuilt
+    pan_token: str = ""  # set by the card flow once the card is open: what risk counters key on
+    masked_pan: str = ""
 
     def decide(self, code: ResponseCode, text: str = "") -> None:
         self.code = code

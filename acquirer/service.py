@@ -1,6 +1,7 @@
 """The host as a running service over one state directory (embedded defaults: SQLite).
 
     state/  lmk  hsm.db  registry.db  ledger.db  vault.db  issuer.db  face.db
+            fence.db  risk.db  risk_rules.toml                     (fences and the risk engine)
             wallets/providers.json  qr_orders.db  routing.db      (QR and face pay)
             static_codes.db                                       (merchants' static codes)
 
@@ -26,9 +27,11 @@ from acquirer.channels.issuer import IssuerSimulator
 from acquirer.channels.qr import PollPolicy
 from acquirer.face import FacePay
 from acquirer.face_flows import FaceFlows
+from acquirer.fence import FenceMonitor, FenceStore
 from acquirer.host import Host
 from acquirer.ledger import LedgerWriter, SQLiteLedger
 from acquirer.registry import Registry
+from acquirer.risk import DecisionStore, RiskAssessor, RiskEngine, RuleFile, rules_for_state
 from acquirer.server import HostServer
 from acquirer.static_codes import StaticCodes
 from acquirer.vault import CardVault
@@ -43,7 +46,11 @@ class HostService:
                  read_timeout: float = 30.0, idle_timeout: float = 300.0, metrics_port: int = 0, *,
                  wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
-                 static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0):
+                 static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
+                 require_fix: bool | None = None):
+        """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
+        fix to every payment); False lets payments without one through (terminals without a
+        location source, during a roll-out) while still judging every fix that comes."""
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
@@ -53,6 +60,11 @@ class HostService:
         # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
         self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False)
         self.face = FacePay(self.state / "face.db", self.hsm, require_liveness=face_liveness)
+        self.fence_store = FenceStore(self.state / "fence.db")
+        self.fences = FenceMonitor(self.fence_store)
+        self.decisions = DecisionStore(self.state / "risk.db")
+        self.risk = RiskAssessor(RiskEngine(RuleFile(rules_for_state(self.state)), self.decisions), self.registry,
+                                 self.fences, require_fix=require_fix)
         self.wallet_providers = Path(wallet_providers or self.state / "wallets" / "providers.json")
         self.qr_wait, self.qr_poll, self.qr_retry_every = qr_wait, qr_poll, qr_retry_every
         self.qr = None  # the QRStack, when wallets are configured
@@ -69,12 +81,13 @@ class HostService:
 
     async def start(self) -> "HostService":
         self.writer = LedgerWriter(self.ledger)
-        flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, self.issuer)
+        flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, self.issuer, risk=self.risk)
         wallet_flows = face_flows = None
         if self.wallet_providers.is_file():
             wallet_flows = await self._open_qr_channel()
             face_flows = FaceFlows(self.hsm, self.face, wallet_flows)
-        self.host = Host(self.registry, self.hsm, self.ledger, flows, wallet_flows=wallet_flows, face_flows=face_flows)
+        self.host = Host(self.registry, self.hsm, self.ledger, flows, wallet_flows=wallet_flows, face_flows=face_flows,
+                         fences=self.fences)
         host, port, read_timeout, idle_timeout = self._bind
         self.host.netmgmt.static_codes = self.static_codes
         if self.qr is not None:
@@ -93,7 +106,7 @@ class HostService:
                                         routing_path=str(self.state / "routing.db"))
         self._qr_retry = asyncio.create_task(self._retry_qr_reversals())
         log.info("QR channel open: %s", ", ".join(p.name for p in providers))
-        return WalletFlows(self.ledger, self.qr.channel, wait_seconds=self.qr_wait)
+        return WalletFlows(self.ledger, self.qr.channel, wait_seconds=self.qr_wait, risk=self.risk)
 
     async def _open_static_site(self, host: str) -> None:
         from acquirer.static_endpoint import serve_static_site
@@ -147,7 +160,8 @@ class HostService:
             await self.writer.aclose()
 
     def close_stores(self) -> None:
-        for store in (self.static_codes, self.face, self.issuer, self.vault, self.ledger, self.registry, self.hsm):
+        for store in (self.static_codes, self.decisions, self.fence_store, self.face, self.issuer, self.vault,
+                      self.ledger, self.registry, self.hsm):
             store.close()
 
 

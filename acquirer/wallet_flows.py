@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from acquirer.card_flows import CURRENCY, request_amount
+from acquirer.card_flows import CURRENCY, request_amount, screened_out
 from acquirer.channels.qr import QRChannel, QRResult
 from acquirer.ledger import (Channel, JournalEntry, Status, Transaction, TxnKind, TxnRecord, reversal_outcome,
                              txn_id_for)
@@ -75,8 +75,9 @@ class WalletUndo:
 
 class WalletFlows:
     def __init__(self, ledger, channel: QRChannel, *, wait_seconds: float = 8.0,
-                 clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep, risk=None):
         self.ledger = ledger
+        self.risk = risk  # the same RiskAssessor as the card flows: QR and face sales are screened too
         self.channel = channel
         self.wait_seconds = wait_seconds  # a merchant-QR wait is held this long; the terminal's timeout is longer
         self.clock, self.sleep = clock, sleep
@@ -162,6 +163,8 @@ class WalletFlows:
         if not code or not code.isascii():
             ctx.decide(ResponseCode.FORMAT_ERROR, "59/DF01: payment code missing or not ASCII")
             return
+        if screened_out(self.risk, ctx):
+            return
         await self.pay(ctx, code.decode("ascii"), amount, TxnKind.QR, Channel.QR, source="pos")
 
     async def pay(self, ctx: Context, code: str, amount: int, kind: TxnKind, channel: Channel, *, source: str,
@@ -214,6 +217,8 @@ class WalletFlows:
             wallet = Wallet(name)
         except ValueError:
             ctx.decide(ResponseCode.FORMAT_ERROR, "59/DF09: wallet must be " + ", ".join(w.value for w in Wallet))
+            return
+        if screened_out(self.risk, ctx):
             return
         order_id = order_id_for(ctx.terminal_id, ctx.batch, ctx.stan)
         result = await self.channel.precreate(order_id, amount, ctx.terminal.merchant_id, ctx.terminal_id, wallet,

@@ -6,7 +6,10 @@ them from workers) and returns plain results with a message a cashier can act on
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,7 @@ class TerminalConfig:
     kernel_config: str | None = None
     ca_keys: str | None = None
     timeout: float = 10.0
+    location: str | None = None  # the TEE's location source (hardware/location/spec.py); None: no fix
 
 
 @dataclass
@@ -69,6 +73,17 @@ class Status:
     host: str = ""
     batch: str = ""
     pending_reversals: int = 0
+    location: str = ""  # the last location check, in words
+    pending_alerts: int = 0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """May a payment start here and now? If not, what the cashier is told and does next."""
+
+    ok: bool
+    message: str = ""
+    next_step: str = ""
 
 
 class TerminalApp:
@@ -77,6 +92,9 @@ class TerminalApp:
         self.keys = keys  # terminal.tee.secure_world.TeeKeys (or anything with the same methods)
         self.session = session
         self.journal = journal
+        self._location_state = "not checked yet"
+        self._last_report = 0.0  # monotonic time of the last periodic report sent
+        self._report_lock = threading.Lock()
 
     @classmethod
     def start(cls, config: TerminalConfig) -> "TerminalApp":
@@ -87,12 +105,13 @@ class TerminalApp:
         state = Path(config.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         supervisor = TeeSupervisor(state / "tee", reader=config.reader, kernel_config=config.kernel_config,
-                                   ca_keys=config.ca_keys).start()
+                                   ca_keys=config.ca_keys, location=config.location).start()
         keys = TeeKeys(supervisor)
         journal_path = state / "journal.db"
         session = OnlineSession(config.host, config.port, config.terminal_id, config.merchant_id, keys, journal_path,
                                 timeout=config.timeout)
         app = cls(config, keys, session, Journal(journal_path))
+        session.locate = app.signed_fix
         app._supervisor = supervisor
         return app
 
@@ -109,7 +128,7 @@ class TerminalApp:
         st = self.keys.status()
         return Status(self.config.terminal_id, self.config.merchant_id, st.device_id, st.state,
                       dict(st.check_values), f"{self.config.host}:{self.config.port}", self.session.batch,
-                      self.session.pending_reversals())
+                      self.session.pending_reversals(), self._location_state, self.session.pending_alerts())
 
     def measurement(self) -> bytes:
         return self.keys.measurement()
@@ -121,6 +140,118 @@ class TerminalApp:
 
     def sign_on(self) -> None:
         self.session.sign_on()
+
+    # --- location fence ----------------------------------------------------------------
+    FIX_WAIT_S = 2.0  # how long a check waits for the receiver
+
+    def _max_fix_age(self) -> float:
+        terms = self.session.fence_terms
+        return float(terms.max_fix_age_s) if terms else 600.0
+
+    def signed_fix(self) -> bytes | None:
+        """A report signed in the TEE over a fresh fix (the session attaches one to every
+        payment); None without a source or a fix: the host then decides by its policy."""
+        from .tee.api import TeeError
+
+        if self.config.location is None:
+            return None
+        try:
+            return self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, self._max_fix_age())
+        except TeeError:
+            return None
+
+    def _since(self, what: str) -> str:
+        """When the current refusal began (kept across restarts), as local time."""
+        key = f"fence_{what}_since"
+        started = self.session._get(key)
+        if not started:
+            started = str(time.time())
+            self.session._set(key, started)
+        return dt.datetime.fromtimestamp(float(started)).strftime("%H:%M:%S")
+
+    def _clear_since(self) -> None:
+        for what in ("outside", "nofix"):
+            self.session._set(f"fence_{what}_since", "")
+
+    def location_gate(self) -> Gate:
+        """Check this terminal against the fence the host set, before a payment starts.
+
+        Outside the fence, or without a fresh fix, the terminal refuses, says how far and
+        since when, and queues the signed report as an alert for the host. The host checks
+        every payment's report again: this gate spares the customer a decline."""
+        from acquirer.fence.report import LocationReportError, parse
+        from .tee.api import TeeError
+
+        terms = self.session.fence_terms
+        if terms is None:
+            self._location_state = "no fence set by the host"
+            return Gate(True, self._location_state)
+        if self.config.location is None:
+            since = self._since("nofix")
+            self._location_state = f"no location source since {since}"
+            return Gate(False, "No location source is configured: this terminal is fenced and may not sell "
+                        "without a fix", "Choose a location source in Settings (key s), then try again")
+        try:
+            report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, terms.max_fix_age_s)
+            fix = parse(report)[0]
+        except (TeeError, LocationReportError) as exc:
+            since = self._since("nofix")
+            self._location_state = f"no fix since {since}"
+            detail = getattr(exc, "detail", "") or str(exc)
+            return Gate(False, f"No current location fix (since {since}): {detail}",
+                        "Check the GPS antenna or move the terminal near a window; sales resume with a fix")
+        if not terms.has_area:
+            self._clear_since()
+            self._location_state = "fence site pending: the host records it from the first fix"
+            return Gate(True, self._location_state)
+        where = terms.place(fix.latitude, fix.longitude)
+        if where.offset_m <= min(fix.accuracy_m, 100.0):  # the host's own tolerance (FencePolicy)
+            self._clear_since()
+            away = f", {where.distance_m:.0f} m from the site" if where.distance_m is not None else ""
+            self._location_state = f"inside the fence{away}"
+            return Gate(True, self._location_state)
+        since = self._since("outside")
+        away = f"{where.distance_m / 1000:.1f} km from the registered site" if where.distance_m is not None \
+            else f"{where.offset_m / 1000:.1f} km outside the fence"
+        self._location_state = f"OUTSIDE the fence since {since} ({away})"
+        self.session.queue_location_alert(report)
+        self._send_alerts()
+        return Gate(False, f"Outside the location fence since {since}: {away} (allowed {terms.radius_m:.0f} m)",
+                    "Sales are blocked here and the acquirer is alerted: return the terminal to the shop")
+
+    def _send_alerts(self) -> None:
+        try:
+            self.session.flush_reversals()
+        except (HostUnavailable, HostRefused):
+            pass  # queued: sent before the next request
+
+    def report_location(self):
+        """Send one signed report now (0800/401); the host answers 00 or G1 with why."""
+        report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, self._max_fix_age())
+        out = self.session.report_location(report)
+        self._last_report = time.monotonic()
+        return out
+
+    def report_if_due(self):
+        """The periodic report at the frequency the host set; None when not due (or no
+        fence, or no source). Safe to call from a timer: one report at a time."""
+        terms = self.session.fence_terms
+        if terms is None or self.config.location is None:
+            return None
+        if time.monotonic() - self._last_report < terms.report_every_s and self._last_report:
+            return None
+        if not self._report_lock.acquire(blocking=False):
+            return None
+        from .tee.api import TeeError
+
+        try:
+            return self.report_location()
+        except (HostUnavailable, HostRefused, TeeError) as exc:  # offline or no fix: the next tick tries again
+            self._location_state = f"periodic report not sent: {exc}"
+            self._last_report = time.monotonic()
+            return None
+        finally:
+            self._report_lock.release()
 
     # --- card sale ---------------------------------------------------------------------
     def tap(self, amount: int, timeout_s: float = 30.0):

@@ -25,7 +25,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from terminal.ui.app import CashierApp
 
     config = TerminalConfig(args.terminal, args.merchant, args.host, args.port, Path(args.state), args.reader,
-                            args.kernel_config, args.ca_keys)
+                            args.kernel_config, args.ca_keys, location=args.location)
     app = TerminalApp.start(config)
     try:
         if args.activation_code:
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default="var/terminal")
     p.add_argument("--kernel-config")
     p.add_argument("--ca-keys", help="CA public keys file (ca_keys.toml)")
+    p.add_argument("--location", help="location source the TEE signs fixes from: fixed:LAT,LON[,ACC] | "
+                   "nmea:PORT[@BAUD] | gpsd[:HOST[:PORT]] (a fenced terminal without one may not sell)")
     p.add_argument("--activation-code", help="activate, download keys and sign on first")
     p.set_defaults(func=_cmd_run)
 

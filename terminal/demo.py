@@ -19,8 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardware.location.simfile import write_position
+
 MERCHANT, TERMINAL = "898440358120001", "T0000001"
 DEMO_PIN = "123456"
+SITE = (31.2304, 121.4737)  # the demo shop (People's Square, Shanghai); the fence is 500 m around it
 CARDS = {"1": ("pboc-sm-debit", "UnionPay SM card"), "2": ("qvsdc-rsa", "international card"),
          "3": ("hce-wallet", "phone (HCE)")}
 
@@ -76,6 +79,7 @@ class Demo:
         self.host_state = state / "acquirer"
         self.term_state = state / "terminal"
         self.cards_dir = state / "cards"
+        self.position_file = state / "position.json"  # the simulated receiver the TEE reads
         for d in (self.host_state, self.term_state, self.cards_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._procs: list[subprocess.Popen] = []
@@ -97,7 +101,7 @@ class Demo:
         issuer = IssuerSimulator(hsm, self.host_state / "issuer.db", durable=False)
         try:
             if not reg.merchants():
-                reg.add_merchant(MERCHANT, "Demo corner shop", latitude=31.2304, longitude=121.4737, radius_m=500)
+                reg.add_merchant(MERCHANT, "Demo corner shop", latitude=SITE[0], longitude=SITE[1], radius_m=500)
             code = None
             t = reg.find_terminal(TERMINAL)
             if t is None:
@@ -139,8 +143,11 @@ class Demo:
         from acquirer.registry import Registry
         from terminal.app import TerminalApp, TerminalConfig
 
+        if not self.position_file.exists():  # the terminal stands in the shop until someone carries it away
+            write_position(self.position_file, *SITE)
         config = TerminalConfig(TERMINAL, MERCHANT, port=port, state_dir=self.term_state,
-                                reader=self.pcscd.reader_names[0], ca_keys=str(self.cards_dir / "ca_keys.toml"))
+                                reader=self.pcscd.reader_names[0], ca_keys=str(self.cards_dir / "ca_keys.toml"),
+                                location=f"file:{self.position_file}")
         os.environ.update(self.pcscd.env)  # the TEE process inherits the way to our pcscd
         self.terminal = TerminalApp.start(config)
         reg = Registry(self.host_state / "registry.db")

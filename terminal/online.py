@@ -6,7 +6,13 @@ process through `terminal.tee.secure_world.TeeKeys` (the terminal), or the in-pr
 `SecureKeys` (the host's tests and benchmarks, which need no second process).
 
 A request that gets no answer leaves a reversal in the store-and-forward queue (SQLite,
-survives a restart), sent before anything else until the host acknowledges it.
+survives a restart), sent before anything else until the host acknowledges it. The same
+queue carries location alerts: signed reports of a fix the terminal refused to sell at,
+sent (in counter order, before any newer report) once the host is reachable.
+
+With `locate` (a function giving a freshly signed location report, or None without a
+fix), every payment request carries one (59/DF03); the host's fence terms (59/DF20,
+from sign-on and every location report) are kept for the terminal's own check.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Callable, Iterator, Protocol
 from acquirer.protocol import (MTI, EntryMode, Field60, Frame, FrameError, NetworkCode, Original, PrivateTag,
                                ProtocolError, ResponseCode, TxnType, decode, encode, mac_input, private_fields,
                                read_frame_blocking, read_private)
+from acquirer.fence.terms import FenceTerms, FenceTermsError
 from acquirer.protocol.settlement import encode_items, encode_totals
 from keys.errors import MACError
 
@@ -109,8 +116,10 @@ CREATE TABLE IF NOT EXISTS saf (
 
 class OnlineSession:
     def __init__(self, host: str, port: int, terminal_id: str, merchant_id: str, keys: SecureWorld,
-                 journal_path: str | os.PathLike, timeout: float = 10.0):
+                 journal_path: str | os.PathLike, timeout: float = 10.0,
+                 locate: Callable[[], bytes | None] | None = None):
         self.address = (host, port)
+        self.locate = locate
         self.terminal_id = terminal_id
         self.merchant_id = merchant_id
         self.keys = keys
@@ -210,6 +219,7 @@ class OnlineSession:
         kcvs = dict(item.split(":") for item in read_private(doc)[PrivateTag.KEY_CHECK_VALUES].decode().split())
         installed = self.keys.install_working_keys(bytes.fromhex(doc["62"]).decode("ascii"), kcvs)
         self._set("batch", Field60.decode(doc["60"]).batch)
+        self._keep_terms(doc)
         return installed
 
     def static_qr(self) -> str:
@@ -219,14 +229,67 @@ class OnlineSession:
         doc = self._checked(self._exchange(fields, False))
         return read_private(doc)[PrivateTag.MERCHANT_QR].decode("ascii")
 
+    # --- location -----------------------------------------------------------------
+    @property
+    def fence_terms(self) -> FenceTerms | None:
+        """The fence the host last told this terminal (None: not fenced, or not told yet)."""
+        raw = self._get("fence_terms")
+        return FenceTerms.decode(raw.encode()) if raw else None
+
+    def _keep_terms(self, doc: dict) -> None:
+        raw = read_private(doc).get(PrivateTag.FENCE_TERMS)
+        if raw is None:
+            return
+        try:
+            FenceTerms.decode(raw)
+        except FenceTermsError:
+            return  # keep the terms we had; the host checks every fix anyway
+        self._set("fence_terms", raw.decode())
+
+    def _location_fields(self, report: bytes) -> dict:
+        fields = self._base(MTI.NETWORK_REQUEST, TxnType.LOCATION, NetworkCode.LOCATION_REPORT.value)
+        fields["59"] = private_fields({PrivateTag.LOCATION: report})
+        return fields
+
+    def report_location(self, report: bytes) -> "Outcome":
+        """Send one signed report (0800, 60.3 = 401); queued alerts go first, so the host
+        sees the counters in order. Answers 00 (inside, or no fence) or G1 with why."""
+        self.flush_reversals()
+        doc = self._exchange(self._location_fields(report), False)
+        self._keep_terms(doc)
+        return Outcome(doc.get("39", "??"), doc.get("44", ""), doc.get("11", ""), self.batch, fields=doc)
+
+    def queue_location_alert(self, report: bytes) -> int:
+        """Keep a report the terminal refused to sell at, for the host's alert list."""
+        fields = self._location_fields(report)
+        cur = self._db.execute("INSERT INTO saf (kind, stan, batch, fields, created_at) VALUES (?,?,?,?,?)",
+                               ("location", fields["11"], self.batch, json.dumps(fields), time.time()))
+        return cur.lastrowid
+
+    def _with_location(self, fields: dict) -> dict:
+        """Attach a freshly signed report to a payment request (no fix: none attached,
+        and the host decides by its policy)."""
+        report = self.locate() if self.locate is not None else None
+        if report:
+            items = read_private(fields)
+            items[PrivateTag.LOCATION] = report
+            fields["59"] = private_fields(items)
+        return fields
+
     def _checked(self, doc: dict) -> dict:
         if doc.get("39") != ResponseCode.APPROVED.value:
             raise HostRefused(doc.get("39", "??"), doc.get("44", ""))
         return doc
 
     # --- financial ----------------------------------------------------------------
+    _PAYMENTS = frozenset({TxnType.SALE.value, TxnType.QR_SALE.value, TxnType.QR_PRECREATE.value,
+                           TxnType.FACE_SALE.value})
+
     def _financial(self, fields: dict, reversible: bool) -> Outcome:
         self.flush_reversals()
+        if fields["t"] == MTI.FINANCIAL_REQUEST.value and Field60.decode(fields["60"]).type_code in self._PAYMENTS \
+                and "61" not in fields:  # a payment (not the wait for a merchant QR already shown)
+            self._with_location(fields)
         if reversible:  # queued before sending: a crash between send and answer still reverses
             saf_id = self._queue_reversal(fields)
         try:
@@ -394,15 +457,23 @@ class OnlineSession:
         return cur.lastrowid
 
     def pending_reversals(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM saf WHERE acked_at IS NULL").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM saf WHERE acked_at IS NULL AND kind != 'location'").fetchone()[0]
+
+    def pending_alerts(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM saf WHERE acked_at IS NULL AND kind = 'location'").fetchone()[0]
 
     def flush_reversals(self) -> int:
         """Send every queued reversal until the host acknowledges it; returns how many were sent.
 
         Raises HostUnavailable if the host does not answer (they stay queued)."""
         sent = 0
-        for saf_id, fields in list(self._db.execute("SELECT id, fields FROM saf WHERE acked_at IS NULL ORDER BY id")):
+        for saf_id, kind, fields in list(self._db.execute(
+                "SELECT id, kind, fields FROM saf WHERE acked_at IS NULL ORDER BY id")):
             self._db.execute("UPDATE saf SET attempts=attempts+1 WHERE id=?", (saf_id,))
+            if kind == "location":  # any answer means the host has judged (and alerted on) it
+                self._exchange(json.loads(fields), False)
+                self._db.execute("UPDATE saf SET acked_at=? WHERE id=?", (time.time(), saf_id))
+                continue
             doc = self._exchange(json.loads(fields), True)
             if doc.get("39") in (ResponseCode.APPROVED.value, ResponseCode.ORIGINAL_NOT_FOUND.value):
                 self._db.execute("UPDATE saf SET acked_at=? WHERE id=?", (time.time(), saf_id))

@@ -40,6 +40,7 @@ class TxnType(str, enum.Enum):
     BATCH_UPLOAD = "51"
     ACTIVATION = "90"
     KEY_DOWNLOAD = "91"
+    LOCATION = "92"  # a periodic signed location report (0800, 60.3 = 401)
     ECHO = "99"
 
 
@@ -53,6 +54,7 @@ class NetworkCode(str, enum.Enum):
     SIGN_OFF = "002"
     ECHO = "301"
     STATIC_QR = "360"  # parameter range: the merchant's static aggregated code URL (59/DF10)
+    LOCATION_REPORT = "401"  # a periodic signed location report (59/DF03) -> fence terms (59/DF20)
     NONE = "000"
 
 

@@ -96,6 +96,7 @@ def messages() -> dict[str, tuple[dict, bool]]:
                             "44": "SALE APPROVED", "60": Field60(TxnType.QUERY.value, "000001").encode(),
                             "61": Original("000001", "000042", "1123", "611230000042").encode()}, True),
         **_wallet_messages(base),
+        **_location_messages(base),
         "settlement-request": ({"t": "0500", "11": "000051", **base, "49": "156",
                                 "48": encode_totals({"CD": (1, 12345, 1, 5000)}),
                                 "60": Field60(TxnType.SETTLEMENT.value, "000001", "201").encode()}, True),
@@ -139,6 +140,22 @@ def _wallet_messages(base: dict) -> dict[str, tuple[dict, bool]]:
                                    "59": private_fields({PrivateTag.FACE_TEMPLATE: template,
                                                          PrivateTag.PASSCODE_BLOCK: bytes.fromhex("77" * 16)})},
                                   True),
+    }
+
+
+def _location_messages(base: dict) -> dict[str, tuple[dict, bool]]:
+    from acquirer.fence.report import FixSource, encode_body
+    from acquirer.fence.terms import FenceTerms
+
+    report = encode_body("DEV-5F3A9C", "T0000001", 42, 1_763_864_130.0, 31.2304, 121.4737, 8.0,
+                         FixSource.GNSS) + bytes.fromhex("55" * 64)  # the device's SM2 signature
+    terms = FenceTerms(31.2304, 121.4737, 500.0, report_every_s=600, max_fix_age_s=1200).encode()
+    f60 = Field60(TxnType.LOCATION.value, "000001", NetworkCode.LOCATION_REPORT.value).encode()
+    return {
+        "location-report-request": ({"t": "0800", "11": "000070", **base, "59": private_fields({PrivateTag.LOCATION:
+                                    report}), "60": f60}, False),
+        "location-report-response": ({"t": "0810", "11": "000070", "39": "00", **base, "44": "inside the fence",
+                                      "59": private_fields({PrivateTag.FENCE_TERMS: terms}), "60": f60}, False),
     }
 
 

@@ -132,6 +132,7 @@ class PrivateTag(enum.IntEnum):
     DEVICE_ID = 0xDF11
     SOFTWARE_MEASUREMENT = 0xDF12
     STEP_UP = 0xDF13  # what the host asks for: PIN or PASSCODE
+    FENCE_TERMS = 0xDF20  # the terminal's fence, report interval and fix age (acquirer/fence/terms.py)
 
 
 SENSITIVE_PRIVATE = frozenset({PrivateTag.FACE_TEMPLATE, PrivateTag.PASSCODE_BLOCK, PrivateTag.ACTIVATION_CODE})

@@ -174,6 +174,8 @@ class DecisionStore:
                                 (merchant_id,)).fetchone() is not None
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return  # closed already (a service stopped twice)
         self._stop.set()
         self._upkeep.join(10)
         self.flush()

@@ -85,6 +85,19 @@ class SecureKeys:
             self._host = SM2PublicKey.from_bytes(raw)
             self._persist()
 
+    def location_report(self, terminal_id: str, fix, kind: str = "gnss") -> bytes:
+        """A signed location report (acquirer/fence/report.py) of `fix` (a hardware
+        `Fix`), under the next value of the persisted report counter. Purpose-bound like
+        `attest`: the layout starts with its own magic, so it can never pass for a
+        key-download proof or attestation evidence."""
+        from acquirer.fence.report import FixSource, build
+
+        source = {"gnss": FixSource.GNSS, "fixed": FixSource.FIXED, "cell": FixSource.CELL,
+                  "simulated": FixSource.SIMULATED}[kind]
+        return build(self._device.sign, device_id=self.device_id, terminal_id=terminal_id,
+                     counter=self.next_counter("location"), fix_time=fix.time, latitude=fix.latitude,
+                     longitude=fix.longitude, accuracy_m=fix.accuracy_m, source=source, cell_ids=fix.cell_ids)
+
     def next_counter(self, name: str) -> int:
         """A persisted monotonic counter (location reports, STAN)."""
         with self._lock:

@@ -35,6 +35,7 @@ class ErrorCode(enum.IntEnum):
     NOT_PROVISIONED = 0x80000001  # a key the command needs is not installed yet
     NO_CARD = 0x80000002  # no tap before the timeout
     CARD_ERROR = 0x80000003  # reader or card failed during the transaction
+    NO_FIX = 0x80000004  # the location source gave no fresh fix (or there is none configured)
 
 
 class TeeError(Exception):
@@ -78,6 +79,7 @@ class Command(enum.IntEnum):
     PIN_BACKSPACE = 0x42
     PIN_ENTER = 0x43
     PIN_CANCEL = 0x44
+    LOCATION_REPORT = 0x50
 
 
 class TeeState(str, enum.Enum):
@@ -217,6 +219,18 @@ class PinBlock:
     format: str
 
 
+@dataclass(frozen=True)
+class LocationRequest:
+    terminal_id: str
+    timeout_ms: int  # how long to wait for a fix
+    max_age_ms: int  # a fix older than this is no fix
+
+
+@dataclass(frozen=True)
+class SignedLocation:
+    report: bytes  # acquirer/fence/report.py layout, signed by the device key
+
+
 SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.STATUS: (Empty, Status),
     Command.RESET_PROVISIONING: (Empty, Status),
@@ -234,6 +248,7 @@ SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.PIN_BACKSPACE: (Empty, PinProgress),
     Command.PIN_ENTER: (Empty, PinBlock),
     Command.PIN_CANCEL: (Empty, PinProgress),
+    Command.LOCATION_REPORT: (LocationRequest, SignedLocation),
 }
 
 

@@ -19,7 +19,7 @@ from .supervisor import TeeSupervisor
 
 # Commands that may be sent again after the TEE restarted under them: they change nothing.
 _RETRY_AFTER_RESTART = frozenset({Command.STATUS, Command.MAC, Command.VERIFY_MAC, Command.ATTEST,
-                                  Command.SIGN_KEY_DOWNLOAD})
+                                  Command.SIGN_KEY_DOWNLOAD, Command.LOCATION_REPORT})
 
 
 class TeeKeys:
@@ -119,6 +119,14 @@ class TeeKeys:
 
     def pin_enter(self) -> api.PinBlock:
         return self._invoke(Command.PIN_ENTER)
+
+
+    # --- location -----------------------------------------------------------------------
+    def location_report(self, terminal_id: str, timeout_s: float = 2.0, max_age_s: float = 60.0) -> bytes:
+        """A report signed in the TEE over a fix it read itself. Raises TeeError NO_FIX
+        (no source, no fresh fix) or CANCEL."""
+        return self._invoke(Command.LOCATION_REPORT, api.LocationRequest(
+            terminal_id, max(1, int(timeout_s * 1000)), max(1, int(max_age_s * 1000)))).report
 
 
 def card_data(outcome: api.CardOutcome, pin_block: api.PinBlock | None = None) -> CardData:

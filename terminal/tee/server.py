@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reader", default=None, help="PC/SC reader for card transactions")
     parser.add_argument("--kernel-config", default=None, help="kernel configuration file (measured); default: shipped")
     parser.add_argument("--ca-keys", default=None, help="payment system CA public keys (ca_keys.toml) for ODA")
+    parser.add_argument("--location", default=None, help="location source the TEE signs fixes from "
+                        "(hardware/location/spec.py: fixed:LAT,LON | nmea:PORT | gpsd | file:PATH)")
     args = parser.parse_args(argv)
     harden()
     token = read_token(sys.stdin.buffer)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print("tee: the channel was not made by the process that spawned us: refusing", file=sys.stderr)
         sock.close()
         return 3
-    app = TrustedApp(args.state, args.reader, args.kernel_config, args.ca_keys)
+    app = TrustedApp(args.state, args.reader, args.kernel_config, args.ca_keys, args.location)
     TeeServer(sock, app, token).serve()
     sock.close()
     return 0

@@ -30,11 +30,12 @@ class TeeSupervisor:
 
     def __init__(self, state_dir: str | os.PathLike, reader: str | None = None, kernel_config: str | None = None,
                  ca_keys: str | os.PathLike | None = None, env: dict[str, str] | None = None, max_restarts: int = 5,
-                 start_timeout: float = 30.0):
+                 start_timeout: float = 30.0, location: str | None = None):
         self.state_dir = Path(state_dir)
         self.reader = reader
         self.kernel_config = kernel_config
         self.ca_keys = ca_keys
+        self.location = location  # a location spec the TEE opens itself (hardware/location/spec.py)
         self.env = dict(os.environ if env is None else env)
         self.max_restarts = max_restarts
         self.start_timeout = start_timeout
@@ -67,6 +68,8 @@ class TeeSupervisor:
             cmd += ["--kernel-config", str(self.kernel_config)]
         if self.ca_keys:
             cmd += ["--ca-keys", str(self.ca_keys)]
+        if self.location:
+            cmd += ["--location", self.location]
         return cmd
 
     def _spawn(self) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from acquirer.protocol.attestation import AttestationError
 from keys.errors import (CryptoError, EnvelopeError, InvalidKey, InvalidSignature, KeyBlockError, MACError,
                          PinBlockError)
+from hardware.location import LocationCancelled, LocationError
+from hardware.location.spec import LocationSpecError, fix_source_kind, open_location
 from keys.model import KeyUsage
 from terminal.secure.keystore import WORKING, NotProvisioned, SecureKeys
 from terminal.secure.sealed import SealedStore, SealedStoreError
@@ -37,7 +39,7 @@ _ERRORS: tuple[tuple[type[BaseException], ErrorCode], ...] = (
 
 class TrustedApp:
     def __init__(self, state_dir: str | Path, reader: str | None = None, kernel_config: str | None = None,
-                 ca_keys: str | None = None):
+                 ca_keys: str | None = None, location: str | None = None):
         self.state_dir = Path(state_dir)
         config = KernelConfigFile.read(kernel_config)  # read once: what is measured is what runs
         self.measurement = measure(config.raw)
@@ -47,6 +49,10 @@ class TrustedApp:
         self._fault = ""
         self._card: HeldCard | None = None
         self._pin: PinEntry | None = None
+        # the TEE reads its location source itself (a trusted path, like the reader):
+        # the normal world cannot hand it a position to sign
+        self._location_spec = location
+        self._location = None
         self._open()
 
     def _open(self) -> None:
@@ -206,6 +212,22 @@ class TrustedApp:
         finally:
             del pin
 
+    # --- location -------------------------------------------------------------------
+    def _location_report(self, keys: SecureKeys, p: api.LocationRequest, cancel: threading.Event) -> api.SignedLocation:
+        if not 0 < p.timeout_ms <= 60_000 or not 0 < p.max_age_ms <= 86_400_000:
+            raise TeeError(ErrorCode.BAD_PARAMETERS, "LocationRequest: timeout 1-60000 ms, max age 1-86400000 ms")
+        if self._location_spec is None:
+            raise TeeError(ErrorCode.NO_FIX, "no location source configured in the secure world")
+        try:
+            if self._location is None:
+                self._location = open_location(self._location_spec)
+            fix = self._location.read(p.timeout_ms / 1000, cancel, max_age=p.max_age_ms / 1000)
+        except LocationCancelled:
+            raise TeeError(ErrorCode.CANCEL, "waiting for a location fix was cancelled") from None
+        except (LocationError, LocationSpecError) as exc:
+            raise TeeError(ErrorCode.NO_FIX, str(exc)) from None
+        return api.SignedLocation(keys.location_report(p.terminal_id, fix, fix_source_kind(self._location)))
+
     _HANDLERS = {
         Command.SIGN_KEY_DOWNLOAD: _sign_key_download,
         Command.PIN_HOST_KEY: _pin_host_key,
@@ -221,5 +243,6 @@ class TrustedApp:
         Command.PIN_BACKSPACE: _pin_backspace,
         Command.PIN_ENTER: _pin_enter,
         Command.PIN_CANCEL: _pin_cancel,
+        Command.LOCATION_REPORT: _location_report,
     }
 

@@ -18,6 +18,7 @@ from terminal.secure.sealed import SealedStore
 from tests.acquirer.cards import Card, personalise
 
 TERMINAL, MERCHANT = "T0000001", "898440358120001"
+SITE = (31.23, 121.47)  # the merchant's registered site: the lanes' terminals stand there
 MEASUREMENT = bytes(range(32))  # stands for the SM3 of the installed terminal build
 WALLET_PASSWORD = "pw-8731"  # the simulated wallet customers' password
 
@@ -79,7 +80,7 @@ class Lane:
 
     def new_session(self, timeout: float = 5.0, port: int | None = None) -> OnlineSession:
         return OnlineSession("127.0.0.1", port or self.host.port, TERMINAL, MERCHANT, self.keys,
-                             self.state / "journal.db", timeout=timeout)
+                             self.state / "journal.db", timeout=timeout, locate=at_site(self.keys))
 
     @property
     def ledger(self):
@@ -88,6 +89,16 @@ class Lane:
     @property
     def issuer(self):
         return self.host.service.issuer
+
+
+def at_site(keys: SecureKeys, terminal_id: str = TERMINAL, source=None):
+    """A session's `locate`: reports signed by `keys` over fixes from `source` (default: a
+    surveyed fixed site at the merchant's address), as a terminal's secure world signs them."""
+    from hardware.location import FixedSite
+    from hardware.location.spec import fix_source_kind
+
+    source = source or FixedSite(*SITE, 10.0)
+    return lambda: keys.location_report(terminal_id, source.read(1.0), fix_source_kind(source))
 
 
 def start_host(state, **kw) -> ThreadedHost:
@@ -99,7 +110,8 @@ def provision(host: ThreadedHost, terminal_id: str, directory) -> tuple[SecureKe
     code = host.service.registry.add_terminal(terminal_id, MERCHANT)
     os.makedirs(directory, exist_ok=True)
     keys = SecureKeys(SealedStore(directory / "tee"))
-    session = OnlineSession("127.0.0.1", host.port, terminal_id, MERCHANT, keys, directory / "journal.db", timeout=5.0)
+    session = OnlineSession("127.0.0.1", host.port, terminal_id, MERCHANT, keys, directory / "journal.db", timeout=5.0,
+                            locate=at_site(keys, terminal_id))
     session.activate(code)
     session.download_keys()
     session.sign_on(MEASUREMENT)
@@ -131,18 +143,20 @@ def wallet_lane(tmp_path):
 def _lane(tmp_path, wallets: WalletsThread | None = None, **host_kw):
     host = start_host(tmp_path / "host", **host_kw)
     reg = host.service.registry
-    reg.add_merchant(MERCHANT, "Corner shop", latitude=31.23, longitude=121.47)
+    reg.add_merchant(MERCHANT, "Corner shop", latitude=SITE[0], longitude=SITE[1])
     code = reg.add_terminal(TERMINAL, MERCHANT)
     reg.allow_measurement(MEASUREMENT, "test build")
     os.makedirs(tmp_path / "terminal", exist_ok=True)
     keys = SecureKeys(SealedStore(tmp_path / "terminal" / "tee"))
     session = OnlineSession("127.0.0.1", host.port, TERMINAL, MERCHANT, keys, tmp_path / "terminal" / "journal.db",
-                            timeout=5.0)
+                            timeout=5.0, locate=at_site(keys))
     session.activate(code)
     session.download_keys()
     session.sign_on(MEASUREMENT)
     card = personalise(host.service.hsm, host.service.issuer, CardFamily.PBOC_SM4)
     lane = Lane(host, keys, session, card, tmp_path / "terminal", wallets)
     yield lane
-    session.close()
+    lane.session.close()
+    if lane.host is not host:  # a test restarted the host: stop the one running now too
+        lane.host.stop()
     host.stop()

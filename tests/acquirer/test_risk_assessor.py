@@ -12,7 +12,9 @@ from acquirer.fence.report import FixSource, build
 from acquirer.pipeline import Context
 from acquirer.protocol import Field60, Frame, PrivateTag, ResponseCode, encode, private_fields, read_private
 from acquirer.risk import DEFAULT_RULES, DecisionStore, RiskAssessor, RiskEngine, RuleFile
+from keys.emv import CardFamily
 from keys.tlv import encode_dict
+from tests.acquirer.cards import luhn_complete, personalise
 from tests.acquirer.test_fence import MERCHANT, SITE, T0, Clock, Device, enrol, moved
 
 R = ResponseCode
@@ -185,15 +187,19 @@ def test_the_risk_step_in_a_running_host(lane, tmp_path):
         return real(fields, maced)
 
     lane.session._exchange = with_location
+    lane.session.locate = None  # this test attaches its own reports
+    second_card = personalise(svc.hsm, svc.issuer, CardFamily.PBOC_SM4, luhn_complete("621498000000001"))  # the first
+    # card is at the velocity limit by then
     try:
         first = report(site, 1100)
         outcomes = []
-        for amount, location in ((500, first), (150_000, report(site, 1000)), (500, report(moved(site, 2000), 600)),
-                                 (500, report(site, 0)), (500, first), (500, None)):
+        for amount, location, card in ((500, first, None), (150_000, report(site, 1000), None),
+                                       (500, report(moved(site, 2000), 600), None), (500, report(site, 0), None),
+                                       (500, first, None), (500, None, second_card)):
             attach.pop("location", None)
             if location is not None:
                 attach["location"] = location
-            outcomes.append(lane.session.sale(amount, lane.card_data(amount)))
+            outcomes.append(lane.session.sale(amount, lane.card_data(amount, card)))
         codes = [(o.code, o.text) for o in outcomes]
         assert codes[0][0] == "00" and codes[3][0] == "00"
         assert codes[1] == ("1A", "PIN required above the no-PIN limit")

@@ -21,9 +21,11 @@ from terminal.tee.secure_world import TeeKeys
 
 TERMINAL, MERCHANT = "T0000009", "898440358120009"
 
-__all__ = ["TERMINAL", "MERCHANT", "PIN", "CardLane", "TeeLane", "card_lane", "tee", "tee_keys", "tee_lane",
+__all__ = ["TERMINAL", "MERCHANT", "PIN", "SITE", "SITE_SPEC", "lane_location", "CardLane", "TeeLane", "card_lane", "tee", "tee_keys", "tee_lane",
            "start_tee", "provision", "kill_tee"]
 PROFILE = "pboc-sm-debit"
+SITE = (31.23, 121.47)  # the merchant's registered site
+SITE_SPEC = f"fixed:{SITE[0]},{SITE[1]},10"  # the lanes' TEEs read a surveyed fixed site
 PIN = "739512846093"  # 12 digits: long enough that finding it in a frame cannot be chance
 
 
@@ -81,7 +83,8 @@ def provision(host: ThreadedHost, keys: TeeKeys, state: Path, terminal_id: str =
     if code is None:
         code = registry.add_terminal(terminal_id, MERCHANT)
     registry.allow_measurement(keys.measurement(), "TEE under test")
-    session = OnlineSession("127.0.0.1", host.port, terminal_id, MERCHANT, keys, state / "journal.db", timeout=5.0)
+    session = OnlineSession("127.0.0.1", host.port, terminal_id, MERCHANT, keys, state / "journal.db", timeout=5.0,
+                            locate=lambda: keys.location_report(terminal_id))  # the TEE's own fixes
     session.activate(code)
     session.download_keys()
     session.sign_on()
@@ -91,9 +94,9 @@ def provision(host: ThreadedHost, keys: TeeKeys, state: Path, terminal_id: str =
 @pytest.fixture
 def tee_lane(tmp_path):
     host = ThreadedHost(tmp_path / "host", read_timeout=2.0, idle_timeout=30.0).start()
-    host.service.registry.add_merchant(MERCHANT, "TEE corner shop", latitude=31.23, longitude=121.47)
+    host.service.registry.add_merchant(MERCHANT, "TEE corner shop", latitude=SITE[0], longitude=SITE[1])
     os.makedirs(tmp_path / "terminal", exist_ok=True)
-    supervisor = start_tee(tmp_path / "terminal" / "tee")
+    supervisor = start_tee(tmp_path / "terminal" / "tee", location=SITE_SPEC)
     keys = TeeKeys(supervisor)
     try:
         session = provision(host, keys, tmp_path / "terminal")
@@ -127,7 +130,14 @@ class CardLane(TeeLane):
 
 
 @pytest.fixture
-def card_lane(tmp_path, private_pcscd, insert_card):
+def lane_location(tmp_path) -> str:
+    """The location source of the card lane's TEE; a test module overrides this fixture
+    to walk its terminal around (a `file:` simulated receiver)."""
+    return SITE_SPEC
+
+
+@pytest.fixture
+def card_lane(tmp_path, private_pcscd, insert_card, lane_location):
     """Host + provisioned TEE + a personalised card (not yet on the reader: `tap()`).
 
     `private_pcscd` and `insert_card` come from tests/terminal/conftest.py (one shared
@@ -135,7 +145,7 @@ def card_lane(tmp_path, private_pcscd, insert_card):
     host = ThreadedHost(tmp_path / "host", read_timeout=2.0, idle_timeout=30.0).start()
     supervisor = None
     try:
-        host.service.registry.add_merchant(MERCHANT, "TEE corner shop", latitude=31.23, longitude=121.47)
+        host.service.registry.add_merchant(MERCHANT, "TEE corner shop", latitude=SITE[0], longitude=SITE[1])
         cards = tmp_path / "cards"
         card = load_card(PROFILE, cards, host.service.hsm)
         profile = card.profile
@@ -143,7 +153,8 @@ def card_lane(tmp_path, private_pcscd, insert_card):
                                          expiry=f"{profile.expiry[0] % 100:02d}{profile.expiry[1]:02d}",
                                          psn=profile.psn, balance=10_000_000, pin=PIN)
         supervisor = start_tee(tmp_path / "terminal" / "tee", reader=private_pcscd.reader_names[0],
-                               ca_keys=cards / "ca_keys.toml", env=dict(os.environ, **private_pcscd.env))
+                               ca_keys=cards / "ca_keys.toml", env=dict(os.environ, **private_pcscd.env),
+                               location=lane_location)
         frames: list[bytes] = []
         keys = TeeKeys(supervisor, observer=frames.append)
         session = provision(host, keys, tmp_path / "terminal")

@@ -31,6 +31,7 @@ SAMPLE_PARAMS = {
     Command.PIN_BACKSPACE: api.Empty(),
     Command.PIN_ENTER: api.Empty(),
     Command.PIN_CANCEL: api.Empty(),
+    Command.LOCATION_REPORT: api.LocationRequest(TERMINAL, 1000, 60_000),
 }
 
 

@@ -13,7 +13,7 @@ from terminal.ui.pin import KEY_POSITIONS, PinScreen
 from terminal.ui.sale import ResultScreen
 
 from .tee_fixtures import *  # noqa: F401,F403
-from .tee_fixtures import MERCHANT, PIN, TERMINAL
+from .tee_fixtures import MERCHANT, PIN, SITE_SPEC, TERMINAL
 
 pytestmark = pytest.mark.pcsc
 
@@ -30,7 +30,7 @@ class LaneCustomer:
 
 
 def make_app(lane) -> CashierApp:
-    config = TerminalConfig(TERMINAL, MERCHANT, port=lane.host.port, state_dir=lane.state)
+    config = TerminalConfig(TERMINAL, MERCHANT, port=lane.host.port, state_dir=lane.state, location=SITE_SPEC)
     terminal = TerminalApp(config, lane.keys, lane.session, Journal(lane.state / "journal.db"))
     return CashierApp(terminal, customer=LaneCustomer(lane), tap_timeout=10)
 
