@@ -266,3 +266,19 @@ def test_no_device_can_act_as_the_virtual_terminal(wallet_lane, tmp_path):
         assert refused.value.code == "05" and "no activation pending" in refused.value.text
     finally:
         intruder.close()
+
+
+def test_the_ledger_reconciles_with_the_bills_across_sales_voids_refunds_and_static_code(wallet_lane, tmp_path):
+    from tests.acquirer.test_qr_host import scanned_code
+
+    lane = wallet_lane
+    sale = lane.session.qr_sale(2_000, scanned_code(lane, Wallet.ALIPAY, tmp_path))
+    assert lane.session.void(sale, 2_000).approved  # a full refund at the wallet
+    other = lane.session.qr_sale(3_000, scanned_code(lane, Wallet.UNIONPAY, tmp_path))
+    assert lane.session.refund(other.batch, other.stan, 1_000).approved
+    assert pay(lane, Wallet.WECHAT, codes(lane).url(codes(lane).issue(MERCHANT)), 700)["booked"]
+    records = {(r.status, r.amount) for r in host_records(lane.ledger.transactions())}
+    assert records == {("SUCCESS", 2_000), ("REFUND", 2_000), ("SUCCESS", 3_000), ("REFUND", 1_000),
+                       ("SUCCESS", 700)}
+    report = reconcile(lane)
+    assert report.clean and report.matched == 5, report.describe()
