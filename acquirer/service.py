@@ -114,7 +114,7 @@ class HostService:
 
         port, public_url, window = self._static
         sales = StaticSales(self.static_codes, self.registry, self.ledger, self.writer, self.qr.channel,
-                            pay_window=window)
+                            pay_window=window, risk=self.risk)
         self.static_site = await serve_static_site(sales, host, port, public_url)
         log.info("static-code site on %s (codes print %s)", self.static_site.url, self.static_codes.base_url)
 

@@ -42,14 +42,15 @@ _UNAVAILABLE = (ResponseCode.SYSTEM_ERROR, ResponseCode.ISSUER_TIMEOUT)
 
 # the HTTP status of each refusal the page can get
 HTTP_STATUS = {"format": 400, "wallet_unknown": 400, "amount_out_of_range": 400, "token_unknown": 404,
-               "order_unknown": 404, "token_revoked": 410, "merchant_locked": 403, "terminal_locked": 403,
+               "order_unknown": 404, "token_revoked": 410, "merchant_locked": 403, "terminal_locked": 403, "declined_by_risk": 403,
                "request_reused": 409, "order_closed": 409, "wallet_refused": 502, "wallet_unavailable": 503, "no_base_url": 503}
 
 
 class StaticSales:
     def __init__(self, codes: StaticCodes, registry: Registry, ledger, writer, channel: QRChannel, *,
-                 pay_window: float = 120.0):
+                 pay_window: float = 120.0, risk=None):
         self.codes, self.registry, self.ledger, self.writer, self.channel = codes, registry, ledger, writer, channel
+        self.risk = risk  # the host's RiskAssessor: its engine screens every new order
         self.pay_window = pay_window  # the customer has this long to pay; then the order is closed
         self._watchers: dict[str, asyncio.Task] = {}
         self._booking = asyncio.Lock()
@@ -94,8 +95,10 @@ class StaticSales:
             raise StaticCodeError("format", "request_id: 8 to 64 letters, digits, '-' or '_'")
         if not isinstance(buyer, str) or not _BUYER.fullmatch(buyer):
             raise StaticCodeError("format", "buyer: up to 64 letters, digits or . _ @ -")
-        req = self.codes.request(code.merchant_id, request_id) or self._new_request(code, request_id, chosen,
-                                                                                      amount, buyer)
+        req = self.codes.request(code.merchant_id, request_id)
+        if req is None:
+            req = self._new_request(code, request_id, chosen, amount, buyer)
+            self._screen(req, merchant, chosen)
         if (req.wallet, req.amount, req.buyer) != (chosen.value, amount, buyer):
             raise StaticCodeError("request_reused", "request id already used for another payment")
         if req.outcome in ("closed", "given back"):
@@ -111,6 +114,25 @@ class StaticSales:
         return {"order_id": req.order_id, "wallet": chosen.value, "amount": amount, "code_url": result.code_url,
                 "state": result.state, "merchant_id": code.merchant_id, "merchant_name": merchant.name,
                 "status_url": f"{self.codes.base_url}{PATH}order/{req.order_id}"}
+
+    def _screen(self, req: StaticRequest, merchant, wallet: Wallet) -> None:
+        """The risk engine's word on a new order, as on any QR sale: limits, bursts, a frozen
+        merchant, and the per-card rules applied per buyer (`wallet:buyer` stands for the
+        card). A decline closes the request before any wallet is asked. A step-up passes:
+        the wallet's own password is this payment's verification."""
+        if self.risk is None:
+            return
+        from acquirer.risk import Facts
+        from acquirer.risk.rules import Action
+
+        decision = self.risk.engine.decide(Facts(
+            txn_id_for(req.terminal_id, req.batch, req.stan), req.terminal_id, merchant.merchant_id, req.amount,
+            channel="qr", kind="sale", merchant_grade=merchant.risk_grade, merchant_mcc=merchant.mcc,
+            merchant_mobile=bool(merchant.mobile), card_token=f"{wallet.value}:{req.buyer}" if req.buyer else "",
+            entry_mode="static"))
+        if decision.blocks and decision.action is not Action.STEP_UP:
+            self.codes.settle_request(req.order_id, "closed")
+            raise StaticCodeError("declined_by_risk", decision.text or "declined by the acquirer's risk control")
 
     def _new_request(self, code: StaticCode, request_id: str, wallet: Wallet, amount: int,
                      buyer: str) -> StaticRequest:

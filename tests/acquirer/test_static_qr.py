@@ -282,3 +282,23 @@ def test_the_ledger_reconciles_with_the_bills_across_sales_voids_refunds_and_sta
                        ("SUCCESS", 700)}
     report = reconcile(lane)
     assert report.clean and report.matched == 5, report.describe()
+
+
+def test_the_risk_engine_screens_static_code_orders_per_buyer(wallet_lane):
+    """The card velocity rule applies per buyer: the sixth order of one buyer in a minute is
+    declined before any wallet is asked; another buyer is not affected."""
+    lane = wallet_lane
+    code = codes(lane).issue(MERCHANT)
+    for n in range(5):
+        status, body = post_order(lane, order_body(code, request_id=f"req-velocity-{n}", amount=100 + n))
+        assert status == 200, body
+    orders_before = len(lane.host.service.qr.channel.orders.host_records())
+    status, body = post_order(lane, order_body(code, request_id="req-velocity-5", amount=105))
+    assert (status, body["error"]) == (403, "declined_by_risk") and "too many taps" in body["message"]
+    assert len(lane.host.service.qr.channel.orders.host_records()) == orders_before  # no wallet was asked
+    status, body = post_order(lane, order_body(code, request_id="req-velocity-5", amount=105))
+    assert (status, body["error"]) == (409, "order_closed")  # the same request stays declined
+    status, body = post_order(lane, order_body(code, request_id="req-other-buyer", buyer="b2"))
+    assert status == 200, body
+    (stored,) = lane.host.service.risk.engine.explain(txn_id_for(code.terminal_id, "000001", "000006"))
+    assert stored.action == "decline" and stored.card_token == "alipay:b1"
