@@ -198,8 +198,10 @@ class TerminalApp:
             since = self._since("nofix")
             self._location_state = f"no fix since {since}"
             detail = getattr(exc, "detail", "") or str(exc)
-            return Gate(False, f"No current location fix (since {since}): {detail}",
+            gate = Gate(False, f"No current location fix (since {since}): {detail}",
                         "Check the GPS antenna or move the terminal near a window; sales resume with a fix")
+            self.journal.note_alert("location", gate.message)
+            return gate
         if not terms.has_area:
             self._clear_since()
             self._location_state = "fence site pending: the host records it from the first fix"
@@ -216,8 +218,10 @@ class TerminalApp:
         self._location_state = f"OUTSIDE the fence since {since} ({away})"
         self.session.queue_location_alert(report)
         self._send_alerts()
-        return Gate(False, f"Outside the location fence since {since}: {away} (allowed {terms.radius_m:.0f} m)",
+        gate = Gate(False, f"Outside the location fence since {since}: {away} (allowed {terms.radius_m:.0f} m)",
                     "Sales are blocked here and the acquirer is alerted: return the terminal to the shop")
+        self.journal.note_alert("fence", gate.message)
+        return gate
 
     def _send_alerts(self) -> None:
         try:
@@ -230,7 +234,14 @@ class TerminalApp:
         report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, self._max_fix_age())
         out = self.session.report_location(report)
         self._last_report = time.monotonic()
+        if not out.approved:
+            self.journal.note_alert("fence", f"host: location report {out.code} {out.text}")
         return out
+
+    def alerts(self, limit: int = 50):
+        """Fence refusals, lost fixes, the host's location verdicts and the payments its
+        risk step refused, newest first (terminal.journal.Alert)."""
+        return self.journal.alerts(limit)
 
     def report_if_due(self):
         """The periodic report at the frequency the host set; None when not due (or no

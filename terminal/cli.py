@@ -59,6 +59,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_static_qr(args: argparse.Namespace) -> int:
+    """Ask the host for the merchant's static code and write it as a PNG (and/or text)."""
+    from pathlib import Path
+
+    from terminal.online import HostRefused, HostUnavailable, OnlineSession
+    from terminal.static_qr import fetch_static_qr
+
+    state = Path(args.state)
+    state.mkdir(parents=True, exist_ok=True)
+    # a 0800 is not MAC-ed: the secure world is not needed to ask for a public code
+    session = OnlineSession(args.host, args.port, args.terminal, args.merchant, None, state / "journal.db")
+    try:
+        url = fetch_static_qr(session, args.out)
+    except (HostRefused, HostUnavailable) as exc:
+        print(f"pos: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        session.close()
+    if args.text:
+        from terminal.ui.sale import receipt_qr
+
+        print(receipt_qr(url))
+    print(url)
+    if args.out:
+        print(f"static code written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pos", description="Soft-POS terminal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", type=int, help="webcam index for face pay (key f on the collect screen)")
     p.add_argument("--activation-code", help="activate, download keys and sign on first")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("static-qr", help="print the merchant's static aggregated QR code (one code for every wallet)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5858)
+    p.add_argument("--terminal", required=True, help="terminal id (8 characters)")
+    p.add_argument("--merchant", required=True, help="merchant id (15 characters)")
+    p.add_argument("--state", default="var/terminal")
+    p.add_argument("--out", help="write the code to this PNG file")
+    p.add_argument("--text", action="store_true", help="also draw it here as text blocks")
+    p.set_defaults(func=_cmd_static_qr)
 
     from hardware import cli as hardware_cli
 

@@ -18,7 +18,12 @@ CREATE TABLE IF NOT EXISTS history (
     original_id INTEGER, voided INTEGER NOT NULL DEFAULT 0, refunded INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS history_batch ON history (batch);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL
+);
 """
+# Host answers that are the risk engine's or the fence's, shown on the alerts screen
+RISK_CODES = {"G1": "fence", "59": "risk", "61": "risk", "62": "risk", "58": "risk", "65": "risk", "1A": "step-up"}
 CHANNELS = {"card": "CD", "qr": "QR", "face": "FC"}
 
 
@@ -53,6 +58,17 @@ class Entry:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
 
 
+@dataclass(frozen=True)
+class Alert:
+    at: float
+    kind: str  # fence, location, risk, step-up
+    text: str
+
+    @property
+    def when(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
+
+
 class Journal:
     def __init__(self, path: str | os.PathLike):
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -78,6 +94,24 @@ class Journal:
                 self._db.execute("UPDATE history SET refunded=refunded+? WHERE id=?", (amount, original.id))
         self._db.execute("COMMIT")
         return self.get(cur.lastrowid)
+
+    def note_alert(self, kind: str, text: str) -> None:
+        """Something the cashier or a supervisor should see later: a refusal outside the
+        fence, a lost fix, the host's verdict on a location report."""
+        self._db.execute("INSERT INTO alerts (at, kind, text) VALUES (?,?,?)", (time.time(), kind, text[:200]))
+
+    def alerts(self, limit: int = 50) -> list[Alert]:
+        """The terminal's own alerts and the payments the host's risk step or fence refused,
+        newest first."""
+        own = [Alert(at, kind, text) for at, kind, text in self._db.execute(
+            "SELECT at, kind, text FROM alerts ORDER BY id DESC LIMIT ?", (limit,))]
+        marks = ",".join("?" * len(RISK_CODES))
+        refused = [Alert(e.at, RISK_CODES[e.code], f"{e.kind} CNY {e.amount / 100:,.2f} {e.channel} {e.masked}: "
+                         f"{e.code} {e.text}".replace("  ", " "))
+                   for e in map(_entry, self._db.execute(
+                       f"SELECT * FROM history WHERE code IN ({marks}) ORDER BY id DESC LIMIT ?",
+                       (*RISK_CODES, limit)))]
+        return sorted(own + refused, key=lambda a: a.at, reverse=True)[:limit]
 
     def get(self, entry_id: int) -> Entry:
         row = self._db.execute("SELECT * FROM history WHERE id=?", (entry_id,)).fetchone()

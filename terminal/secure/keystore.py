@@ -33,6 +33,7 @@ class SecureKeys:
         self._store = store
         self._lock = threading.RLock()
         self._mac: CBCMAC | None = None
+        self._issued: dict[str, int] = {}  # counter values handed out since this start
         if store.exists():
             data = store.load()  # raises SealedStoreError when tampered or foreign
             self._device = SM2PrivateKey.from_bytes(bytes.fromhex(data["device_key"]))
@@ -40,7 +41,7 @@ class SecureKeys:
             self._host = SM2PublicKey.from_bytes(bytes.fromhex(data["host_key"])) if data.get("host_key") else None
             self._keys = {KeyUsage(u): Key(v["alg"], u, bytes.fromhex(v["key"]), v["version"])
                           for u, v in data.get("keys", {}).items()}
-            self._counters = dict(data.get("counters", {}))
+            self._counters = dict(data.get("counters", {}))  # name -> reserved high-water mark
         else:
             self._device = SM2PrivateKey.generate()
             self.device_id = "DEV-" + os.urandom(5).hex().upper()
@@ -98,12 +99,19 @@ class SecureKeys:
                      counter=self.next_counter("location"), fix_time=fix.time, latitude=fix.latitude,
                      longitude=fix.longitude, accuracy_m=fix.accuracy_m, source=source, cell_ids=fix.cell_ids)
 
+    COUNTER_RESERVE = 64
+
     def next_counter(self, name: str) -> int:
-        """A persisted monotonic counter (location reports, STAN)."""
+        """A persisted monotonic counter (location reports): never repeats, even after a
+        crash. The sealed store keeps a reserved high-water mark, written once every
+        COUNTER_RESERVE values; a restart continues above it (a gap, never a repeat), so
+        a report costs a seal-and-fsync only once in COUNTER_RESERVE."""
         with self._lock:
-            value = int(self._counters.get(name, 0)) + 1
-            self._counters[name] = value
-            self._persist()
+            value = self._issued.get(name, int(self._counters.get(name, 0))) + 1
+            self._issued[name] = value
+            if value > int(self._counters.get(name, 0)):
+                self._counters[name] = value + self.COUNTER_RESERVE - 1
+                self._persist()
             return value
 
     # --- provisioning ----------------------------------------------------------

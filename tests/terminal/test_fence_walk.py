@@ -105,6 +105,10 @@ def test_carried_out_of_the_fence_the_terminal_refuses_alerts_the_host_and_sells
     assert lane.session._get("fence_outside_since") == ""
     review = lane.host.service.fence_store.for_review(0.0, 2)
     assert [r.merchant_id for r in review] == [MERCHANT]  # `acquirer alerts` lists the merchant
+    # the cashier's alerts screen: the refusal at the terminal and the host's decline
+    kinds = [(a.kind, a.text) for a in app.alerts()]
+    assert any(k == "fence" and "Outside the location fence" in t for k, t in kinds)
+    assert any(k == "fence" and "G1" in t and "outside its fence" in t for k, t in kinds)
 
 
 def test_without_a_fix_the_terminal_refuses_and_says_why(card_lane, position):

@@ -141,3 +141,20 @@ def test_after_a_reset_the_host_must_activate_the_terminal_again(tee_lane):
     assert tee_lane.registry.terminal(TERMINAL).device_id == keys.device_id != old_device
     assert keys.status().state == TeeState.READY.value
     again.close()
+
+
+def test_report_counters_never_repeat_across_restarts_and_seal_once_per_reserve(tmp_path):
+    from terminal.secure.keystore import SecureKeys
+    from terminal.secure.sealed import SealedStore
+
+    store = SealedStore(tmp_path / "sealed")
+    keys = SecureKeys(store)
+    saves = []
+    real_save = store.save
+    store.save = lambda data: (saves.append(1), real_save(data))[1]
+    first = [keys.next_counter("location") for _ in range(2 * SecureKeys.COUNTER_RESERVE)]
+    assert first == list(range(1, 2 * SecureKeys.COUNTER_RESERVE + 1))
+    assert len(saves) == 2  # one seal per reserve, not per report
+    keys.next_counter("location")  # 129: a new reserve up to 192, then the terminal dies
+    again = SecureKeys(SealedStore(tmp_path / "sealed"))
+    assert again.next_counter("location") == 3 * SecureKeys.COUNTER_RESERVE + 1  # a gap, never a repeat
