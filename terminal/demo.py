@@ -67,6 +67,27 @@ class Customer:
     last_wallet: str = "alipay"
     lock: threading.Lock = field(default_factory=threading.Lock)
     shown: int = 0
+    position_file: Path | None = None  # the simulated receiver the terminal's TEE reads
+    site: tuple[float, float] = SITE  # where the shop is
+
+    def carry(self) -> str:
+        """Someone carries the terminal 4 km east (across the river, in the demo), or
+        brings it back to the shop."""
+        import json
+
+        from geographiclib.geodesic import Geodesic
+
+        if self.position_file is None:
+            return "This terminal has no simulated receiver to move"
+        try:
+            here = json.loads(self.position_file.read_text())
+            home = abs(here["latitude"] - self.site[0]) + abs(here["longitude"] - self.site[1]) < 1e-6
+        except (OSError, ValueError, KeyError):
+            home = False
+        away = Geodesic.WGS84.Direct(self.site[0], self.site[1], 90.0, 4_000.0)
+        write_position(self.position_file, *((away["lat2"], away["lon2"]) if home else self.site))
+        return ("The terminal is carried 4 km away (press m again to bring it back); try a sale" if home else
+                "The terminal is back in the shop")
 
     def help(self, where: str) -> str:
         if where == "merchant-qr":
@@ -332,7 +353,8 @@ def run(state: str = "var/demo", fresh: bool = False, headless_check: bool = Fal
 
         scanner, faces = ShownPictures(name="demo camera"), ShownPhotos()
         customer = Customer(demo.pcscd, demo.cards_dir, (demo.host_state / "hsm.db", demo.host_state / "lmk"),
-                            demo.wallets, scanner, faces, demo.state / "customer")
+                            demo.wallets, scanner, faces, demo.state / "customer",
+                            position_file=demo.position_file if demo.location().startswith("file:") else None)
         try:
             choice = DeviceSettings.load(demo.term_state, scanner="demo").scanner
             chosen = open_scanner(choice, scanner)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 
 from .sale import AmountScreen
-from .screens import HistoryScreen, HomeScreen, InfoScreen, SettingsScreen, SettlementScreen
+from .screens import AlertsScreen, HistoryScreen, HomeScreen, SettingsScreen, SettlementScreen
 
 
 class CashierApp(App):
@@ -41,9 +42,20 @@ class CashierApp(App):
             self._checkout = WalletFaceCheckout(self.terminal)
         return self._checkout
 
+    REPORT_TICK_S = 15.0  # how often to ask whether a periodic location report is due
+
     def on_mount(self) -> None:
         self.sub_title = f"terminal {self.terminal.config.terminal_id}"
         self.push_screen(HomeScreen())
+        self.set_interval(self.REPORT_TICK_S, self.report_location)
+
+    @work(thread=True, exclusive=True, group="location-report")
+    def report_location(self) -> None:
+        """The periodic signed location report, at the interval the host set (a no-op
+        until it is due, while a card is awaited, or without a fence)."""
+        report_if_due = getattr(self.terminal, "report_if_due", None)
+        if report_if_due is not None:
+            report_if_due()
 
     def action_sale(self) -> None:
         self.push_screen(AmountScreen())
@@ -55,10 +67,7 @@ class CashierApp(App):
         self.push_screen(SettlementScreen())
 
     def action_alerts(self) -> None:
-        st = self.terminal.session.pending_reversals()
-        self.push_screen(InfoScreen("Alerts", f"Reversals waiting for the host: {st}\n\n"
-                                    "Location-fence and risk alerts appear here once the fence is enabled "
-                                    "(not built yet)."))
+        self.push_screen(AlertsScreen())
 
     def action_settings(self) -> None:
         self.push_screen(SettingsScreen())

@@ -23,6 +23,7 @@ class HomeScreen(Screen):
         Binding("o", "app.settings", "Settings"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
+        Binding("m", "carry", "Carry away (demo)", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -32,6 +33,8 @@ class HomeScreen(Screen):
             yield Static("", id="home-message")
             yield Label("s Sale   h History (void, refund)   t Totals and settlement   g Sign on   a Alerts   "
                         "o Settings   q Quit", id="home-help")
+            if getattr(self.app.customer, "position_file", None) is not None:
+                yield Label("Demo: m carries the terminal out of its fence (and back)", id="home-demo")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -58,6 +61,15 @@ class HomeScreen(Screen):
         except Exception as exc:
             text = f"Terminal status unavailable: {exc}"
         self.app.call_from_thread(self.query_one("#status", Static).update, text)
+
+    @work(thread=True, exclusive=True, group="status")
+    def action_carry(self) -> None:
+        """The demo: someone carries the terminal 4 km away, or back to the shop."""
+        carry = getattr(self.app.customer, "carry", None)
+        if carry is None:
+            return
+        self.app.call_from_thread(self.query_one("#home-message", Static).update, carry())
+        self.action_refresh()
 
     @work(thread=True, exclusive=True, group="status")
     def action_sign_on(self) -> None:
@@ -200,18 +212,65 @@ class SettlementScreen(Screen):
         self.app.call_from_thread(self.app.switch_screen, ResultScreen(result))
 
 
-class InfoScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+class AlertsScreen(Screen):
+    """What a supervisor looks at: refusals outside the fence, lost fixes, the host's
+    verdicts on location reports, payments its risk step refused; what still waits in the
+    store-and-forward queue. `l` sends a signed location report now."""
 
-    def __init__(self, title: str, body: str):
-        super().__init__()
-        self.title_text, self.body = title, body
+    BINDINGS = [
+        Binding("l", "report", "Report location now"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal():
-            yield Static(f"[b]{self.title_text}[/b]\n\n{self.body}", id="info")
+        yield Static("Reading alerts...", id="alerts-summary")
+        yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="alerts-message")
         yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("time", "kind", "what")
+        table.focus()
+        self.action_refresh()
+
+    @work(thread=True, exclusive=True, group="alerts")
+    def action_refresh(self) -> None:
+        terminal = self.app.terminal
+        try:
+            st = terminal.status()
+            summary = (f"Location: {st.location}\n"
+                       f"Waiting for the host: {st.pending_alerts} location alert(s), "
+                       f"{st.pending_reversals} reversal(s)")
+            alerts = terminal.alerts()
+        except Exception as exc:  # the TEE or the journal failed: say so, keep the screen
+            summary, alerts = f"Alerts unavailable: {exc}", []
+        self.app.call_from_thread(self._show, summary, alerts)
+
+    def _show(self, summary: str, alerts) -> None:
+        self.query_one("#alerts-summary", Static).update(summary)
+        table = self.query_one(DataTable)
+        table.clear()
+        for a in alerts:
+            table.add_row(a.when[5:], a.kind, a.text)
+        if not alerts:
+            table.add_row("", "", "No alerts: the terminal has stayed inside its fence and nothing was refused")
+
+    @work(thread=True, exclusive=True, group="alerts")
+    def action_report(self) -> None:
+        from terminal.online import HostRefused, HostUnavailable
+        from terminal.tee.api import TeeError
+
+        try:
+            out = self.app.terminal.report_location()
+            said = f"Host: {out.text or 'report accepted'}" if out.approved else f"Host: {out.code} {out.text}"
+        except (HostUnavailable, HostRefused) as exc:
+            said = f"Report not sent: {exc}. It goes with the next request once the host is back"
+        except TeeError as exc:
+            said = f"No signed fix: {exc.detail or exc}. Check the location source (Settings, key o)"
+        self.app.call_from_thread(self.query_one("#alerts-message", Static).update, said)
+        self.action_refresh()
 
 
 class SettingsScreen(Screen):
