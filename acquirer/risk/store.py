@@ -12,13 +12,14 @@ connection): a checkpoint fsyncs, and that wait belongs off the request path.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+
+from .codec import encode_facts, encode_hits, facts_dict, hits_dicts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -37,7 +38,6 @@ CREATE TABLE IF NOT EXISTS holds (
 CREATE UNIQUE INDEX IF NOT EXISTS holds_active ON holds (merchant_id, kind) WHERE released_at IS NULL;
 """
 FREEZE, HOLD = "freeze", "hold"
-_JSON = json.JSONEncoder(separators=(",", ":"))
 log = logging.getLogger("acquirer.risk")
 
 
@@ -90,8 +90,8 @@ class DecisionStore:
 
     # --- decisions ------------------------------------------------------------------
     def record(self, row: tuple) -> None:
-        """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, facts, hits
-        (facts and hits as JSON-able values)."""
+        """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, then the
+        facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded at the flush)."""
         with self._lock:
             if not self._pending:
                 self._first_pending = self._monotonic()
@@ -103,8 +103,7 @@ class DecisionStore:
         with self._lock:
             if not self._pending:
                 return
-            encode = _JSON.encode
-            rows = [(*r[:11], encode(r[11]), encode(r[12]) if r[12] else "[]") for r in self._pending]
+            rows = [(*r[:11], encode_facts(r[11], r[12]), encode_hits(r[13])) for r in self._pending]
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
@@ -185,4 +184,4 @@ class DecisionStore:
 
 def _decision(r: tuple) -> StoredDecision:
     return StoredDecision(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10], r[11],
-                          json.loads(r[12]), json.loads(r[13]))
+                          facts_dict(r[12]), hits_dicts(r[13]))
