@@ -54,7 +54,9 @@ class Tally:
     def __init__(self) -> None:
         self.v = [0] * 12
         self.recent: deque = deque()  # (t, amount, round) within the last 60 s
-        self.buckets: deque = deque()  # [minute, count, amount, round] within the last 60 minutes
+        # (minute, count, amount, round) within the last 60 minutes; tuples, not lists: a tuple of
+        # numbers drops out of the garbage collector's sight, and a month of keys holds many
+        self.buckets: deque = deque()
         self.day = self.month = -1
 
     def add(self, t: float, amount: int, rnd: int) -> list[int]:
@@ -70,12 +72,11 @@ class Tally:
             v[4] -= a
             v[8] -= r
         buckets, minute = self.buckets, int(t // 60)
-        if buckets and buckets[0][0] <= minute - 60:
-            while buckets and buckets[0][0] <= minute - 60:
-                _, c, a, r = buckets.popleft()
-                v[1] -= c
-                v[5] -= a
-                v[9] -= r
+        while buckets and buckets[0][0] <= minute - 60:
+            _, c, a, r = buckets.popleft()
+            v[1] -= c
+            v[5] -= a
+            v[9] -= r
         day = int((t + _OFFSET_S) // 86400)
         if day > self.day:  # a clock stepping back must not wipe today
             self.day = day
@@ -86,12 +87,10 @@ class Tally:
                 v[3] = v[7] = v[11] = 0
         recent.append((t, amount, rnd))
         if buckets and buckets[-1][0] >= minute:
-            b = buckets[-1]
-            b[1] += 1
-            b[2] += amount
-            b[3] += rnd
+            m, c, a, r = buckets[-1]
+            buckets[-1] = (m, c + 1, a + amount, r + rnd)
         else:
-            buckets.append([minute, 1, amount, rnd])
+            buckets.append((minute, 1, amount, rnd))
         v[0] += 1
         v[1] += 1
         v[2] += 1
@@ -114,7 +113,8 @@ class Tally:
             return
         t, _, rnd = self.recent[-1]
         self.recent[-1] = (t, 0, rnd)
-        self.buckets[-1][2] -= amount
+        m, c, a, r = self.buckets[-1]
+        self.buckets[-1] = (m, c, a - amount, r)
         v = self.v
         v[4] -= amount
         v[5] -= amount
