@@ -7,11 +7,12 @@ One decision:
   1. built-in gates that are not a policy choice: a frozen merchant, a location report
      refused as forged/replayed/foreign/impossible/stale, a required fix missing;
   2. every trial and live rule, evaluated in one call over the variables they read
-     (counters include this transaction);
+     (the counters have already counted this transaction: one pass per tally);
   3. the most severe live hit wins (freeze > decline > step-up > hold > pass; file
      order breaks ties); trial hits are recorded and logged, never acted on;
-  4. counters move (count always, amount only if the transaction may go on), freezes
-     and holds are placed, and the decision is stored with every hit and its values.
+  4. a blocked transaction's amount leaves the counters (its count stays), freezes
+     and holds are placed, and the decision is stored with every hit and its values
+     (`codec.capture` takes the facts; the store encodes them at its batch flush).
 """
 from __future__ import annotations
 
