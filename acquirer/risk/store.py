@@ -93,7 +93,7 @@ class Hold:
 
 
 class DecisionStore:
-    def __init__(self, path: str | os.PathLike, *, flush_every: int = 128, flush_after_s: float = 0.5,
+    def __init__(self, path: str | os.PathLike, *, flush_every: int = 256, flush_after_s: float = 0.5,
                  checkpoint_every_s: float = 5.0, monotonic=time.monotonic):
         self.path = os.fspath(path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
