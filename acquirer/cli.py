@@ -52,6 +52,44 @@ def _cmd_merchant_list(args) -> int:
     return 0
 
 
+def _cmd_merchant_qr(args) -> int:
+    """Issue (or show, rotate, revoke) the merchant's static aggregated code and print it."""
+    from acquirer.registry import RegistryError
+    from acquirer.static_codes import StaticCodeError, StaticCodes
+    from acquirer.wallets.customer_cli import render_png, render_text
+
+    codes = StaticCodes(_state(args) / "static_codes.db", _hsm(args), _registry(args))
+    try:
+        if args.revoke:
+            code = codes.revoke(args.merchant_id, args.reason or "")
+            print(f"static code {code.serial} of merchant {code.merchant_id} revoked: it takes no more payments")
+            return 0
+        code = codes.issue(args.merchant_id, max_amount=args.max_amount, rotate=args.rotate)
+        url = codes.url(code, args.base_url or "")
+    except (RegistryError, StaticCodeError) as exc:
+        return _fail(str(exc))
+    finally:
+        codes.close()
+    print(render_text(url))
+    print(url)
+    print(f"merchant {code.merchant_id}: static code {code.serial}, up to {code.max_amount / 100:,.2f} CNY a payment,"
+          f" sales booked under terminal {code.terminal_id}")
+    if args.png:
+        print(f"written to {render_png(url, args.png)}")
+    return 0
+
+
+def _cmd_merchant_lock(args, locked: bool) -> int:
+    from acquirer.registry import RegistryError
+
+    try:
+        m = _registry(args).set_merchant_locked(args.merchant_id, locked, reason=args.reason or "")
+    except RegistryError as exc:
+        return _fail(str(exc))
+    print(f"merchant {m.merchant_id} {m.status}")
+    return 0
+
+
 def _cmd_terminal_add(args) -> int:
     from acquirer.registry import RegistryError
 
@@ -121,7 +159,9 @@ def _cmd_serve(args) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def run() -> None:
-        service = HostService(_state(args), args.host, args.port, metrics_port=args.metrics_port)
+        service = HostService(_state(args), args.host, args.port, metrics_port=args.metrics_port,
+                              static_qr_port=args.static_qr_port, static_qr_url=args.static_qr_url or "",
+                              qr_wait=args.qr_wait, face_liveness=args.face_liveness == "on")
         await service.start()
         print(f"acquirer host listening on {args.host}:{service.port}"
               + (f", metrics on :{service.metrics_port}" if service.metrics_port else ""), flush=True)
@@ -227,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mobile", action="store_true", help="mobile merchant (wider fence)")
     p.set_defaults(func=_cmd_merchant_add)
     merchant.add_parser("list").set_defaults(func=_cmd_merchant_list)
+    p = merchant.add_parser("qr", help="the merchant's static aggregated QR code: issue, print, rotate, revoke")
+    p.add_argument("merchant_id")
+    p.add_argument("--png", help="also write the code to this PNG file")
+    p.add_argument("--rotate", action="store_true", help="issue a new code; the old one stops working")
+    p.add_argument("--revoke", action="store_true", help="revoke the current code (no new one)")
+    p.add_argument("--reason")
+    p.add_argument("--max-amount", type=int, help="largest payment through the code, fen (default 5000000)")
+    p.add_argument("--base-url", help="the static-code site's public URL (default: what the host serves)")
+    p.set_defaults(func=_cmd_merchant_qr)
+    for name, locked in (("lock", True), ("unlock", False)):
+        p = merchant.add_parser(name, help=f"{name} a merchant (a locked merchant's static code takes no payments)")
+        p.add_argument("merchant_id")
+        p.add_argument("--reason")
+        p.set_defaults(func=lambda a, locked=locked: _cmd_merchant_lock(a, locked))
 
     terminal = sub.add_parser("terminal", help="terminals").add_subparsers(dest="terminal_command", required=True)
     p = terminal.add_parser("add", help="register a terminal and print its one-time activation code")
@@ -257,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5858)
     p.add_argument("--metrics-port", type=int, default=9858, help="Prometheus text at /metrics (0: off)")
+    p.add_argument("--qr-wait", type=float, default=8.0,
+                   help="seconds the host holds a terminal's wait for a merchant QR payment (default 8)")
+    p.add_argument("--face-liveness", choices=("on", "off"), default="on",
+                   help="off accepts face templates without the liveness check (the demo's still photos)")
+    p.add_argument("--static-qr-port", type=int, default=8858,
+                   help="the static-code site (served when wallets are configured; 0: any free port)")
+    p.add_argument("--static-qr-url", help="its public URL, if not http://HOST:PORT (printed codes hold it)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_serve)
 

@@ -1,5 +1,5 @@
 """Network management (0800/0810): activation, remote key download, challenge, sign-on, echo,
-periodic location reports.
+periodic location reports, and the merchant's static aggregated code URL.
 
 None of these carry a MAC (the terminal may have no TAK yet); each is authenticated by
 its own proof instead: the one-time activation code, the device key's signature over the
@@ -31,6 +31,8 @@ CHALLENGE_TTL_S = 60.0
 
 
 class NetworkManagement:
+    static_codes = None  # acquirer.static_codes.StaticCodes, set by the service that has them
+
     def __init__(self, registry: Registry, hsm: HSM, ledger, clock=time.time, fences=None):
         self.registry = registry
         self.fences = fences  # a FenceMonitor, or None: no fencing
@@ -54,6 +56,7 @@ class NetworkManagement:
             NetworkCode.SIGN_ON.value: self.sign_on,
             NetworkCode.ECHO.value: self.echo,
             NetworkCode.LOCATION_REPORT.value: self.location_report,
+            NetworkCode.STATIC_QR.value: self.static_qr,
         }.get(code)
         if handler is None:
             ctx.decide(ResponseCode.INVALID_TRANSACTION, f"unknown network management code {code!r}")
@@ -182,3 +185,21 @@ class NetworkManagement:
             ctx.decide(ResponseCode.GEOFENCE_VIOLATION, verdict.reason[:90])
         else:
             ctx.decide(ResponseCode.APPROVED, verdict.reason[:90])
+
+    def static_qr(self, ctx: Context) -> None:
+        """The URL of the terminal's merchant's static code, to print (59/DF10). The code is
+        public by nature (it hangs at the counter), so the plain 0800 of an active,
+        unlocked terminal of the merchant is enough to ask for it."""
+        from acquirer.static_codes import StaticCodeError
+
+        code = self.static_codes.current(ctx.terminal.merchant_id) if self.static_codes else None
+        if code is None:
+            ctx.decide(ResponseCode.INVALID_TRANSACTION, "no static code issued for this merchant")
+            return
+        try:
+            url = self.static_codes.url(code)
+        except StaticCodeError as exc:
+            ctx.decide(ResponseCode.INVALID_TRANSACTION, str(exc)[:90])
+            return
+        ctx.reply_fields["59"] = private_fields({PrivateTag.MERCHANT_QR: url.encode("ascii")})
+        ctx.decide(ResponseCode.APPROVED, "static code")

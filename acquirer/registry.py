@@ -130,6 +130,20 @@ class Registry:
             raise RegistryError(f"no merchant {merchant_id}")
         return Merchant(*row[:9], bool(row[9]), row[10])
 
+    def set_merchant_locked(self, merchant_id: str, locked: bool, actor: str = "operator",
+                            reason: str = "") -> Merchant:
+        """A locked merchant's static code takes no payments (its terminals are locked one by one)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("UPDATE merchants SET status=? WHERE merchant_id=?",
+                                   ("locked" if locked else "active", merchant_id))
+            if cur.rowcount != 1:
+                self._db.execute("ROLLBACK")
+                raise RegistryError(f"no merchant {merchant_id}")
+            self._audit(actor, "merchant.lock" if locked else "merchant.unlock", merchant_id, reason=reason)
+            self._db.execute("COMMIT")
+        return self.merchant(merchant_id)
+
     def merchants(self) -> list[Merchant]:
         return [self.merchant(r[0]) for r in self._db.execute("SELECT merchant_id FROM merchants ORDER BY 1")]
 

@@ -3,6 +3,7 @@
     state/  lmk  hsm.db  registry.db  ledger.db  vault.db  issuer.db  face.db
             fence.db  risk.db  risk_rules.toml                     (fences and the risk engine)
             wallets/providers.json  qr_orders.db  routing.db      (QR and face pay)
+            static_codes.db                                       (merchants' static codes)
 
 `HostService` opens every store, wires the pipeline and serves TCP; `ThreadedHost`
 runs it on its own event loop for the demo and for tests that drive it with the
@@ -10,7 +11,8 @@ blocking terminal session. Closing finishes in-flight transactions first.
 
 The QR channel opens when there are wallet provider credentials (by default
 `state/wallets/providers.json`, which `acquirer wallets serve --state` writes); face pay
-moves money through it, so without it QR and face requests answer 12.
+moves money through it, so without it QR and face requests answer 12. With it, the
+static-code site (acquirer/static_endpoint.py) is served too, on `static_qr_port`.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from acquirer.ledger import LedgerWriter, SQLiteLedger
 from acquirer.registry import Registry
 from acquirer.risk import DecisionStore, RiskAssessor, RiskEngine, RuleFile, rules_for_state
 from acquirer.server import HostServer
+from acquirer.static_codes import StaticCodes
 from acquirer.vault import CardVault
 from acquirer.wallet_flows import WalletFlows
 from keys.hsm import HSM
@@ -43,6 +46,7 @@ class HostService:
                  read_timeout: float = 30.0, idle_timeout: float = 300.0, metrics_port: int = 0, *,
                  wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
+                 static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
                  require_fix: bool | None = None):
         """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
         fix to every payment); False lets payments without one through (terminals without a
@@ -65,6 +69,9 @@ class HostService:
         self.wallet_providers = Path(wallet_providers or self.state / "wallets" / "providers.json")
         self.qr_wait, self.qr_poll, self.qr_retry_every = qr_wait, qr_poll, qr_retry_every
         self.qr = None  # the QRStack, when wallets are configured
+        self.static_codes = StaticCodes(self.state / "static_codes.db", self.hsm, self.registry)
+        self.static_site = None  # the static-code site, served with the QR channel
+        self._static = (static_qr_port, static_qr_url, static_pay_window)
         self._qr_retry: asyncio.Task | None = None
         self._bind = (host, port, read_timeout, idle_timeout)
         self.metrics_port = metrics_port
@@ -83,6 +90,9 @@ class HostService:
         self.host = Host(self.registry, self.hsm, self.ledger, flows, wallet_flows=wallet_flows, face_flows=face_flows,
                          fences=self.fences)
         host, port, read_timeout, idle_timeout = self._bind
+        self.host.netmgmt.static_codes = self.static_codes
+        if self.qr is not None:
+            await self._open_static_site(host)
         self.server = await HostServer(self.host.handle, host, port, read_timeout, idle_timeout).start()
         if self.metrics_port:
             await self._serve_metrics(host)
@@ -98,6 +108,16 @@ class HostService:
         self._qr_retry = asyncio.create_task(self._retry_qr_reversals())
         log.info("QR channel open: %s", ", ".join(p.name for p in providers))
         return WalletFlows(self.ledger, self.qr.channel, wait_seconds=self.qr_wait, risk=self.risk)
+
+    async def _open_static_site(self, host: str) -> None:
+        from acquirer.static_endpoint import serve_static_site
+        from acquirer.static_sales import StaticSales
+
+        port, public_url, window = self._static
+        sales = StaticSales(self.static_codes, self.registry, self.ledger, self.writer, self.qr.channel,
+                            pay_window=window, risk=self.risk)
+        self.static_site = await serve_static_site(sales, host, port, public_url)
+        log.info("static-code site on %s (codes print %s)", self.static_site.url, self.static_codes.base_url)
 
     async def _retry_qr_reversals(self) -> None:
         # reversals a wallet has not confirmed stay pending in the order book until one is
@@ -130,6 +150,8 @@ class HostService:
             await self._metrics_runner.cleanup()
         if self.server is not None:
             await self.server.close()
+        if self.static_site is not None:
+            await self.static_site.aclose()
         if self._qr_retry is not None:
             self._qr_retry.cancel()
             await asyncio.gather(self._qr_retry, return_exceptions=True)
@@ -139,7 +161,8 @@ class HostService:
             await self.writer.aclose()
 
     def close_stores(self) -> None:
-        for store in (self.decisions, self.fence_store, self.face, self.issuer, self.vault, self.ledger, self.registry, self.hsm):
+        for store in (self.static_codes, self.decisions, self.fence_store, self.face, self.issuer, self.vault,
+                      self.ledger, self.registry, self.hsm):
             store.close()
 
 

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from acquirer.card_flows import CURRENCY, request_amount, screened_out
 from acquirer.channels.qr import QRChannel, QRResult
@@ -27,6 +27,7 @@ from acquirer.wallets.adapter import WalletAdapter
 from acquirer.wallets.codes import Wallet
 from acquirer.wallets.orders import OrderState
 from acquirer.wallets.outcomes import result_of
+from acquirer.wallets.reconcile import HostRecord
 
 log = logging.getLogger("acquirer.wallet")
 
@@ -37,6 +38,23 @@ _NOTIFY_LOOK = 0.1  # how often a merchant-QR wait looks at the order book, whic
 def order_id_for(terminal_id: str, batch: str, stan: str) -> str:
     """The wallet's out_trade_no for a request: terminal id + batch + STAN (<= 32 characters)."""
     return f"{terminal_id}-{batch}-{stan}"
+
+
+def host_records(transactions: Iterable[Transaction]) -> list[HostRecord]:
+    """The ledger's wallet sales and refunds as channel reconciliation compares them with the
+    wallets' bills: the order id is the sale's terminal-batch-STAN, a refund's id its own."""
+    out = []
+    for t in transactions:
+        if t.channel is Channel.CARD:
+            continue
+        if t.kind.is_sale:
+            paid = t.status in (Status.APPROVED, Status.SETTLED, Status.VOIDED)  # a void is a refund at the wallet
+            status = "SUCCESS" if paid else ("REVERSED" if t.status is Status.REVERSED else "FAILED")
+            out.append(HostRecord(order_id_for(t.terminal_id, t.batch, t.stan), t.amount, status))
+        elif t.original_txn_id and t.status in (Status.APPROVED, Status.SETTLED):
+            out.append(HostRecord(order_id_for(*t.original_txn_id.split(":")), t.amount, "REFUND",
+                                  order_id_for(t.terminal_id, t.batch, t.stan)))
+    return out
 
 
 @dataclass(frozen=True)

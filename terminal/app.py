@@ -56,7 +56,7 @@ class SaleResult:
         title = "SETTLEMENT (net)" if self.channel == "batch" else ("SALE" if not e or e.kind == "sale" else e.kind.upper())
         lines = [title, f"AMOUNT  CNY {self.amount / 100:,.2f}"]
         if self.masked:
-            lines.append(f"CARD    {self.masked}")
+            lines.append(f"CARD    {self.masked}" if self.channel == "card" else f"PAID BY {self.masked}")
         if e:
             lines += [f"TERMINAL {e.batch}/{e.stan}", f"RRN     {e.rrn}", f"AUTH    {e.auth_code}", f"TIME    {e.when}"]
         lines.append("APPROVED" if self.approved else f"NOT APPROVED ({self.code}) {self.message}")
@@ -95,6 +95,7 @@ class TerminalApp:
         self._location_state = "not checked yet"
         self._last_report = 0.0  # monotonic time of the last periodic report sent
         self._report_lock = threading.Lock()
+        self._tapping = threading.Event()  # a tap wait holds the TEE: periodic reports wait for the next tick
 
     @classmethod
     def start(cls, config: TerminalConfig) -> "TerminalApp":
@@ -190,7 +191,7 @@ class TerminalApp:
             since = self._since("nofix")
             self._location_state = f"no location source since {since}"
             return Gate(False, "No location source is configured: this terminal is fenced and may not sell "
-                        "without a fix", "Choose a location source in Settings (key s), then try again")
+                        "without a fix", "Choose a location source in Settings (key o), then try again")
         try:
             report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, terms.max_fix_age_s)
             fix = parse(report)[0]
@@ -251,6 +252,8 @@ class TerminalApp:
             return None
         if time.monotonic() - self._last_report < terms.report_every_s and self._last_report:
             return None
+        if self._tapping.is_set():
+            return None  # the TEE is waiting for a card; the next tick reports
         if not self._report_lock.acquire(blocking=False):
             return None
         from .tee.api import TeeError
@@ -267,7 +270,11 @@ class TerminalApp:
     # --- card sale ---------------------------------------------------------------------
     def tap(self, amount: int, timeout_s: float = 30.0):
         """Wait for a tap and run the kernel in the TEE; returns the protected card outcome."""
-        return self.keys.transact(amount, timeout_s)
+        self._tapping.set()
+        try:
+            return self.keys.transact(amount, timeout_s)
+        finally:
+            self._tapping.clear()
 
     def cancel(self) -> None:
         self.keys.cancel()

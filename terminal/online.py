@@ -222,6 +222,13 @@ class OnlineSession:
         self._keep_terms(doc)
         return installed
 
+    def static_qr(self) -> str:
+        """The URL of the merchant's static aggregated code ("one code for every wallet"),
+        to print: 0800 60.3 = 360, answered in 59/DF10. Not MAC-ed: the code is public."""
+        fields = self._base(MTI.NETWORK_REQUEST, TxnType.SIGN_ON, NetworkCode.STATIC_QR.value)
+        doc = self._checked(self._exchange(fields, False))
+        return read_private(doc)[PrivateTag.MERCHANT_QR].decode("ascii")
+
     # --- location -----------------------------------------------------------------
     @property
     def fence_terms(self) -> FenceTerms | None:

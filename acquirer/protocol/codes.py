@@ -53,6 +53,7 @@ class NetworkCode(str, enum.Enum):
     SIGN_ON = "004"  # attestation -> TPK/TAK/TDK under the TMK, batch opened
     SIGN_OFF = "002"
     ECHO = "301"
+    STATIC_QR = "360"  # parameter range: the merchant's static aggregated code URL (59/DF10)
     LOCATION_REPORT = "401"  # a periodic signed location report (59/DF03) -> fence terms (59/DF20)
     NONE = "000"
 

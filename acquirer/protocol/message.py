@@ -135,7 +135,7 @@ class PrivateTag(enum.IntEnum):
     CASHIER_TEXT = 0xDF0D
     KEY_CHECK_VALUES = 0xDF0E
     HOST_PUBLIC_KEY = 0xDF0F
-    MERCHANT_QR = 0xDF10  # merchant-displayed dynamic code (URL)
+    MERCHANT_QR = 0xDF10  # merchant-displayed code (URL): a dynamic QR, or the static aggregated one
     DEVICE_ID = 0xDF11
     SOFTWARE_MEASUREMENT = 0xDF12
     STEP_UP = 0xDF13  # what the host asks for: PIN or PASSCODE

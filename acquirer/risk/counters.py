@@ -2,7 +2,10 @@
 
 Each key has a `Tally`: the last 60 s exactly (a deque of events), the last hour in
 minute buckets, the calendar day and month (China Standard Time). Running sums make
-every read O(1) amortised, which is what lets a decision take microseconds.
+every read O(1) amortised, which is what lets a decision take microseconds. A decision
+touches each of its three tallies once (`Counters.add`: roll the windows and count, in
+one call) and the rules read the tally's own list of sums; a blocked transaction's
+amount is taken back afterwards (`Tally.uncount_amount`).
 
 Nothing here is written to disk: the decision store holds every decision with its
 keys, amount and outcome, and the engine rebuilds the tallies from it when the host
@@ -19,7 +22,6 @@ METRICS = ("count", "amount", "round")
 WINDOWS = ("1m", "1h", "1d", "month")
 _OFFSET_S = 8 * 3600  # China Standard Time, no daylight saving (as the ledger's BUSINESS_TZ)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-ZERO = (0,) * 12
 
 
 def stat_index(metric: str, window: str) -> int:
@@ -43,73 +45,81 @@ def month_start(t: float) -> float:
 
 
 class Tally:
-    __slots__ = ("recent", "m", "buckets", "h", "day", "d", "month", "mo", "rolled_at")
+    """One key's windows as one flat list `v`, laid out as `stat_index` reads it:
+    count, amount, round x 1m, 1h, 1d, month. The engine hands `v` itself to the rules
+    (no copy per decision), so it always holds the values as of the last event."""
+
+    __slots__ = ("v", "recent", "buckets", "day", "month")
 
     def __init__(self) -> None:
+        self.v = [0] * 12
         self.recent: deque = deque()  # (t, amount, round) within the last 60 s
-        self.m = [0, 0, 0]  # count, amount, round over `recent`
-        self.buckets: deque = deque()  # [minute, count, amount, round] within the last 60 minutes
-        self.h = [0, 0, 0]
-        self.day, self.d = -1, [0, 0, 0]
-        self.month, self.mo = -1, [0, 0, 0]
-        self.rolled_at = -1.0
+        # (minute, count, amount, round) within the last 60 minutes; tuples, not lists: a tuple of
+        # numbers drops out of the garbage collector's sight, and a month of keys holds many
+        self.buckets: deque = deque()
+        self.day = self.month = -1
 
-    def _roll(self, t: float) -> None:
-        if t == self.rolled_at:
-            return
-        self.rolled_at = t
-        recent, m = self.recent, self.m
-        while recent and recent[0][0] <= t - 60:
-            _, amount, rnd = recent.popleft()
-            m[0] -= 1
-            m[1] -= amount
-            m[2] -= rnd
-        buckets, h, minute = self.buckets, self.h, int(t // 60)
+    def add(self, t: float, amount: int, rnd: int) -> list[int]:
+        """Move the windows to `t` and count one event in them; returns `v`.
+
+        One call per key and decision: rolling and counting together, before the rules
+        read the values (they include the transaction being decided)."""
+        v, recent = self.v, self.recent
+        cut = t - 60
+        while recent and recent[0][0] <= cut:
+            _, a, r = recent.popleft()
+            v[0] -= 1
+            v[4] -= a
+            v[8] -= r
+        buckets, minute = self.buckets, int(t // 60)
         while buckets and buckets[0][0] <= minute - 60:
             _, c, a, r = buckets.popleft()
-            h[0] -= c
-            h[1] -= a
-            h[2] -= r
+            v[1] -= c
+            v[5] -= a
+            v[9] -= r
         day = int((t + _OFFSET_S) // 86400)
         if day > self.day:  # a clock stepping back must not wipe today
-            self.day, self.d = day, [0, 0, 0]
+            self.day = day
+            v[2] = v[6] = v[10] = 0
             month = month_of_day(day)
             if month > self.month:
-                self.month, self.mo = month, [0, 0, 0]
-
-    def snapshot(self, t: float) -> tuple:
-        """(count, amount, round) x (1m, 1h, 1d, month), flattened metric-major."""
-        self._roll(t)
-        m, h, d, mo = self.m, self.h, self.d, self.mo
-        return (m[0], h[0], d[0], mo[0], m[1], h[1], d[1], mo[1], m[2], h[2], d[2], mo[2])
-
-    def add(self, t: float, amount: int, rnd: int) -> None:
-        self._roll(t)
-        self.recent.append((t, amount, rnd))
-        minute = int(t // 60)
-        buckets = self.buckets
+                self.month = month
+                v[3] = v[7] = v[11] = 0
+        recent.append((t, amount, rnd))
         if buckets and buckets[-1][0] >= minute:
-            b = buckets[-1]
-            b[1] += 1
-            b[2] += amount
-            b[3] += rnd
+            m, c, a, r = buckets[-1]
+            buckets[-1] = (m, c + 1, a + amount, r + rnd)
         else:
-            buckets.append([minute, 1, amount, rnd])
-        m, h, d, mo = self.m, self.h, self.d, self.mo
-        m[0] += 1
-        h[0] += 1
-        d[0] += 1
-        mo[0] += 1
+            buckets.append((minute, 1, amount, rnd))
+        v[0] += 1
+        v[1] += 1
+        v[2] += 1
+        v[3] += 1
         if amount:
-            m[1] += amount
-            h[1] += amount
-            d[1] += amount
-            mo[1] += amount
+            v[4] += amount
+            v[5] += amount
+            v[6] += amount
+            v[7] += amount
         if rnd:
-            m[2] += 1
-            h[2] += 1
-            d[2] += 1
-            mo[2] += 1
+            v[8] += 1
+            v[9] += 1
+            v[10] += 1
+            v[11] += 1
+        return v
+
+    def uncount_amount(self, amount: int) -> None:
+        """The last event's transaction was blocked: its amount leaves the sums (its count stays)."""
+        if not amount:
+            return
+        t, _, rnd = self.recent[-1]
+        self.recent[-1] = (t, 0, rnd)
+        m, c, a, r = self.buckets[-1]
+        self.buckets[-1] = (m, c, a - amount, r)
+        v = self.v
+        v[4] -= amount
+        v[5] -= amount
+        v[6] -= amount
+        v[7] -= amount
 
     def idle_since(self, minute: int) -> bool:
         """Nothing in the last hour as of `minute`."""
@@ -122,27 +132,29 @@ class Counters:
         self._day = -1
         self._month = -1
 
-    def tally(self, scope: str, key: str) -> Tally:
-        by_key = self._tallies[scope]
-        t = by_key.get(key)
-        if t is None:
-            t = by_key[key] = Tally()
-        return t
-
-    def tallies(self, keys: tuple[tuple[str, str], ...], t: float) -> list[Tally | None]:
-        """One tally per (scope, key), created if new; None for an unknown key ("" is not one card)."""
+    def add(self, card: str, terminal: str, merchant: str, t: float, amount: int,
+            rnd: int) -> tuple[Tally | None, Tally | None, Tally | None]:
+        """Count one event for each key, in `SCOPES` order; returns their tallies (created
+        if new; None for an unknown key: "" is not one card)."""
         day = int((t + _OFFSET_S) // 86400)
         if day > self._day:
             self._day = day
             month = month_of_day(day)
             if month > self._month:
                 self._forget_before(month, int(t // 60))
-        return [self.tally(scope, key) if key else None for scope, key in keys]
+        return (self._add(self._tallies["card"], card, t, amount, rnd),
+                self._add(self._tallies["terminal"], terminal, t, amount, rnd),
+                self._add(self._tallies["merchant"], merchant, t, amount, rnd))
 
-    def add(self, keys: tuple[tuple[str, str], ...], t: float, amount: int, rnd: int) -> None:
-        for tally in self.tallies(keys, t):
-            if tally is not None:
-                tally.add(t, amount, rnd)
+    @staticmethod
+    def _add(by_key: dict[str, Tally], key: str, t: float, amount: int, rnd: int) -> Tally | None:
+        if not key:
+            return None
+        tally = by_key.get(key)
+        if tally is None:
+            tally = by_key[key] = Tally()
+        tally.add(t, amount, rnd)
+        return tally
 
     def _forget_before(self, month: int, minute: int) -> None:
         """At a new month, drop keys with nothing left in any window (bounded memory)."""

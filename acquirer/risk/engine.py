@@ -7,11 +7,12 @@ One decision:
   1. built-in gates that are not a policy choice: a frozen merchant, a location report
      refused as forged/replayed/foreign/impossible/stale, a required fix missing;
   2. every trial and live rule, evaluated in one call over the variables they read
-     (counters include this transaction);
+     (the counters have already counted this transaction: one pass per tally);
   3. the most severe live hit wins (freeze > decline > step-up > hold > pass; file
      order breaks ties); trial hits are recorded and logged, never acted on;
-  4. counters move (count always, amount only if the transaction may go on), freezes
-     and holds are placed, and the decision is stored with every hit and its values.
+  4. a blocked transaction's amount leaves the counters (its count stays), freezes
+     and holds are placed, and the decision is stored with every hit and its values
+     (`codec.capture` takes the facts; the store encodes them at its batch flush).
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from typing import Any
 
 from acquirer.protocol import ResponseCode
 
-from .counters import SCOPES, ZERO, Counters, month_start
+from .codec import capture
+from .counters import Counters, month_start
 from .rules import Action, RuleFile, RuleSet, Status
 from .store import FREEZE, HOLD, DecisionStore, StoredDecision
-from .variables import CATALOGUE, Facts, Snapshot
+from .variables import CATALOGUE, ROUND_UNIT, Facts, Snapshot
 
 log = logging.getLogger("acquirer.risk")
 
@@ -101,8 +103,7 @@ class RiskEngine:
     def _rebuild(self, now: float) -> None:
         """Counters from stored decisions: the month so far (and the last hour across a month start)."""
         for at, terminal, merchant, token, amount, rnd, action in self.store.since(min(month_start(now), now - 3600)):
-            counted = 0 if Action(action).blocks else amount
-            self.counters.add((("card", token), ("terminal", terminal), ("merchant", merchant)), at, counted, rnd)
+            self.counters.add(token, terminal, merchant, at, 0 if Action(action).blocks else amount, rnd)
 
     def _refresh_holds(self) -> None:
         # holds may be released from the CLI in another process: look again now and then
@@ -117,49 +118,54 @@ class RiskEngine:
         self._refresh_holds()
         if not f.at:
             f.at = self.clock()
-        at, amount, rnd = f.at, f.amount, int(f.round_amount)
-        tallies = self.counters.tallies(
-            (("card", f.card_token), ("terminal", f.terminal_id), ("merchant", f.merchant_id)), at)
-        snap = Snapshot(ZERO)
-        for scope, tally in zip(SCOPES, tallies):
-            if scope in rs.scopes:
-                b = tally.snapshot(at) if tally is not None else ZERO
-                setattr(snap, scope, (b[0] + 1, b[1] + 1, b[2] + 1, b[3] + 1, b[4] + amount, b[5] + amount,
-                                      b[6] + amount, b[7] + amount, b[8] + rnd, b[9] + rnd, b[10] + rnd, b[11] + rnd))
+        at, amount = f.at, f.amount
+        rnd = 1 if amount >= ROUND_UNIT and amount % ROUND_UNIT == 0 else 0
+        # counted first (the rules see this transaction included); a blocked amount is taken back below
+        tallies = card, terminal, merchant = self.counters.add(f.card_token, f.terminal_id, f.merchant_id, at,
+                                                               amount, rnd)
+        alone = None if card and terminal and merchant else (1, 1, 1, 1, amount, amount, amount, amount,
+                                                               rnd, rnd, rnd, rnd)
+        snap = Snapshot(card.v if card else alone, terminal.v if terminal else alone,
+                        merchant.v if merchant else alone)
         try:
             fired = rs.evaluate(f, snap)
         except Exception:  # one rule failing at run time must not silence the others
             fired = self._one_by_one(rs, f, snap)
         hits = self._builtins(f)
         for i in fired:
-            rule = rs.active[i]
-            values = {n: _jsonable(CATALOGUE[n].get(f, snap)) for n in rule.condition.variables}
-            # params show with their values; a blacklist is not copied into every hit
-            values.update((k, c) for k, c in rule.condition.constants if not isinstance(c, list))
-            if rule.step_up:
-                values["step_up"] = rule.step_up
-            hits.append(Hit(rule.id, rule.status.value, rule.action, rule.code,
-                            rule.text or _default_text(rule.action, rule.code, rule.step_up), values))
+            hits.append(self._hit(rs.active[i], f, snap))
         winner = None
         for h in hits:  # the most severe live hit; the first of equals
             if h.status != _TRIAL and (winner is None or h.action.severity > winner.action.severity):
                 winner = h
-        action = winner.action if winner else Action.PASS
-        counted = 0 if action.blocks else amount
-        for tally in tallies:
-            if tally is not None:
-                tally.add(at, counted, rnd)
-        self._side_effects(f, hits)
-        decision = Decision(f.txn_id, at, action, winner.code if winner and action.blocks else "",
-                            winner.text if winner else "",
-                            winner.values.get("step_up", "") if action is Action.STEP_UP else "",
-                            tuple(hits), rs.version)
+        if winner is None:
+            action, code, text, step_up = Action.PASS, "", "", ""
+        else:
+            action, text, code = winner.action, winner.text, ""
+            step_up = winner.values.get("step_up", "") if action is Action.STEP_UP else ""
+            if action.blocks:
+                code = winner.code
+                for tally in tallies:  # the amount of a blocked transaction does not count
+                    if tally is not None:
+                        tally.uncount_amount(amount)
+            self._side_effects(f, hits)
+        hits = tuple(hits)
+        decision = Decision(f.txn_id, at, action, code, text, step_up, hits, rs.version)
         self.store.record((f.txn_id, at, f.terminal_id, f.merchant_id, f.card_token, amount, rnd, action.value,
-                           decision.code, decision.text, rs.label, _facts(f),
-                           [h.as_dict() for h in hits]))
+                           code, text, rs.label, capture(f), f.flags, hits))
         if hits:
             self._log(decision)
         return decision
+
+    @staticmethod
+    def _hit(rule, f: Facts, snap: Snapshot) -> Hit:
+        values = {n: _jsonable(CATALOGUE[n].get(f, snap)) for n in rule.condition.variables}
+        # params show with their values; a blacklist is not copied into every hit
+        values.update((k, c) for k, c in rule.condition.constants if not isinstance(c, list))
+        if rule.step_up:
+            values["step_up"] = rule.step_up
+        return Hit(rule.id, rule.status.value, rule.action, rule.code,
+                   rule.text or _default_text(rule.action, rule.code, rule.step_up), values)
 
     def _one_by_one(self, rs: RuleSet, f: Facts, snap: Snapshot) -> list[int]:
         out = []
@@ -210,29 +216,3 @@ class RiskEngine:
     def flush(self) -> None:
         self.store.flush()
 
-
-def _facts(f: Facts) -> dict:
-    """What `risk explain` shows of the facts (masked PAN only; the token is not secret).
-
-    Empty and false values are left out: most rows are plain passes and this is what the
-    store spends its time encoding.
-    """
-    out = {"channel": f.channel, "kind": f.kind, "grade": f.merchant_grade}
-    for key, value in (("device", f.device_id), ("masked_pan", f.masked_pan), ("card_family", f.card_family),
-                       ("mcc", f.merchant_mcc), ("mobile", f.merchant_mobile), ("pin", f.pin_present),
-                       ("passcode", f.passcode_present), ("cdcvm", f.cdcvm), ("entry_mode", f.entry_mode)):
-        if value:
-            out[key] = value
-    if f.flags:
-        out["flags"] = sorted(f.flags)
-    if f.location_status != "none":
-        loc = {"status": f.location_status, "offset_m": round(f.location_offset_m, 1),
-               "distance_m": round(f.location_distance_m, 1), "fix_age_s": round(f.location_fix_age_s, 1)}
-        for key, value in (("required", f.location_required), ("refusal", f.location_refusal),
-                           ("reason", f.location_reason)):
-            if value:
-                loc[key] = value
-        if f.location_cells != "unknown":
-            loc["cells"] = f.location_cells
-        out["location"] = loc
-    return out

@@ -17,6 +17,7 @@ Once checked, each variable is replaced by the catalogue's own expression for it
 from __future__ import annotations
 
 import ast
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -85,7 +86,9 @@ class _Rewriter(ast.NodeTransformer):
             raise ExpressionError(f"unknown variable {name!r}")
         self.used[name] = None
         # the catalogue's expression, not visited: it is ours and may call our helpers
-        return ast.copy_location(ast.parse(self.known[name], mode="eval").body, node)
+        expr = ast.copy_location(ast.parse(self.known[name], mode="eval").body, node)
+        expr.variable = name  # for `compile_all`, which reads a variable many rules share once
+        return expr
 
     visit_Name = _name
     visit_Attribute = _name
@@ -126,14 +129,46 @@ def compile_condition(source: str, variables: Mapping[str, str], constants: Mapp
 def compile_all(bodies: list[ast.expr], namespace: Mapping[str, Any],
                 name: str = "<rules>") -> Callable[[Any, Any], list[int]]:
     """One function returning the positions of the conditions that hold: one call per
-    decision instead of one per rule, and no loop over the rules that did not fire."""
+    decision instead of one per rule, and no loop over the rules that did not fire.
+
+    A variable that two or more conditions read is read once, into a local, before them
+    (e.g. `card.scheme` calls a helper: four rules on schemes used to call it four times).
+    If one of those reads fails, the whole call fails and the engine falls back to the
+    rules one by one, as it would for any failing condition."""
+    bodies = [copy.deepcopy(b) for b in bodies]  # the rules' own trees stay as they are
+    uses: dict[str, list[ast.expr]] = {}
+    for body in bodies:
+        _variable_nodes(body, uses)
+    shared = {var: f"_v{i}" for i, var in enumerate(v for v, nodes in uses.items() if len(nodes) > 1)}
+    body: list[ast.stmt] = [ast.Assign([ast.Name(local, ast.Store())], uses[var][0]) for var, local in shared.items()]
+    bodies = [_SharedReads(shared).visit(b) for b in bodies]
     hit = ast.Name("hits", ast.Load())
-    body: list[ast.stmt] = [ast.Assign([ast.Name("hits", ast.Store())], ast.List([], ast.Load()))]
+    body.append(ast.Assign([ast.Name("hits", ast.Store())], ast.List([], ast.Load())))
     for i, cond in enumerate(bodies):
         append = ast.Call(ast.Attribute(hit, "append", ast.Load()), [ast.Constant(i)], [])
         body.append(ast.If(cond, [ast.Expr(append)], []))
     body.append(ast.Return(hit))
     return _function(body, namespace, name)
+
+
+def _variable_nodes(node: ast.AST, out: dict[str, list[ast.expr]]) -> None:
+    var = getattr(node, "variable", None)
+    if var is not None:
+        out.setdefault(var, []).append(node)
+        return
+    for child in ast.iter_child_nodes(node):
+        _variable_nodes(child, out)
+
+
+class _SharedReads(ast.NodeTransformer):
+    def __init__(self, shared: Mapping[str, str]):
+        self.shared = shared
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        local = self.shared.get(getattr(node, "variable", None))
+        if local is not None:
+            return ast.copy_location(ast.Name(local, ast.Load()), node)
+        return self.generic_visit(node)
 
 
 def _function(body: list[ast.stmt], namespace: Mapping[str, Any], name: str) -> Callable:

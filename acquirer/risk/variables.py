@@ -14,7 +14,7 @@ Standard Time, like the ledger's business day).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .counters import METRICS, SCOPES, WINDOWS, stat_index
 
@@ -152,12 +152,16 @@ CATALOGUE: dict[str, Variable] = _catalogue()
 
 
 class Snapshot:
-    """Counter values per scope for one decision: 12-tuples as `Tally.snapshot` lays them out."""
+    """Counter values per scope for one decision: 12 values laid out as `stat_index` reads
+    them (the tallies' own `Tally.v` lists while the engine decides)."""
 
     __slots__ = ("card", "terminal", "merchant")
 
-    def __init__(self, fill: tuple = (1,) * 12):
-        self.card = self.terminal = self.merchant = fill
+    def __init__(self, card: Sequence[int] = (1,) * 12, terminal: Sequence[int] | None = None,
+                 merchant: Sequence[int] | None = None):
+        self.card = card
+        self.terminal = card if terminal is None else terminal
+        self.merchant = card if merchant is None else merchant
 
 
 def sample_facts() -> Facts:

@@ -71,6 +71,23 @@ def wallet_of_merchant_qr(text: str) -> Wallet | None:
     return None
 
 
+# What each wallet's in-app browser puts in its User-Agent: how an acquirer's static
+# aggregated code page knows which wallet scanned it (docs/wallets.md, "Static code").
+USER_AGENT_MARKS: dict[Wallet, str] = {
+    Wallet.ALIPAY: "AlipayClient",
+    Wallet.WECHAT: "MicroMessenger",
+    Wallet.UNIONPAY: "UnionPay",
+}
+
+
+def wallet_of_user_agent(user_agent: str) -> Wallet | None:
+    """The wallet whose in-app browser sent `user_agent`, or None (a plain browser)."""
+    for wallet, mark in USER_AGENT_MARKS.items():
+        if mark in user_agent:
+            return wallet
+    return None
+
+
 def new_code(wallet: Wallet) -> str:
     """A fresh random code in the wallet's format (simulators issue these)."""
     rule = next(r for r in CODE_RULES if r.wallet is wallet)

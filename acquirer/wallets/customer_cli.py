@@ -1,11 +1,18 @@
-"""The customer's wallet, on the command line: show my payment code, pay a merchant QR,
-confirm a payment waiting for my password.
+"""The customer's wallet, on the command line: show my payment code, pay a merchant QR
+(a wallet's own, or an acquirer's static aggregated code), confirm a payment waiting for
+my password.
 
 It stands in for the phone app of each simulated wallet and talks to that wallet's
 customer app API (`acquirer wallets serve` writes where they listen). The password comes
 from $SOFTPOS_WALLET_PASSWORD or a prompt, never from the command line (it would show
 in `ps`), and is never printed. The payment code is shown as a QR (text blocks here,
 and a PNG on request); its digits are masked unless asked for, as apps hide them.
+
+A QR that is a web address but no wallet's own order is opened as a page, as a wallet's
+in-app browser does, with that wallet's User-Agent. An acquirer's static code page
+answers with the merchant and an order form: the customer types the amount, the page
+asks the acquirer for an order at this wallet, and the wallet pays that order with the
+password like any merchant QR (`pay_static_code`).
 """
 from __future__ import annotations
 
@@ -14,13 +21,17 @@ import asyncio
 import getpass
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
 import aiohttp
 import qrcode
 
-from .codes import Wallet, mask_code, wallet_of_merchant_qr
+from keys.hashes import sm3
+
+from .clock import fen
+from .codes import USER_AGENT_MARKS, Wallet, mask_code, wallet_of_merchant_qr
 
 DEFAULT_ENDPOINTS = os.environ.get("SOFTPOS_WALLETS", "var/acquirer/wallets/providers.json")
 
@@ -101,6 +112,73 @@ async def pay_merchant_qr(app_urls: dict[Wallet, str], account: str, password: s
                                                   {"account": account, "password": password, "qr": text}, session)}
 
 
+# --- an acquirer's static aggregated code, opened in the wallet's in-app browser ----------------
+def user_agent(wallet: Wallet) -> str:
+    return f"Mozilla/5.0 (Linux; Android 13) {USER_AGENT_MARKS[wallet]}/10.5 softpos-wallet-sim"
+
+
+def is_web_page(text: str) -> bool:
+    return text.startswith(("https://", "http://")) and wallet_of_merchant_qr(text) is None
+
+
+async def _page_call(session: aiohttp.ClientSession, method: str, url: str, wallet: Wallet, **kw) -> dict:
+    headers = {"User-Agent": user_agent(wallet), "Accept": "application/json"}
+    async with session.request(method, url, headers=headers, **kw) as resp:
+        try:
+            data = await resp.json(content_type=None)
+        except ValueError:
+            raise WalletAppError("not_payable", f"{url} is not a payment page (HTTP {resp.status})") from None
+    if not isinstance(data, dict):
+        raise WalletAppError("not_payable", f"{url} is not a payment page")
+    if "error" in data:
+        raise WalletAppError(data["error"], data.get("message", data["error"]))
+    return data
+
+
+async def open_static_code(url: str, wallet: Wallet, session=None) -> dict:
+    """What the page of a static code says: merchant, amount limits, where to order."""
+    own = session is None
+    session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    try:
+        page = await _page_call(session, "GET", url, wallet)
+    finally:
+        if own:
+            await session.close()
+    if "order_url" not in page:
+        raise WalletAppError("not_payable", "this page takes no payments")
+    return page
+
+
+async def pay_static_code(app_urls: dict[Wallet, str], wallet: Wallet, account: str, password: str, url: str,
+                          amount: int, session=None, settle_seconds: float = 10.0) -> dict:
+    """Pay `amount` fen through an acquirer's static code with `wallet`: order at the page,
+    pay that order with the password, then look until the acquirer has it."""
+    if wallet not in app_urls:
+        raise WalletAppError("no_wallet", f"no {wallet.value} wallet is being served")
+    own = session is None
+    session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    try:
+        page = await open_static_code(url, wallet, session)
+        buyer = sm3(f"{wallet.value}:{account}".encode()).hex()[:16]  # an opaque per-app user id, as openid is
+        order = await _page_call(session, "POST", page["order_url"], wallet, json={
+            "token": page["token"], "wallet": wallet.value, "amount": amount, "buyer": buyer,
+            "request_id": secrets.token_hex(12)})
+        paid = await _post(app_urls[wallet], "scan", {"account": account, "password": password,
+                                                      "qr": order["code_url"]}, session)
+        status = {"state": "", "booked": False}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle_seconds
+        while not status["booked"] and loop.time() < deadline:  # the acquirer learns it by notify or query
+            status = await _page_call(session, "GET", order["status_url"], wallet, params={"token": page["token"]})
+            if not status["booked"]:
+                await asyncio.sleep(0.2)
+    finally:
+        if own:
+            await session.close()
+    return {**paid, "wallet": wallet.value, "merchant": page["merchant_name"], "order_id": order["order_id"],
+            "acquirer_state": status["state"], "booked": status["booked"]}
+
+
 async def pending(app_url: str, account: str, password: str, session=None) -> list[dict]:
     return (await _post(app_url, "pending", {"account": account, "password": password}, session))["pending"]
 
@@ -143,7 +221,10 @@ def _yuan(fen: int) -> str:
 async def _run(args) -> int:
     urls = _app_urls(args)
     if args.command == "pay":
-        paid = await pay_merchant_qr(urls, args.account, _password(), args.source)
+        text = read_qr(args.source)
+        if is_web_page(text):
+            return await _pay_static(urls, args, text)
+        paid = await pay_merchant_qr(urls, args.account, _password(), text)
         print(f"paid {_yuan(paid['amount'])} CNY to {paid['merchant']} with {paid['wallet']} ({paid['trade_no']})")
         return 0
     wallet = Wallet(args.wallet)
@@ -171,6 +252,22 @@ async def _run(args) -> int:
     return 0
 
 
+async def _pay_static(urls: dict[Wallet, str], args, url: str) -> int:
+    if not args.wallet:
+        raise WalletAppError("no_wallet", "this code is for every wallet: say which app scans it (--wallet)")
+    wallet = Wallet(args.wallet)
+    page = await open_static_code(url, wallet)
+    print(f"pay {page['merchant_name']} ({page['merchant_id']}) with {wallet.value}")
+    try:
+        amount = fen(args.amount or input(f"amount in CNY (up to {_yuan(page['max_amount'])}): "))
+    except ValueError as exc:
+        raise WalletAppError("amount", str(exc)) from None
+    paid = await pay_static_code(urls, wallet, args.account, _password(), url, amount)
+    print(f"paid {_yuan(paid['amount'])} CNY to {paid['merchant']} with {paid['wallet']} ({paid['trade_no']}), "
+          f"order {paid['order_id']}: {'booked by the acquirer' if paid['booked'] else 'acquirer not told yet'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wallet", description="A customer's wallet app, simulated")
     parser.add_argument("--endpoints", default=DEFAULT_ENDPOINTS, help="file written by `acquirer wallets serve`")
@@ -190,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pay", help="scan a merchant QR (PNG/JPEG file, or its text) and pay it")
     p.add_argument("source")
     p.add_argument("--account", required=True)
+    p.add_argument("--wallet", choices=[w.value for w in Wallet],
+                   help="the app that scans an acquirer's static code (one code for every wallet)")
+    p.add_argument("--amount", help="CNY to pay through a static code (asked if not given)")
     return parser
 
 

@@ -28,6 +28,7 @@ _LAZY = {
     "CameraScanner": "hardware.scanners.image",
     "FrameScanner": "hardware.scanners.image",
     "GreyFrame": "hardware.scanners.image",
+    "ShownPictures": "hardware.scanners.image",
     "decode_image": "hardware.scanners.image",
 }
 

@@ -182,6 +182,29 @@ class FrameScanner(Scanner):
         return None
 
 
+class ShownPictures(FrameScanner):
+    """Pictures handed over one at a time (`show(path)`), read with zbar as they come: the
+    demo's scanner, where the customer's phone screen is a PNG of the payment code."""
+
+    def __init__(self, symbols: Iterable[str] | None = ("QRCODE",), *, name: str = "shown pictures",
+                 clock: Clock | None = None) -> None:
+        import queue
+
+        self._shown: queue.SimpleQueue = queue.SimpleQueue()
+        self._empty = queue.Empty
+        # every showing is a new scan: a customer showing a fresh code twice means it
+        super().__init__((), symbols, repeat_after=0.0, name=name, clock=clock)
+
+    def show(self, picture: Picture) -> None:
+        self._shown.put(picture)
+
+    def _next_picture(self, wait: float) -> Picture | None:
+        try:
+            return self._shown.get(timeout=wait) if wait > 0 else self._shown.get_nowait()
+        except self._empty:
+            return None
+
+
 class CameraScanner(FrameScanner):
     """A webcam through OpenCV (`pip install 'opencv-python-headless<5'`)."""
 

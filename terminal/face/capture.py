@@ -7,6 +7,8 @@ imported when a source is first read, not when this module is imported.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from typing import Protocol, Sequence
 
@@ -110,3 +112,49 @@ class Webcam:
 
     def __repr__(self) -> str:
         return f"<Webcam {self.index} {self.width}x{self.height} {'open' if self._cap else 'closed'}>"
+
+
+class ShownPhotos:
+    """Faces shown one at a time (the demo's customer holds up a photo): `show(path)`, and
+    the checkout's `wait(cancel)` gives a one-picture camera for each, in order."""
+
+    def __init__(self):
+        self._shown: queue.SimpleQueue = queue.SimpleQueue()
+
+    def show(self, picture) -> None:
+        self._shown.put(picture)
+
+    def wait(self, cancel: threading.Event, poll_s: float = 0.05) -> SimulatedCamera | None:
+        """The next face shown, or None once `cancel` is set."""
+        while not cancel.is_set():
+            try:
+                return SimulatedCamera([self._shown.get(timeout=poll_s)])
+            except queue.Empty:
+                continue
+        return None
+
+
+class CameraFaces:
+    """A camera at the till: face pay starts when the cashier presses its key with the
+    customer in front of it (`trigger`), and the capture runs the head-turn challenge
+    (`live`); `new_challenge` makes the challenge (random side by default)."""
+
+    live = True
+
+    def __init__(self, camera: FrameSource, new_challenge=None):
+        from .liveness import Challenge
+
+        self.camera = camera
+        self.new_challenge = new_challenge or Challenge.new
+        self._asked = threading.Event()
+
+    def trigger(self) -> None:
+        self._asked.set()
+
+    def wait(self, cancel: threading.Event, poll_s: float = 0.05) -> FrameSource | None:
+        """The camera once triggered, or None once `cancel` is set."""
+        while not cancel.is_set():
+            if self._asked.wait(poll_s):
+                self._asked.clear()
+                return self.camera
+        return None

@@ -79,7 +79,10 @@ class Command(enum.IntEnum):
     PIN_BACKSPACE = 0x42
     PIN_ENTER = 0x43
     PIN_CANCEL = 0x44
+    PASSCODE_BEGIN = 0x45  # face pay: the same keypad, for a passcode bound to a request's STAN
+    PASSCODE_ENTER = 0x46
     LOCATION_REPORT = 0x50
+    SEAL_FACE_TEMPLATE = 0x60
 
 
 class TeeState(str, enum.Enum):
@@ -220,6 +223,22 @@ class PinBlock:
 
 
 @dataclass(frozen=True)
+class PasscodeRequest:
+    stan: str  # the face sale request the block is for: its PAN field is made from the STAN
+
+
+@dataclass(frozen=True)
+class FaceTemplate:
+    template: bytes  # 128 little-endian float32 (acquirer.face.wire)
+    liveness: bool
+
+
+@dataclass(frozen=True)
+class SealedField:
+    sealed: bytes
+
+
+@dataclass(frozen=True)
 class LocationRequest:
     terminal_id: str
     timeout_ms: int  # how long to wait for a fix
@@ -248,6 +267,9 @@ SIGNATURES: dict[Command, tuple[type, type]] = {
     Command.PIN_BACKSPACE: (Empty, PinProgress),
     Command.PIN_ENTER: (Empty, PinBlock),
     Command.PIN_CANCEL: (Empty, PinProgress),
+    Command.PASSCODE_BEGIN: (Empty, PinPadLayout),
+    Command.PASSCODE_ENTER: (PasscodeRequest, PinBlock),
+    Command.SEAL_FACE_TEMPLATE: (FaceTemplate, SealedField),
     Command.LOCATION_REPORT: (LocationRequest, SignedLocation),
 }
 

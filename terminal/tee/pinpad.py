@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 
 PIN_MIN, PIN_MAX = 4, 12
+PASSCODE_MIN = 6  # face pay's passcode (acquirer.face enrols 6 to 12 digits)
 POSITIONS = 10
 
 
@@ -19,8 +20,9 @@ class PinEntryError(ValueError):
 
 
 class PinEntry:
-    def __init__(self, handle: bytes, rng: secrets.SystemRandom | None = None):
-        self.handle = handle
+    def __init__(self, handle: bytes, rng: secrets.SystemRandom | None = None, min_digits: int = PIN_MIN):
+        self.handle = handle  # the card's transaction handle; b"" for a face-pay passcode
+        self.min_digits = min_digits
         digits = list(range(POSITIONS))
         (rng or secrets.SystemRandom()).shuffle(digits)
         self.layout = tuple(digits)
@@ -54,8 +56,8 @@ class PinEntry:
 
         Python strings cannot be zeroed: the one made here lives only until the PIN
         block is built, inside this process."""
-        if self._count < PIN_MIN:
-            raise PinEntryError(f"a PIN has at least {PIN_MIN} digits, {self._count} entered")
+        if self._count < self.min_digits:
+            raise PinEntryError(f"at least {self.min_digits} digits, {self._count} entered")
         try:
             return "".join(chr(0x30 + d) for d in self._digits[: self._count])
         finally:

@@ -120,6 +120,22 @@ class TeeKeys:
     def pin_enter(self) -> api.PinBlock:
         return self._invoke(Command.PIN_ENTER)
 
+    # --- face pay -----------------------------------------------------------------------
+    def passcode_begin(self) -> api.PinPadLayout:
+        """The scrambled keypad for a face-pay passcode; keys go through pin_key/pin_backspace."""
+        return self._invoke(Command.PASSCODE_BEGIN)
+
+    def passcode_enter(self, stan: str) -> bytes:
+        """59/DF0C for the face sale request with this STAN; the digits are gone afterwards."""
+        return self._invoke(Command.PASSCODE_ENTER, api.PasscodeRequest(stan)).block
+
+    def seal_face_template(self, template, liveness: bool) -> bytes:
+        """59/DF02: the template sealed under the TDK inside the TEE."""
+        import numpy as np
+
+        return self._invoke(Command.SEAL_FACE_TEMPLATE,
+                            api.FaceTemplate(np.asarray(template, dtype="<f4").tobytes(), bool(liveness))).sealed
+
 
     # --- location -----------------------------------------------------------------------
     def location_report(self, terminal_id: str, timeout_s: float = 2.0, max_age_s: float = 60.0) -> bytes:

@@ -24,7 +24,7 @@ from . import api
 from .api import Command, ErrorCode, TeeError, TeeState
 from .card import CardReaderPath, HeldCard, KernelConfigFile
 from .measurement import measure
-from .pinpad import PIN_MAX, PIN_MIN, PinEntry, PinEntryError
+from .pinpad import PASSCODE_MIN, PIN_MAX, PIN_MIN, PinEntry, PinEntryError
 
 # Library errors a command may raise, as the code the normal world gets.
 _ERRORS: tuple[tuple[type[BaseException], ErrorCode], ...] = (
@@ -204,6 +204,8 @@ class TrustedApp:
 
     def _pin_enter(self, keys: SecureKeys, _p, _c) -> api.PinBlock:
         entry = self._entry()
+        if not entry.handle:
+            raise TeeError(ErrorCode.BAD_STATE, "a passcode entry ends with PASSCODE_ENTER")
         card = self._held(entry.handle)
         pin = entry.take()  # wipes the entry
         self._pin = None
@@ -211,6 +213,48 @@ class TrustedApp:
             return api.PinBlock(keys.pin_block(pin, card.pan), keys.pin_block_format.value)
         finally:
             del pin
+
+    # --- face pay ----------------------------------------------------------------------
+    def _passcode_begin(self, keys: SecureKeys, _p, _c) -> api.PinPadLayout:
+        """The scrambled keypad for a face-pay passcode: no card, so no handle; the digits
+        stay here until PASSCODE_ENTER names the request the block is for."""
+        if not keys.holds(KeyUsage.TPK):
+            raise NotProvisioned("no TPK: sign on first")
+        if self._pin is not None:
+            self._pin.wipe()
+        self._pin = PinEntry(b"", min_digits=PASSCODE_MIN)
+        return api.PinPadLayout(list(self._pin.layout), PASSCODE_MIN, PIN_MAX)
+
+    def _passcode_enter(self, keys: SecureKeys, p: api.PasscodeRequest, _c) -> api.PinBlock:
+        from acquirer.face.wire import FaceWireError, passcode_pan
+
+        entry = self._entry()
+        if entry.handle:
+            raise TeeError(ErrorCode.BAD_STATE, "a card PIN entry ends with PIN_ENTER")
+        try:
+            pan = passcode_pan(p.stan)
+        except FaceWireError as exc:
+            raise TeeError(ErrorCode.BAD_PARAMETERS, str(exc)) from None
+        passcode = entry.take()  # wipes the entry
+        self._pin = None
+        try:
+            return api.PinBlock(keys.pin_block(passcode, pan), keys.pin_block_format.value)
+        finally:
+            del passcode
+
+    def _seal_face_template(self, keys: SecureKeys, p: api.FaceTemplate, _c) -> api.SealedField:
+        """59/DF02 under the TDK. Only a well-formed template is sealed (128 finite floats
+        behind the face header), so this is no general encryption oracle for the TDK."""
+        import numpy as np
+
+        from acquirer.face.wire import TEMPLATE_DIM, FaceWireError, seal_template
+
+        if len(p.template) != 4 * TEMPLATE_DIM:
+            raise TeeError(ErrorCode.BAD_PARAMETERS, f"a face template is {4 * TEMPLATE_DIM} bytes")
+        try:
+            return api.SealedField(seal_template(np.frombuffer(p.template, dtype="<f4"), p.liveness, keys.seal))
+        except FaceWireError as exc:
+            raise TeeError(ErrorCode.BAD_PARAMETERS, str(exc)) from None
 
     # --- location -------------------------------------------------------------------
     def _location_report(self, keys: SecureKeys, p: api.LocationRequest, cancel: threading.Event) -> api.SignedLocation:
@@ -243,6 +287,9 @@ class TrustedApp:
         Command.PIN_BACKSPACE: _pin_backspace,
         Command.PIN_ENTER: _pin_enter,
         Command.PIN_CANCEL: _pin_cancel,
+        Command.PASSCODE_BEGIN: _passcode_begin,
+        Command.PASSCODE_ENTER: _passcode_enter,
+        Command.SEAL_FACE_TEMPLATE: _seal_face_template,
         Command.LOCATION_REPORT: _location_report,
     }
 

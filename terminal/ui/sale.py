@@ -1,4 +1,4 @@
-"""Checkout in three steps: amount, collect (whatever comes first), result with a receipt."""
+"""Checkout in three steps: amount, collect (whatever comes first: collect.py), result with a receipt."""
 from __future__ import annotations
 
 import io
@@ -61,93 +61,26 @@ class AmountScreen(Screen):
         if amount is None:
             self.query_one("#amount-error", Label).update("Enter an amount above 0 with at most 2 decimals")
             return
-        self.app.switch_screen(CollectScreen(amount))
+        self.query_one("#amount-error", Label).update("")
+        self.check_location(amount)
 
+    @work(thread=True, exclusive=True, group="gate")
+    def check_location(self, amount: int) -> None:
+        """The terminal's own fence check before the customer is asked to pay (the TEE
+        reads its location source, up to 2 s); outside or without a fix: a plain refusal."""
+        from .collect import CollectScreen
 
-class CollectScreen(Screen):
-    """Waits for a tap (the TEE reads the card); Esc cancels the wait. In the demo, keys
-    1-3 are the customer putting a test card or phone on the virtual reader."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel"),
-                Binding("1", "customer('1')", "Tap SM card", show=False),
-                Binding("2", "customer('2')", "Tap intl card", show=False),
-                Binding("3", "customer('3')", "Tap phone", show=False)]
-
-    def __init__(self, amount: int):
-        super().__init__()
-        self.amount = amount
-        self.cancelled = False
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="collect-box"):
-            yield Label(f"CNY {self.amount / 100:,.2f}", id="collect-amount")
-            yield Static("Tap a card or phone on the reader...", id="collect-status")
-            customer = "   Demo customer: 1 UnionPay SM card, 2 international card, 3 phone" \
-                if self.app.customer else ""
-            yield Label("Esc cancels" + customer, id="collect-help")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.wait_for_tap()
-
-    def _status(self, text: str) -> None:
-        self.query_one("#collect-status", Static).update(text)
-
-    @work(thread=True, exclusive=True, group="collect")
-    def wait_for_tap(self) -> None:
-        terminal = self.app.terminal
         try:
-            outcome = terminal.tap(self.amount, timeout_s=self.app.tap_timeout)
-        except Exception as exc:  # reader missing, no tap in time, cancelled: a plain message
-            if not self.cancelled:
-                self.app.call_from_thread(self._failed, str(exc))
-            return
-        if outcome.outcome == "ONLINE_REQUEST" and outcome.cvm == "ONLINE_PIN":
-            self.app.call_from_thread(self._ask_pin, outcome)
-            return
-        self.app.call_from_thread(self._status, "Card read. Waiting for the host...")
-        self._complete(outcome, None)
-
-    def _ask_pin(self, outcome) -> None:
-        from .pin import PinScreen
-
-        def done(block) -> None:
-            if block is None:
-                self._failed("PIN entry cancelled")
-                self.app.terminal.keys.end_transaction(outcome.handle)
+            gate = self.app.terminal.location_gate()
+        except Exception as exc:  # the TEE failed under the check: refuse, say why
+            result = SaleResult(False, "--", f"The location check failed: {exc}", amount,
+                                next_step="Check the status screen, then try again")
+        else:
+            if gate.ok:
+                self.app.call_from_thread(self.app.switch_screen, CollectScreen(amount))
                 return
-            self._status("PIN entered. Waiting for the host...")
-            self._complete_in_worker(outcome, block)
-
-        self.app.push_screen(PinScreen(self.app.terminal, outcome.handle, self.amount), done)
-
-    @work(thread=True, group="collect")
-    def _complete_in_worker(self, outcome, block) -> None:
-        self._complete(outcome, block)
-
-    def _complete(self, outcome, block) -> None:
-        result = self.app.terminal.complete_card_sale(self.amount, outcome, block)
+            result = SaleResult(False, "--", gate.message, amount, next_step=gate.next_step)
         self.app.call_from_thread(self.app.switch_screen, ResultScreen(result))
-
-    def _failed(self, message: str) -> None:
-        self.app.switch_screen(ResultScreen(SaleResult(False, "--", message, self.amount,
-                                                       next_step="Press s to start the sale again")))
-
-    @work(thread=True, group="customer")
-    def action_customer(self, key: str) -> None:
-        if self.app.customer is None:
-            return
-        try:
-            label = self.app.customer.tap(key)
-        except Exception as exc:
-            self.app.call_from_thread(self._status, f"The demo card could not be put on the reader: {exc}")
-            return
-        self.app.call_from_thread(self._status, f"The customer taps the {label}...")
-
-    def action_cancel(self) -> None:
-        self.cancelled = True
-        self.app.terminal.cancel()
-        self.app.pop_screen()
 
 
 class ResultScreen(Screen):

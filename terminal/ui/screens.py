@@ -9,6 +9,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from terminal.journal import Entry
+from terminal.settings import location_label
 from .sale import ResultScreen, parse_amount
 
 
@@ -22,6 +23,7 @@ class HomeScreen(Screen):
         Binding("o", "app.settings", "Settings"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
+        Binding("m", "carry", "Carry away (demo)", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -31,6 +33,8 @@ class HomeScreen(Screen):
             yield Static("", id="home-message")
             yield Label("s Sale   h History (void, refund)   t Totals and settlement   g Sign on   a Alerts   "
                         "o Settings   q Quit", id="home-help")
+            if getattr(self.app.customer, "position_file", None) is not None:
+                yield Label("Demo: m carries the terminal out of its fence (and back)", id="home-demo")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -50,13 +54,22 @@ class HomeScreen(Screen):
                     f"Secure world: {st.tee_state}   device {st.device_id}\n"
                     f"Keys: {kcv}\n"
                     f"Host: {st.host}   open batch: {st.batch}\n"
-                    f"Reader: {self.app.reader_label}   scanner: {self.app.scanner_label}   "
-                    f"location: {self.app.location_label}\n"
+                    f"Reader: {self.app.reader_label}   scanner: {self.app.scanner_label}\n"
+                    f"Location: {location_label(terminal.config.location)}: {st.location}\n"
                     f"Reversals waiting for the host: {st.pending_reversals}"
                     + (f"  ({sent} sent just now)" if sent else ""))
         except Exception as exc:
             text = f"Terminal status unavailable: {exc}"
         self.app.call_from_thread(self.query_one("#status", Static).update, text)
+
+    @work(thread=True, exclusive=True, group="status")
+    def action_carry(self) -> None:
+        """The demo: someone carries the terminal 4 km away, or back to the shop."""
+        carry = getattr(self.app.customer, "carry", None)
+        if carry is None:
+            return
+        self.app.call_from_thread(self.query_one("#home-message", Static).update, carry())
+        self.action_refresh()
 
     @work(thread=True, exclusive=True, group="status")
     def action_sign_on(self) -> None:
@@ -103,14 +116,14 @@ class HistoryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="search: STAN, RRN, card end, amount... then Enter", id="search")
+        yield Input(placeholder="search: STAN, RRN, card end, wallet, face, amount... then Enter", id="search")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
         yield Static("", id="history-message")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("time", "batch", "STAN", "kind", "channel", "amount", "card", "RRN", "result")
+        table.add_columns("time", "batch", "STAN", "kind", "channel", "amount", "paid with", "RRN", "result")
         self.load("")
         table.focus()
 
@@ -199,15 +212,157 @@ class SettlementScreen(Screen):
         self.app.call_from_thread(self.app.switch_screen, ResultScreen(result))
 
 
-class InfoScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+class AlertsScreen(Screen):
+    """What a supervisor looks at: refusals outside the fence, lost fixes, the host's
+    verdicts on location reports, payments its risk step refused; what still waits in the
+    store-and-forward queue. `l` sends a signed location report now."""
 
-    def __init__(self, title: str, body: str):
-        super().__init__()
-        self.title_text, self.body = title, body
+    BINDINGS = [
+        Binding("l", "report", "Report location now"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("Reading alerts...", id="alerts-summary")
+        yield DataTable(id="alerts", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="alerts-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("time", "kind", "what")
+        table.focus()
+        self.action_refresh()
+
+    @work(thread=True, exclusive=True, group="alerts")
+    def action_refresh(self) -> None:
+        terminal = self.app.terminal
+        try:
+            st = terminal.status()
+            summary = (f"Location: {st.location}\n"
+                       f"Waiting for the host: {st.pending_alerts} location alert(s), "
+                       f"{st.pending_reversals} reversal(s)")
+            alerts = terminal.alerts()
+        except Exception as exc:  # the TEE or the journal failed: say so, keep the screen
+            summary, alerts = f"Alerts unavailable: {exc}", []
+        self.app.call_from_thread(self._show, summary, alerts)
+
+    def _show(self, summary: str, alerts) -> None:
+        self.query_one("#alerts-summary", Static).update(summary)
+        table = self.query_one(DataTable)
+        table.clear()
+        for a in alerts:
+            table.add_row(a.when[5:], a.kind, a.text)
+        if not alerts:
+            table.add_row("", "", "No alerts: the terminal has stayed inside its fence and nothing was refused")
+
+    @work(thread=True, exclusive=True, group="alerts")
+    def action_report(self) -> None:
+        from terminal.online import HostRefused, HostUnavailable
+        from terminal.tee.api import TeeError
+
+        try:
+            out = self.app.terminal.report_location()
+            said = f"Host: {out.text or 'report accepted'}" if out.approved else f"Host: {out.code} {out.text}"
+        except (HostUnavailable, HostRefused) as exc:
+            said = f"Report not sent: {exc}. It goes with the next request once the host is back"
+        except TeeError as exc:
+            said = f"No signed fix: {exc.detail or exc}. Check the location source (Settings, key o)"
+        self.app.call_from_thread(self.query_one("#alerts-message", Static).update, said)
+        self.action_refresh()
+
+
+class SettingsScreen(Screen):
+    """Reader, scanner and location source, saved in the terminal's state directory.
+
+    The scanner applies at once; the reader belongs to the TEE, and the location source
+    to the fence, so those two apply at the next start."""
+
+    BINDINGS = [
+        Binding("r", "cycle('reader')", "Reader"),
+        Binding("c", "cycle('scanner')", "Scanner"),
+        Binding("l", "cycle('location')", "Location"),
+        Binding("s", "save", "Save"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
-            yield Static(f"[b]{self.title_text}[/b]\n\n{self.body}", id="info")
+        with Vertical(id="settings-box"):
+            yield Static("", id="settings")
+            yield Static("r next reader   c next scanner   l next location source   s saves   Esc back "
+                         "(unsaved changes are dropped)", id="settings-help")
+            yield Static("", id="settings-message")
         yield Footer()
+
+    def on_mount(self) -> None:
+        from terminal.settings import LOCATIONS, DeviceSettings, SettingsError
+
+        state = self.app.terminal.config.state_dir
+        config = self.app.terminal.config
+        try:
+            self.choice = DeviceSettings.load(state, reader=config.reader or "", location=config.location or "")
+        except SettingsError as exc:
+            self.choice = DeviceSettings()
+            self._say(str(exc))
+        self.readers = [""]
+        self.locations = list(dict.fromkeys([config.location or "", self.choice.location, *LOCATIONS]))
+        self._show()
+        self.find_readers()
+
+    @work(thread=True, exclusive=True)
+    def find_readers(self) -> None:
+        from hardware.reader import list_readers
+
+        try:
+            names = list_readers()
+        except Exception as exc:  # no pcscd: the reader choice stays as it is
+            self.app.call_from_thread(self._say, f"Readers could not be listed ({exc}): is pcscd running?")
+            return
+        self.readers = ["", *names]
+        self.app.call_from_thread(self._show)
+
+    def _say(self, text: str) -> None:
+        self.query_one("#settings-message", Static).update(text)
+
+    def _show(self) -> None:
+        from terminal.settings import SCANNER_LABELS, location_label
+
+        c = self.choice
+        config = self.app.terminal.config
+        self.query_one("#settings", Static).update(
+            f"[b]Settings[/b]  (saved in {config.state_dir}/settings.json)\n\n"
+            f"Reader:           {c.reader or 'the first reader'}   (in use: {self.app.reader_label})\n"
+            f"Scanner:          {SCANNER_LABELS[c.scanner]}   (in use: {self.app.scanner_label})\n"
+            f"Location source:  {location_label(c.location)}   (in use: {location_label(config.location)})\n"
+            f"Host:             {config.host}:{config.port}")
+
+    def action_cycle(self, kind: str) -> None:
+        from terminal.settings import SCANNERS, next_choice
+
+        choices = {"reader": self.readers, "scanner": SCANNERS, "location": self.locations}[kind]
+        setattr(self.choice, kind, next_choice(choices, getattr(self.choice, kind)))
+        self._show()
+        self._say("Not saved yet: s saves")
+
+    @work(thread=True, exclusive=True)
+    def action_save(self) -> None:
+        from terminal.settings import SCANNER_LABELS, open_scanner
+
+        app = self.app
+        path = self.choice.save(app.terminal.config.state_dir)
+        message = f"Saved to {path}. The reader and the location source apply at the next start"
+        if SCANNER_LABELS[self.choice.scanner] != app.scanner_label:
+            try:
+                scanner = open_scanner(self.choice.scanner, app.demo_scanner)
+            except Exception as exc:  # device missing, no permission: keep the old one
+                message += f"; the scanner could not be opened: {exc}"
+            else:
+                old, app.scanner = app.scanner, scanner
+                app.scanner_label = SCANNER_LABELS[self.choice.scanner]
+                if old is not None and old is not app.demo_scanner:
+                    old.close()
+                message += "; the scanner is in use now"
+        app.call_from_thread(self._show)
+        app.call_from_thread(self._say, message)

@@ -2,14 +2,13 @@
 face pay, the simulated wallets too, on their own event loop as other processes would be."""
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from dataclasses import dataclass
 
 import pytest
 
 from acquirer.service import ThreadedHost
+from acquirer.wallets.threaded import ThreadedWallets
 from keys.emv import CardFamily
 from keys.tlv import encode_dict, mask_pan
 from terminal.online import CardData, OnlineSession
@@ -23,42 +22,15 @@ MEASUREMENT = bytes(range(32))  # stands for the SM3 of the installed terminal b
 WALLET_PASSWORD = "pw-8731"  # the simulated wallet customers' password
 
 
-class WalletsThread:
-    """The three simulated wallets (serve_wallets) on an event loop of their own."""
+class WalletsThread(ThreadedWallets):
+    """The three simulated wallets for the host tests: notifies at once and no retries to
+    wait for; the keys are made once per process."""
 
     def __init__(self, customers: dict[str, int]):
-        self.customers = customers
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="wallets", daemon=True)
-        self.services = None
-
-    def start(self) -> "WalletsThread":
-        from acquirer.wallets.serve import serve_wallets
-
-        self.thread.start()
-        # notifies at once and no retries to wait for; the keys are made once per process
-        self.services = self.run(serve_wallets(notify_schedule=(0, 0, 0), http_timeout=3.0, reuse_keys=True))
-        for book in self.services.books.values():
-            for account, balance in self.customers.items():
-                book.add_account(account, WALLET_PASSWORD, balance)
-        return self
-
-    def run(self, coro, timeout: float = 30.0):
-        """Run a coroutine (a customer's app call, say) on the wallets' loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def app_url(self, wallet) -> str:
-        return self.services.app_urls[wallet]
+        super().__init__(customers, WALLET_PASSWORD, notify_schedule=(0, 0, 0), http_timeout=3.0, reuse_keys=True)
 
     def balance(self, wallet, account: str = "alice") -> int:
-        return self.services.books[wallet].accounts[account].balance
-
-    def stop(self) -> None:
-        if self.services is not None:
-            self.run(self.services.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        return super().balance(wallet, account)
 
 
 @dataclass

@@ -133,6 +133,23 @@ def test_frame_scanner_iterates_until_pictures_run_out():
     assert [e.text for e in scanner] == ["A-1", "B-2"]
 
 
+def test_shown_pictures_are_read_as_they_come_and_a_wait_ends_on_cancel(tmp_path):
+    from hardware.scanners import ScanCancelled, ScanTimeout, ShownPictures
+
+    scanner = ShownPictures(name="demo camera")
+    with pytest.raises(ScanTimeout):
+        scanner.read(timeout=0.1)  # nothing shown yet
+    qr_image(WECHAT_CODE).save(tmp_path / "code.png")
+    scanner.show(on_canvas(Image.new("L", (50, 50), 255)))  # a picture without a code is skipped
+    scanner.show(tmp_path / "code.png")
+    scanner.show(tmp_path / "code.png")  # shown again: a new scan, not a repeat
+    assert [scanner.read(timeout=5).text for _ in range(2)] == [WECHAT_CODE, WECHAT_CODE]
+    cancel = threading.Event()
+    threading.Timer(0.1, cancel.set).start()
+    with pytest.raises(ScanCancelled):
+        scanner.read(None, cancel)
+
+
 def test_camera_without_opencv_names_the_package_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # as if not installed, whatever is installed
     with pytest.raises(ScannerUnavailable, match="pip install 'opencv-python-headless<5'"):

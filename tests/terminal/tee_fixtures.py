@@ -22,7 +22,7 @@ from terminal.tee.secure_world import TeeKeys
 TERMINAL, MERCHANT = "T0000009", "898440358120009"
 
 __all__ = ["TERMINAL", "MERCHANT", "PIN", "SITE", "SITE_SPEC", "lane_location", "CardLane", "TeeLane", "card_lane", "tee", "tee_keys", "tee_lane",
-           "start_tee", "provision", "kill_tee"]
+           "start_tee", "provision", "kill_tee", "build_card_lane"]
 PROFILE = "pboc-sm-debit"
 SITE = (31.23, 121.47)  # the merchant's registered site
 SITE_SPEC = f"fixed:{SITE[0]},{SITE[1]},10"  # the lanes' TEEs read a surveyed fixed site
@@ -142,7 +142,12 @@ def card_lane(tmp_path, private_pcscd, insert_card, lane_location):
 
     `private_pcscd` and `insert_card` come from tests/terminal/conftest.py (one shared
     pcscd per process); the TEE process reaches that pcscd through the environment."""
-    host = ThreadedHost(tmp_path / "host", read_timeout=2.0, idle_timeout=30.0).start()
+    yield from build_card_lane(tmp_path, private_pcscd, insert_card, lane_location)
+
+
+def build_card_lane(tmp_path, private_pcscd, insert_card, lane_location, **host_kw):
+    """The card lane; `host_kw` go to the host (wallet providers, QR wait, face liveness)."""
+    host = ThreadedHost(tmp_path / "host", read_timeout=2.0, idle_timeout=30.0, **host_kw).start()
     supervisor = None
     try:
         host.service.registry.add_merchant(MERCHANT, "TEE corner shop", latitude=SITE[0], longitude=SITE[1])

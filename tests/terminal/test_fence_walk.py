@@ -159,3 +159,40 @@ def test_spoofed_reports_are_refused_by_the_host(card_lane, position):
     walk.to(moved(SITE, 1_000_000), after_s=60)  # 1,000 km in a minute
     assert refused(lane.keys.location_report(TERMINAL)) == "speed"
     assert not app.location_gate().ok  # and the terminal itself knows it is far away
+
+
+async def test_the_cashier_sees_the_refusal_and_the_alerts_screen(card_lane, position, tmp_path):
+    """In the UI: the demo's `m` carries the terminal away; a sale is refused before any card is
+    asked for, with how far and what to do; the alerts screen lists it; back home, sales go on."""
+    from terminal.demo import Customer
+    from terminal.ui.app import CashierApp
+    from terminal.ui.collect import CollectScreen
+    from terminal.ui.sale import ResultScreen
+    from terminal.ui.screens import AlertsScreen
+    from .test_ui import screen_text, wait_for
+
+    customer = Customer(None, tmp_path, (tmp_path, tmp_path), position_file=position, site=SITE)
+    app = CashierApp(terminal_of(card_lane, position), customer=customer, tap_timeout=10)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "Demo: m carries the terminal" in screen_text(app))
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "carried 4 km away" in screen_text(app))
+        await pilot.press("s", "1", "2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        text = screen_text(app)
+        assert "NOT APPROVED" in text and "Outside the location fence since" in text and "km from the registered" \
+            in text and "return the terminal to the shop" in text
+        await pilot.press("escape", "a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen)
+                       and app.screen.query_one("DataTable").row_count >= 1
+                       and "Waiting for the host: 0 location alert(s)" in screen_text(app))
+        table = app.screen.query_one("DataTable")
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert any(r[1] == "fence" and "Outside the location fence" in r[2] for r in rows)
+        await pilot.press("escape", "m")
+        await wait_for(pilot, lambda: "back in the shop" in screen_text(app))
+        await pilot.press("s", "1", "2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CollectScreen))
+        await pilot.press("escape")
+    alerts = card_lane.host.service.fence_store.alerts(terminal_id=TERMINAL)
+    assert [a.kind for a in alerts] == ["outside"]  # the terminal's queued report reached the host

@@ -1,5 +1,6 @@
-"""The real app in a real terminal: `pos demo` in tmux sells with a tapped card, and the
-approval is read from the captured screen."""
+"""The real app in a real terminal: `pos demo` in tmux sells with a tapped card, with a
+wallet payment code and with the merchant QR paid in the wallet app, and each approval
+is read from the captured screen."""
 from __future__ import annotations
 
 import shlex
@@ -31,7 +32,7 @@ def wait_screen(sock: str, text: str, timeout: float) -> str:
     raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
 
 
-def test_demo_sells_with_a_tapped_card_in_tmux(tmp_path):
+def test_demo_sells_with_a_card_and_qr_both_ways_in_tmux(tmp_path):
     sock = f"softpos-{uuid.uuid4().hex[:8]}"
     command = (f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m terminal.cli demo --fresh "
                f"--state {shlex.quote(str(tmp_path / 'demo'))}")
@@ -40,8 +41,30 @@ def test_demo_sells_with_a_tapped_card_in_tmux(tmp_path):
         wait_screen(sock, "Secure world: READY", 90)
         tmux(sock, "send-keys", "-t", "demo", "s")
         wait_screen(sock, "amount in yuan", 10)
+        tmux(sock, "send-keys", "-t", "demo", "8.80", "Enter")
+        wait_screen(sock, "tap a card", 10)
+        tmux(sock, "send-keys", "-t", "demo", "5")  # the customer shows the WeChat Pay code to the scanner
+        screen = wait_screen(sock, "APPROVED", 60)
+        assert "AMOUNT  CNY 8.80" in screen and "PAID BY WeChat Pay code" in screen
+        tmux(sock, "send-keys", "-t", "demo", "Enter")
+        wait_screen(sock, "Secure world: READY", 10)
+
+        tmux(sock, "send-keys", "-t", "demo", "s")
+        wait_screen(sock, "amount in yuan", 10)
+        tmux(sock, "send-keys", "-t", "demo", "3", "Enter")
+        wait_screen(sock, "tap a card", 10)
+        tmux(sock, "send-keys", "-t", "demo", "a")  # the cashier shows the Alipay QR
+        wait_screen(sock, "Waiting for the customer to pay with Alipay", 30)
+        tmux(sock, "send-keys", "-t", "demo", "p")  # the customer scans it in the wallet app and pays
+        screen = wait_screen(sock, "APPROVED", 60)
+        assert "AMOUNT  CNY 3.00" in screen and "PAID BY Alipay merchant QR" in screen
+        tmux(sock, "send-keys", "-t", "demo", "Enter")
+        wait_screen(sock, "Secure world: READY", 10)
+
+        tmux(sock, "send-keys", "-t", "demo", "s")
+        wait_screen(sock, "amount in yuan", 10)
         tmux(sock, "send-keys", "-t", "demo", "12.50", "Enter")
-        wait_screen(sock, "Tap a card", 10)
+        wait_screen(sock, "tap a card", 10)
         tmux(sock, "send-keys", "-t", "demo", "1")  # the demo customer taps the UnionPay card
         screen = wait_screen(sock, "APPROVED", 60)
         assert "AMOUNT  CNY 12.50" in screen and "629999*********" in screen

@@ -127,3 +127,24 @@ async def test_refund_from_history(card_lane):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
         assert pilot.app.screen.result.approved and pilot.app.screen.result.amount == 500
+
+
+async def test_settings_are_chosen_with_keys_and_saved_in_the_state_dir(card_lane):
+    from terminal.settings import DeviceSettings
+
+    app = make_app(card_lane)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await wait_for(pilot, lambda: "Secure world: READY" in screen_text(app))
+        await pilot.press("o")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "SettingsScreen")
+        await wait_for(pilot, lambda: len(app.screen.readers) > 1)  # the reader list came from pcscd
+        await pilot.press("r", "c", "l")  # the virtual reader, the demo scanner, the next location source
+        assert "Not saved yet" in screen_text(app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "Saved to" in screen_text(app))
+        saved = DeviceSettings.load(card_lane.state)
+        assert saved.reader == app.screen.readers[1] and saved.scanner == "demo" and saved.location == "gpsd"
+        assert "only in `pos demo`" in screen_text(app)  # saved, but not usable outside the demo: said so
+        await pilot.press("escape", "o")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "SettingsScreen")
+        assert "gpsd" in screen_text(app) and saved.reader in screen_text(app)
