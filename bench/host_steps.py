@@ -4,16 +4,19 @@
 
 `bench/host.py` gives the host's throughput; this says why it is what it is. The host
 is provisioned as in bench/host.py, then the same pre-built sales run through
-`Host.handle` on this process's event loop (16 in flight, no TCP), with the steps of
-the pipeline's synchronous steps wrapped in timers of the event-loop thread's CPU
-clock (`thread_time`, so time other processes take on this shared machine does not
-count); the first row is that thread's whole CPU time over the run, per sale. The ledger writer
-thread's CPU is measured apart. Finally `HostServer` with a handler that does no work
-answers the same frames over loopback TCP: the cost of the server itself (framing,
-asyncio streams, tasks), measured as that server thread's CPU per round trip.
+`Host.handle` on this process's event loop (16 in flight, no TCP), the pipeline's
+synchronous steps wrapped in timers of the event-loop thread's CPU clock
+(`thread_time`: time other processes take on this shared machine does not count).
+The first row is that thread's whole CPU time over the run, per sale; the ledger
+writer thread's CPU and the rest of the process's (the worker threads that check fix
+signatures, the risk store's upkeep) are measured apart. Finally `HostServer` with a
+handler that does no work answers the same frames over loopback TCP: the cost of the
+server itself (framing, asyncio streams, tasks), as that server thread's CPU per round
+trip.
 
 Nested rows are part of the row above them; "other" is the part of the first row that
-no row covers (the context, routing, awaiting the group commit, the driving loop). Ends with one JSON line (the rows as {name: us_per_sale}).
+no row covers (the context, routing, awaiting the group commit, the driving loop).
+Ends with one JSON line (the rows as {name: us_per_sale}).
 """
 from __future__ import annotations
 
@@ -105,12 +108,13 @@ async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, floa
         await _drive(svc, warm)
         instrument(svc, timers)
         writer_cpu = _thread_cpu_probe(svc.writer._thread)
-        before, loop_before = writer_cpu(), time.thread_time_ns()
+        before, loop_before, process_before = writer_cpu(), time.thread_time_ns(), time.process_time_ns()
         declined = await _drive(svc, timed)
-        timers.ns[STEPS[0][0]] = time.thread_time_ns() - loop_before
-        writer_us = (writer_cpu() - before) / 1000 / len(timed)
+        timers.ns[STEPS[0][0]] = loop_ns = time.thread_time_ns() - loop_before
+        writer_ns = writer_cpu() - before
+        others_ns = time.process_time_ns() - process_before - loop_ns - writer_ns
         rows = {label: timers.ns[label] / 1000 / len(timed) for label, *_ in STEPS}
-        return rows, writer_us, declined
+        return rows, writer_ns / 1000 / len(timed), others_ns / 1000 / len(timed), declined
     finally:
         await svc.stop()
         svc.close_stores()
@@ -188,7 +192,7 @@ def main() -> int:
             th.stop()
         by_lane = build_sales(lanes, per)
         frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(TERMINALS)]
-        rows, writer_us, declined = asyncio.run(run_pipeline(state, frames))
+        rows, writer_us, others_us, declined = asyncio.run(run_pipeline(state, frames))
         server_us, server_rate = server_cost(build_sales(lanes, 400 // TERMINALS, first=per), 1.0)
     total = rows[STEPS[0][0]]
     covered = sum(v for (label, _w, _a, depth) in STEPS if depth == 1 for v in [rows[label]])
@@ -198,13 +202,16 @@ def main() -> int:
         print(f"{'  ' * depth + label:44s} {rows[label]:8.0f}")
     print(f"{'  other (context, routing, glue)':44s} {total - covered:8.0f}")
     print(f"{'ledger writer thread (group commit, fsync)':44s} {writer_us:8.0f}")
+    print(f"{'worker threads (SM2 fix signature, upkeep)':44s} {others_us:8.0f}")
     print(f"{'TCP server, framing, tasks (no-work handler)':44s} {server_us:8.0f}"
           f"   ({server_rate:.0f} round trips/s with that handler)")
     main_us = total + server_us
+    all_us = main_us + writer_us + others_us
     print(f"event-loop thread per sale: {main_us:.0f} us -> at most {1e6 / main_us:.0f} sales/s on one core; "
-          f"with the writer thread: {main_us + writer_us:.0f} us of CPU per sale")
+          f"all threads: {all_us:.0f} us of CPU per sale -> at most {2e6 / all_us:.0f} sales/s on 2 cores")
     out = {k: round(v, 1) for k, v in rows.items()}
     out.update({"other": round(total - covered, 1), "writer_thread": round(writer_us, 1),
+                "worker_threads": round(others_us, 1), "all_threads_us_per_sale": round(all_us, 1),
                 "tcp_server": round(server_us, 1), "event_loop_us_per_sale": round(main_us, 1),
                 "declined": declined})
     print(json.dumps(out))
