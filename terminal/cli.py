@@ -87,6 +87,15 @@ def _cmd_static_qr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminal_arguments(p: argparse.ArgumentParser) -> None:
+    """Which host, which terminal, where its state is: every command that acts as the terminal."""
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5858)
+    p.add_argument("--terminal", required=True, help="terminal id (8 characters)")
+    p.add_argument("--merchant", required=True, help="merchant id (15 characters)")
+    p.add_argument("--state", default="var/terminal")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pos", description="Soft-POS terminal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,12 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("run", help="the cashier UI against a running acquirer, on a real or virtual reader")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5858)
-    p.add_argument("--terminal", required=True, help="terminal id (8 characters)")
-    p.add_argument("--merchant", required=True, help="merchant id (15 characters)")
+    _terminal_arguments(p)
     p.add_argument("--reader", help='PC/SC reader name (substring), e.g. "ACR122U"; default: the first reader')
-    p.add_argument("--state", default="var/terminal")
     p.add_argument("--kernel-config")
     p.add_argument("--ca-keys", help="CA public keys file (ca_keys.toml)")
     p.add_argument("--location", help="location source the TEE signs fixes from: fixed:LAT,LON[,ACC] | "
@@ -117,11 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("static-qr", help="print the merchant's static aggregated QR code (one code for every wallet)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5858)
-    p.add_argument("--terminal", required=True, help="terminal id (8 characters)")
-    p.add_argument("--merchant", required=True, help="merchant id (15 characters)")
-    p.add_argument("--state", default="var/terminal")
+    _terminal_arguments(p)
     p.add_argument("--out", help="write the code to this PNG file")
     p.add_argument("--text", action="store_true", help="also draw it here as text blocks")
     p.set_defaults(func=_cmd_static_qr)
