@@ -47,7 +47,7 @@ class HostService:
                  wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
                  static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
-                 require_fix: bool | None = None):
+                 static_orders_per_minute: int = 60, require_fix: bool | None = None):
         """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
         fix to every payment); False lets payments without one through (terminals without a
         location source, during a roll-out) while still judging every fix that comes."""
@@ -71,7 +71,7 @@ class HostService:
         self.qr = None  # the QRStack, when wallets are configured
         self.static_codes = StaticCodes(self.state / "static_codes.db", self.hsm, self.registry)
         self.static_site = None  # the static-code site, served with the QR channel
-        self._static = (static_qr_port, static_qr_url, static_pay_window)
+        self._static = (static_qr_port, static_qr_url, static_pay_window, static_orders_per_minute)
         self._qr_retry: asyncio.Task | None = None
         self._bind = (host, port, read_timeout, idle_timeout)
         self.metrics_port = metrics_port
@@ -113,9 +113,9 @@ class HostService:
         from acquirer.static_endpoint import serve_static_site
         from acquirer.static_sales import StaticSales
 
-        port, public_url, window = self._static
+        port, public_url, window, per_minute = self._static
         sales = StaticSales(self.static_codes, self.registry, self.ledger, self.writer, self.qr.channel,
-                            pay_window=window, risk=self.risk)
+                            pay_window=window, risk=self.risk, orders_per_minute=per_minute)
         self.static_site = await serve_static_site(sales, host, port, public_url)
         log.info("static-code site on %s (codes print %s)", self.static_site.url, self.static_codes.base_url)
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+import time
+from collections import deque
+from typing import Any, Callable
 
 from acquirer.card_flows import CURRENCY
 from acquirer.channels.qr import QRChannel
@@ -42,14 +44,20 @@ _UNAVAILABLE = (ResponseCode.SYSTEM_ERROR, ResponseCode.ISSUER_TIMEOUT)
 
 # the HTTP status of each refusal the page can get
 HTTP_STATUS = {"format": 400, "wallet_unknown": 400, "amount_out_of_range": 400, "token_unknown": 404,
-               "order_unknown": 404, "token_revoked": 410, "merchant_locked": 403, "terminal_locked": 403, "declined_by_risk": 403,
-               "request_reused": 409, "order_closed": 409, "wallet_refused": 502, "wallet_unavailable": 503, "no_base_url": 503}
+               "order_unknown": 404, "token_revoked": 410, "merchant_locked": 403, "terminal_locked": 403,
+               "declined_by_risk": 403, "request_reused": 409, "order_closed": 409, "too_many_orders": 429,
+               "wallet_refused": 502, "wallet_unavailable": 503, "no_base_url": 503}
 
 
 class StaticSales:
     def __init__(self, codes: StaticCodes, registry: Registry, ledger, writer, channel: QRChannel, *,
-                 pay_window: float = 120.0, risk=None):
+                 pay_window: float = 120.0, risk=None, orders_per_minute: int = 60,
+                 clock: Callable[[], float] = time.monotonic):
         self.codes, self.registry, self.ledger, self.writer, self.channel = codes, registry, ledger, writer, channel
+        # a printed code is public: new orders per code are capped, so nobody can flood the
+        # wallets with unpaid orders through it (a page retrying its own request is not new)
+        self.orders_per_minute, self.clock = orders_per_minute, clock
+        self._recent: dict[str, deque] = {}
         self.risk = risk  # the host's RiskAssessor: its engine screens every new order
         self.pay_window = pay_window  # the customer has this long to pay; then the order is closed
         self._watchers: dict[str, asyncio.Task] = {}
@@ -97,6 +105,7 @@ class StaticSales:
             raise StaticCodeError("format", "buyer: up to 64 letters, digits or . _ @ -")
         req = self.codes.request(code.merchant_id, request_id)
         if req is None:
+            self._take_slot(code)
             req = self._new_request(code, request_id, chosen, amount, buyer)
             self._screen(req, merchant, chosen)
         if (req.wallet, req.amount, req.buyer) != (chosen.value, amount, buyer):
@@ -114,6 +123,16 @@ class StaticSales:
         return {"order_id": req.order_id, "wallet": chosen.value, "amount": amount, "code_url": result.code_url,
                 "state": result.state, "merchant_id": code.merchant_id, "merchant_name": merchant.name,
                 "status_url": f"{self.codes.base_url}{PATH}order/{req.order_id}"}
+
+    def _take_slot(self, code: StaticCode) -> None:
+        now = self.clock()
+        recent = self._recent.setdefault(code.token, deque())
+        while recent and recent[0] <= now - 60.0:
+            recent.popleft()
+        if len(recent) >= self.orders_per_minute:
+            raise StaticCodeError("too_many_orders", f"this code took {len(recent)} new orders in the last minute: "
+                                  "try again shortly")
+        recent.append(now)
 
     def _screen(self, req: StaticRequest, merchant, wallet: Wallet) -> None:
         """The risk engine's word on a new order, as on any QR sale: limits, bursts, a frozen

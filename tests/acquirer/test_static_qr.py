@@ -302,3 +302,24 @@ def test_the_risk_engine_screens_static_code_orders_per_buyer(wallet_lane):
     assert status == 200, body
     (stored,) = lane.host.service.risk.engine.explain(txn_id_for(code.terminal_id, "000001", "000006"))
     assert stored.action == "decline" and stored.card_token == "alipay:b1"
+
+
+def test_a_printed_code_takes_a_bounded_number_of_new_orders_a_minute(wallet_lane):
+    """The code is public: beyond the cap new orders are refused (429) before any wallet is
+    asked; a page retrying its own request still gets its order; a minute later it flows again."""
+    lane = wallet_lane
+    code = codes(lane).issue(MERCHANT)
+    sales = lane.host.service.static_site.sales
+    now = [1000.0]
+    sales.orders_per_minute, sales.clock = 3, lambda: now[0]
+    made = [post_order(lane, order_body(code, request_id=f"req-flood-{n}", buyer=f"b{n}")) for n in range(3)]
+    assert [status for status, _ in made] == [200, 200, 200]
+    orders = len(lane.host.service.qr.channel.orders.host_records())
+    status, body = post_order(lane, order_body(code, request_id="req-flood-3", buyer="b3"))
+    assert (status, body["error"]) == (429, "too_many_orders")
+    assert len(lane.host.service.qr.channel.orders.host_records()) == orders and \
+        codes(lane).request(MERCHANT, "req-flood-3") is None  # nothing asked, nothing stored
+    status, again = post_order(lane, order_body(code, request_id="req-flood-0", buyer="b0"))
+    assert status == 200 and again["order_id"] == made[0][1]["order_id"]
+    now[0] += 61.0
+    assert post_order(lane, order_body(code, request_id="req-flood-3", buyer="b3"))[0] == 200
