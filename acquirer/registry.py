@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from acquirer.sqlite_tx import write_transaction
 from keys.hashes import sm3
 
 ACTIVATION_TTL_S = 24 * 3600
@@ -107,19 +108,16 @@ class Registry:
             raise RegistryError("merchant id must be 15 letters or digits")
         if not 0 <= rate_bp <= 1000:
             raise RegistryError("merchant rate must be 0 to 1000 basis points")
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
+        try:
+            with write_transaction(self._db, self._lock) as db:
+                db.execute(
                     "INSERT INTO merchants (merchant_id, name, mcc, rate_bp, fixed_fee, risk_grade, latitude, longitude,"
                     " radius_m, mobile, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (merchant_id, name, mcc, rate_bp, fixed_fee, risk_grade, latitude, longitude, radius_m,
                      int(mobile), time.time()))
                 self._audit(actor, "merchant.add", merchant_id, name=name, rate_bp=rate_bp)
-                self._db.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                self._db.execute("ROLLBACK")
-                raise RegistryError(f"merchant {merchant_id} already exists") from None
+        except sqlite3.IntegrityError:
+            raise RegistryError(f"merchant {merchant_id} already exists") from None
         return self.merchant(merchant_id)
 
     def merchant(self, merchant_id: str) -> Merchant:
@@ -133,15 +131,12 @@ class Registry:
     def set_merchant_locked(self, merchant_id: str, locked: bool, actor: str = "operator",
                             reason: str = "") -> Merchant:
         """A locked merchant's static code takes no payments (its terminals are locked one by one)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.execute("UPDATE merchants SET status=? WHERE merchant_id=?",
-                                   ("locked" if locked else "active", merchant_id))
+        with write_transaction(self._db, self._lock) as db:
+            cur = db.execute("UPDATE merchants SET status=? WHERE merchant_id=?",
+                             ("locked" if locked else "active", merchant_id))
             if cur.rowcount != 1:
-                self._db.execute("ROLLBACK")
                 raise RegistryError(f"no merchant {merchant_id}")
             self._audit(actor, "merchant.lock" if locked else "merchant.unlock", merchant_id, reason=reason)
-            self._db.execute("COMMIT")
         return self.merchant(merchant_id)
 
     def merchants(self) -> list[Merchant]:
@@ -159,16 +154,14 @@ class Registry:
         now = time.time() if now is None else now
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "INSERT INTO terminals (terminal_id, merchant_id, status, activation_digest, activation_salt,"
-                    " activation_expires, created_at) VALUES (?,?,?,?,?,?,?)",
-                    (terminal_id, merchant_id, TerminalStatus.REGISTERED.value, sm3(salt + code.encode()), salt,
-                     now + ACTIVATION_TTL_S, now))
-                self._audit(actor, "terminal.add", terminal_id, merchant_id=merchant_id)
-                self._db.execute("COMMIT")
+                with write_transaction(self._db) as db:
+                    db.execute(
+                        "INSERT INTO terminals (terminal_id, merchant_id, status, activation_digest, activation_salt,"
+                        " activation_expires, created_at) VALUES (?,?,?,?,?,?,?)",
+                        (terminal_id, merchant_id, TerminalStatus.REGISTERED.value, sm3(salt + code.encode()), salt,
+                         now + ACTIVATION_TTL_S, now))
+                    self._audit(actor, "terminal.add", terminal_id, merchant_id=merchant_id)
             except sqlite3.IntegrityError:
-                self._db.execute("ROLLBACK")
                 raise RegistryError(f"terminal {terminal_id} already exists") from None
             self._terminals.pop(terminal_id, None)
         return code
@@ -180,13 +173,13 @@ class Registry:
         salt = os.urandom(16)
         now = time.time() if now is None else now
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "UPDATE terminals SET status=?, device_id=NULL, device_public_key=NULL, activation_digest=?,"
-                " activation_salt=?, activation_expires=?, activation_failures=0 WHERE terminal_id=?",
-                (TerminalStatus.REGISTERED.value, sm3(salt + code.encode()), salt, now + ACTIVATION_TTL_S, terminal_id))
-            self._audit(actor, "terminal.reactivate", terminal_id)
-            self._db.execute("COMMIT")
+            with write_transaction(self._db) as db:
+                db.execute(
+                    "UPDATE terminals SET status=?, device_id=NULL, device_public_key=NULL, activation_digest=?,"
+                    " activation_salt=?, activation_expires=?, activation_failures=0 WHERE terminal_id=?",
+                    (TerminalStatus.REGISTERED.value, sm3(salt + code.encode()), salt, now + ACTIVATION_TTL_S,
+                     terminal_id))
+                self._audit(actor, "terminal.reactivate", terminal_id)
             self._terminals.pop(terminal_id, None)
         return code
 
@@ -209,31 +202,30 @@ class Registry:
                 raise RegistryError(f"terminal {terminal_id}: too many wrong activation codes; issue a new one")
             if now > expires:
                 raise RegistryError(f"terminal {terminal_id}: activation code expired; issue a new one")
-            self._db.execute("BEGIN IMMEDIATE")
-            if not hmac.compare_digest(sm3(salt + code.encode()), digest):
-                self._db.execute("UPDATE terminals SET activation_failures=activation_failures+1 WHERE terminal_id=?",
-                                 (terminal_id,))
-                self._audit("terminal", "terminal.activate.failed", terminal_id)
-                self._db.execute("COMMIT")
+            right = hmac.compare_digest(sm3(salt + code.encode()), digest)
+            with write_transaction(self._db) as db:
+                if not right:  # the failure is counted (and kept) before the refusal
+                    db.execute("UPDATE terminals SET activation_failures=activation_failures+1 WHERE terminal_id=?",
+                               (terminal_id,))
+                    self._audit("terminal", "terminal.activate.failed", terminal_id)
+                else:
+                    db.execute(
+                        "UPDATE terminals SET status=?, device_id=?, device_public_key=?, activation_digest=NULL,"
+                        " activation_salt=NULL, activated_at=? WHERE terminal_id=?",
+                        (TerminalStatus.ACTIVE.value, device_id, device_public_key, now, terminal_id))
+                    self._audit("terminal", "terminal.activate", terminal_id, device_id=device_id)
+            if not right:
                 raise RegistryError(f"terminal {terminal_id}: wrong activation code")
-            self._db.execute(
-                "UPDATE terminals SET status=?, device_id=?, device_public_key=?, activation_digest=NULL,"
-                " activation_salt=NULL, activated_at=? WHERE terminal_id=?",
-                (TerminalStatus.ACTIVE.value, device_id, device_public_key, now, terminal_id))
-            self._audit("terminal", "terminal.activate", terminal_id, device_id=device_id)
-            self._db.execute("COMMIT")
             self._terminals.pop(terminal_id, None)
         return self.terminal(terminal_id)
 
     def set_locked(self, terminal_id: str, locked: bool, actor: str = "operator", reason: str = "") -> Terminal:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.execute("UPDATE terminals SET locked=? WHERE terminal_id=?", (int(locked), terminal_id))
-            if cur.rowcount != 1:
-                self._db.execute("ROLLBACK")
-                raise RegistryError(f"no terminal {terminal_id}")
-            self._audit(actor, "terminal.lock" if locked else "terminal.unlock", terminal_id, reason=reason)
-            self._db.execute("COMMIT")
+            with write_transaction(self._db) as db:
+                cur = db.execute("UPDATE terminals SET locked=? WHERE terminal_id=?", (int(locked), terminal_id))
+                if cur.rowcount != 1:
+                    raise RegistryError(f"no terminal {terminal_id}")
+                self._audit(actor, "terminal.lock" if locked else "terminal.unlock", terminal_id, reason=reason)
             self._terminals.pop(terminal_id, None)
         return self.terminal(terminal_id)
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 from acquirer.registry import Registry
+from acquirer.sqlite_tx import write_transaction
 from keys.hsm import HSM
 
 STATIC_QR_KEY = "host/STATIC_QR"  # TOKEN usage: HMAC-SM3 over merchant id and serial
@@ -152,14 +153,13 @@ class StaticCodes:
             terminal_id = code.terminal_id if code else self._virtual_terminal(merchant_id, actor)
             limit = max_amount or (code.max_amount if code else DEFAULT_MAX_AMOUNT)
             serial = secrets.token_hex(4).upper()
-            self._db.execute("BEGIN IMMEDIATE")
-            if code is not None:
-                self._db.execute("UPDATE static_codes SET status='revoked', revoked_at=?, reason=? WHERE serial=?",
-                                 (self.clock(), "replaced", code.serial))
-            self._db.execute("INSERT INTO static_codes (serial, merchant_id, terminal_id, max_amount, status, "
-                             "issued_at) VALUES (?,?,?,?,'active',?)", (serial, merchant_id, terminal_id, limit,
-                                                                        self.clock()))
-            self._db.execute("COMMIT")
+            with write_transaction(self._db) as db:
+                if code is not None:
+                    db.execute("UPDATE static_codes SET status='revoked', revoked_at=?, reason=? WHERE serial=?",
+                               (self.clock(), "replaced", code.serial))
+                db.execute("INSERT INTO static_codes (serial, merchant_id, terminal_id, max_amount, status, "
+                           "issued_at) VALUES (?,?,?,?,'active',?)", (serial, merchant_id, terminal_id, limit,
+                                                                      self.clock()))
         return self.current(merchant_id)
 
     def revoke(self, merchant_id: str, reason: str = "") -> StaticCode:
@@ -216,26 +216,21 @@ class StaticCodes:
                     buyer: str) -> StaticRequest | None:
         """Record a new request under the next STAN of the virtual terminal's `batch`;
         None when the batch has no STAN left (close it and open the next)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute("SELECT last FROM stans WHERE terminal_id=? AND batch=?",
-                                   (code.terminal_id, batch)).fetchone()
-            last = (row[0] if row else 0) + 1
-            if last > 999_999:
-                self._db.execute("ROLLBACK")
-                return None
-            stan = f"{last:06d}"
-            order_id = f"{code.terminal_id}-{batch}-{stan}"  # wallet_flows.order_id_for: one form for every QR order
-            self._db.execute("INSERT OR REPLACE INTO stans VALUES (?,?,?)", (code.terminal_id, batch, last))
-            try:
-                self._db.execute(f"INSERT INTO static_requests ({_REQUEST_COLUMNS}, created_at) VALUES "
-                                 "(?,?,?,?,?,?,?,?,?,?,?)", (code.merchant_id, request_id, order_id,
-                                                             code.terminal_id, batch, stan, wallet, amount, buyer, "",
-                                                             self.clock()))
-            except sqlite3.IntegrityError:  # the same request id, recorded meanwhile: that one stands
-                self._db.execute("ROLLBACK")
-                return self.request(code.merchant_id, request_id)
-            self._db.execute("COMMIT")
+        try:
+            with write_transaction(self._db, self._lock) as db:
+                row = db.execute("SELECT last FROM stans WHERE terminal_id=? AND batch=?",
+                                 (code.terminal_id, batch)).fetchone()
+                last = (row[0] if row else 0) + 1
+                if last > 999_999:
+                    return None  # nothing written yet
+                stan = f"{last:06d}"
+                order_id = f"{code.terminal_id}-{batch}-{stan}"  # wallet_flows.order_id_for: one form for every QR order
+                db.execute("INSERT OR REPLACE INTO stans VALUES (?,?,?)", (code.terminal_id, batch, last))
+                db.execute(f"INSERT INTO static_requests ({_REQUEST_COLUMNS}, created_at) VALUES "
+                           "(?,?,?,?,?,?,?,?,?,?,?)", (code.merchant_id, request_id, order_id, code.terminal_id,
+                                                       batch, stan, wallet, amount, buyer, "", self.clock()))
+        except sqlite3.IntegrityError:  # the same request id, recorded meanwhile: that one stands (STAN untaken)
+            pass
         return self.request(code.merchant_id, request_id)
 
     def settle_request(self, order_id: str, outcome: str) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from acquirer.ledger.companion import GroupedWrites
+from acquirer.sqlite_tx import write_transaction
 from keys.emv import CardFamily
 from keys.hashes import sm3
 from keys.tlv import mask_pan
@@ -193,15 +194,10 @@ class AccountStore:
         before anything is read. Grouped, the decisions pending so far are committed first."""
         with self._lock:
             self.flush()
-            self._db.execute("BEGIN IMMEDIATE")
-            if self._grouped is not None:
-                self._on_begin()
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            with write_transaction(self._db) as db:
+                if self._grouped is not None:
+                    self._on_begin()
+                yield db
 
     @contextmanager
     def decision(self) -> Iterator[sqlite3.Connection]:

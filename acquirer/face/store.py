@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
+from acquirer.sqlite_tx import write_transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
     customer_id TEXT PRIMARY KEY,
@@ -88,28 +90,21 @@ class FaceStore:
                      sealed_templates: list[tuple[bytes, str]], *, replace: bool, operator: str = "") -> None:
         """Enrol (or re-enrol with `replace`) in one transaction: all of it or nothing."""
         now = self._clock()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                exists = self._db.execute("SELECT failures, locked_at FROM customers WHERE customer_id=?",
-                                          (customer_id,)).fetchone()
-                if exists and not replace:
-                    raise FaceStoreError(f"customer {customer_id} is already enrolled (re-enrol with replace)")
-                # a re-enrolment keeps the lock: unlocking is its own audited operator action
-                failures, locked_at = exists or (0, None)
-                self._db.execute("DELETE FROM customers WHERE customer_id=?", (customer_id,))
-                self._db.execute("INSERT INTO customers (customer_id, wallet_account, passcode, failures, locked_at,"
-                                 " enrolled_at) VALUES (?,?,?,?,?,?)",
-                                 (customer_id, wallet_account, passcode_record, failures, locked_at, now))
-                self._db.executemany("INSERT INTO templates (customer_id, model, sealed, tag, created_at) "
-                                     "VALUES (?,?,?,?,?)",
-                                     [(customer_id, model, s, tag, now) for s, tag in sealed_templates])
-                self._event(customer_id, "re-enrolled" if exists else "enrolled", operator,
-                            f"{len(sealed_templates)} templates, wallet {wallet_account}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with write_transaction(self._db, self._lock) as db:
+            exists = db.execute("SELECT failures, locked_at FROM customers WHERE customer_id=?",
+                                (customer_id,)).fetchone()
+            if exists and not replace:
+                raise FaceStoreError(f"customer {customer_id} is already enrolled (re-enrol with replace)")
+            # a re-enrolment keeps the lock: unlocking is its own audited operator action
+            failures, locked_at = exists or (0, None)
+            db.execute("DELETE FROM customers WHERE customer_id=?", (customer_id,))
+            db.execute("INSERT INTO customers (customer_id, wallet_account, passcode, failures, locked_at,"
+                       " enrolled_at) VALUES (?,?,?,?,?,?)",
+                       (customer_id, wallet_account, passcode_record, failures, locked_at, now))
+            db.executemany("INSERT INTO templates (customer_id, model, sealed, tag, created_at) VALUES (?,?,?,?,?)",
+                           [(customer_id, model, s, tag, now) for s, tag in sealed_templates])
+            self._event(customer_id, "re-enrolled" if exists else "enrolled", operator,
+                        f"{len(sealed_templates)} templates, wallet {wallet_account}")
 
     def customer(self, customer_id: str) -> CustomerRecord | None:
         with self._lock:
@@ -131,23 +126,17 @@ class FaceStore:
 
     def record_failure(self, customer_id: str, max_failures: int) -> tuple[int, bool]:
         """Count a wrong passcode atomically; lock at `max_failures`. (failures, locked now)"""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("UPDATE customers SET failures = failures + 1 WHERE customer_id=? "
-                                       "RETURNING failures, locked_at", (customer_id,)).fetchone()
-                if row is None:
-                    raise FaceStoreError(f"customer {customer_id} is not enrolled")
-                failures, locked_at = row
-                self._event(customer_id, "passcode_failed", detail=f"{failures} in a row")
-                if failures >= max_failures and locked_at is None:
-                    locked_at = self._clock()
-                    self._db.execute("UPDATE customers SET locked_at=? WHERE customer_id=?", (locked_at, customer_id))
-                    self._event(customer_id, "locked", detail=f"{failures} wrong passcodes")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with write_transaction(self._db, self._lock) as db:
+            row = db.execute("UPDATE customers SET failures = failures + 1 WHERE customer_id=? "
+                             "RETURNING failures, locked_at", (customer_id,)).fetchone()
+            if row is None:
+                raise FaceStoreError(f"customer {customer_id} is not enrolled")
+            failures, locked_at = row
+            self._event(customer_id, "passcode_failed", detail=f"{failures} in a row")
+            if failures >= max_failures and locked_at is None:
+                locked_at = self._clock()
+                db.execute("UPDATE customers SET locked_at=? WHERE customer_id=?", (locked_at, customer_id))
+                self._event(customer_id, "locked", detail=f"{failures} wrong passcodes")
         return failures, locked_at is not None
 
     def reset_failures(self, customer_id: str) -> None:

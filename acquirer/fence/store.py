@@ -19,11 +19,10 @@ import json
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from acquirer.ledger.companion import GroupedWrites
+from acquirer.sqlite_tx import write_transaction
 
 from .geometry import Fence
 
@@ -124,18 +123,13 @@ class FenceStore:
         with self._lock:
             self.flush()
             self._fences.pop(fence.terminal_id, None)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("INSERT OR REPLACE INTO fences VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
-                self._db.execute("INSERT INTO changes (at, actor, terminal_id, details) VALUES (?,?,?,?)",
-                                 (at, actor, fence.terminal_id, json.dumps(
-                                     {"site": [fence.latitude, fence.longitude], "radius_m": fence.radius_m,
-                                      "polygon": len(fence.polygon), "corridor": len(fence.corridor),
-                                      "mobile": fence.mobile, "risk_grade": fence.risk_grade})))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            with write_transaction(self._db) as db:
+                db.execute("INSERT OR REPLACE INTO fences VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                db.execute("INSERT INTO changes (at, actor, terminal_id, details) VALUES (?,?,?,?)",
+                           (at, actor, fence.terminal_id, json.dumps(
+                               {"site": [fence.latitude, fence.longitude], "radius_m": fence.radius_m,
+                                "polygon": len(fence.polygon), "corridor": len(fence.corridor),
+                                "mobile": fence.mobile, "risk_grade": fence.risk_grade})))
 
     def _check_version(self) -> None:
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
@@ -185,7 +179,8 @@ class FenceStore:
 
         False when another report with this counter or a higher one got there first.
         """
-        with self._grouped.change() if self._grouped is not None else self._transaction() as db:
+        grouped = self._grouped
+        with grouped.change() if grouped is not None else write_transaction(self._db, self._lock) as db:
             row = db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
                              " WHERE terminal_id=?", (terminal_id,)).fetchone()
             if row is not None and row[0] >= counter:
@@ -202,17 +197,6 @@ class FenceStore:
                 self._positions[terminal_id] = LastFix(counter, *(fix if fix is not None else
                                                                   row[1:] if row else (None,) * 4))
             return True
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # --- alerts ---------------------------------------------------------------------
     def add_alert(self, at: float, terminal_id: str, merchant_id: str, kind: str, reason: str, txn_id: str = "",

@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from acquirer.sqlite_tx import write_transaction
+
 from . import apply, projection
 from .errors import InvalidEntry, LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Event, JournalRecord, Receipt, Transaction, txn_id_for
@@ -172,16 +174,10 @@ class SQLiteLedger(LedgerStore):
             if self._closed:
                 raise LedgerClosed("ledger is closed")
             try:
-                self._w.execute("BEGIN IMMEDIATE")
-                result = fn(self._w)
-                self._w.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                if self._w.in_transaction:
-                    self._w.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _unavailable(exc) from exc
-                raise
+                with write_transaction(self._w) as w:
+                    return fn(w)
+            except sqlite3.Error as exc:
+                raise _unavailable(exc) from exc
 
     # --- batches ----------------------------------------------------------------------
     def open_batch(self, terminal_id: str) -> str:

@@ -12,6 +12,8 @@ import sqlite3
 import threading
 import time
 
+from acquirer.sqlite_tx import write_transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS switch (channel TEXT PRIMARY KEY, disabled INTEGER NOT NULL, reason TEXT NOT NULL,
                                    actor TEXT NOT NULL, at REAL NOT NULL);
@@ -40,8 +42,7 @@ class RoutingState:
     def set_switch(self, channel: str, disabled: bool, reason: str = "", actor: str = "operator",
                    at: float | None = None) -> None:
         at = time.time() if at is None else at
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with write_transaction(self._db, self._lock):
             self._db.execute("INSERT INTO switch VALUES (?,?,?,?,?) ON CONFLICT(channel) DO UPDATE SET "
                              "disabled=excluded.disabled, reason=excluded.reason, actor=excluded.actor, at=excluded.at",
                              (channel, int(disabled), reason, actor, at))
@@ -56,8 +57,7 @@ class RoutingState:
             return list(rows)
 
     def add_usage(self, channel: str, periods: tuple[str, ...], amount: int) -> None:
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with write_transaction(self._db, self._lock):
             for period in periods:
                 self._db.execute("INSERT INTO usage VALUES (?,?,?,1) ON CONFLICT(channel, period) DO UPDATE SET "
                                  "amount=amount+excluded.amount, count=count+1", (channel, period, amount))
