@@ -145,19 +145,22 @@ class TerminalApp:
     # --- location fence ----------------------------------------------------------------
     FIX_WAIT_S = 2.0  # how long a check waits for the receiver
 
-    def _max_fix_age(self) -> float:
+    def _signed_report(self) -> bytes:
+        """A report the TEE signs over a fix it reads now, no older than the host's terms
+        allow (10 minutes before any terms came). Raises TeeError (NO_FIX, CANCEL)."""
         terms = self.session.fence_terms
-        return float(terms.max_fix_age_s) if terms else 600.0
+        max_age = float(terms.max_fix_age_s) if terms else 600.0
+        return self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, max_age)
 
     def signed_fix(self) -> bytes | None:
-        """A report signed in the TEE over a fresh fix (the session attaches one to every
-        payment); None without a source or a fix: the host then decides by its policy."""
+        """What the session attaches to every payment; None without a source or a fix:
+        the host then decides by its policy."""
         from .tee.api import TeeError
 
         if self.config.location is None:
             return None
         try:
-            return self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, self._max_fix_age())
+            return self._signed_report()
         except TeeError:
             return None
 
@@ -180,6 +183,7 @@ class TerminalApp:
         Outside the fence, or without a fresh fix, the terminal refuses, says how far and
         since when, and queues the signed report as an alert for the host. The host checks
         every payment's report again: this gate spares the customer a decline."""
+        from acquirer.fence.policy import DEFAULT_POLICY
         from acquirer.fence.report import LocationReportError, parse
         from .tee.api import TeeError
 
@@ -193,7 +197,7 @@ class TerminalApp:
             return Gate(False, "No location source is configured: this terminal is fenced and may not sell "
                         "without a fix", "Choose a location source in Settings (key o), then try again")
         try:
-            report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, terms.max_fix_age_s)
+            report = self._signed_report()
             fix = parse(report)[0]
         except (TeeError, LocationReportError) as exc:
             since = self._since("nofix")
@@ -208,7 +212,7 @@ class TerminalApp:
             self._location_state = "fence site pending: the host records it from the first fix"
             return Gate(True, self._location_state)
         where = terms.place(fix.latitude, fix.longitude)
-        if where.offset_m <= min(fix.accuracy_m, 100.0):  # the host's own tolerance (FencePolicy)
+        if where.within(fix.accuracy_m, DEFAULT_POLICY.accuracy_credit_m):  # the host's rule, its default credit
             self._clear_since()
             away = f", {where.distance_m:.0f} m from the site" if where.distance_m is not None else ""
             self._location_state = f"inside the fence{away}"
@@ -232,8 +236,7 @@ class TerminalApp:
 
     def report_location(self):
         """Send one signed report now (0800/401); the host answers 00 or G1 with why."""
-        report = self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, self._max_fix_age())
-        out = self.session.report_location(report)
+        out = self.session.report_location(self._signed_report())
         self._last_report = time.monotonic()
         if not out.approved:
             self.journal.note_alert("fence", f"host: location report {out.code} {out.text}")

@@ -282,13 +282,11 @@ class OnlineSession:
         return doc
 
     # --- financial ----------------------------------------------------------------
-    _PAYMENTS = frozenset({TxnType.SALE.value, TxnType.QR_SALE.value, TxnType.QR_PRECREATE.value,
-                           TxnType.FACE_SALE.value})
-
-    def _financial(self, fields: dict, reversible: bool) -> Outcome:
+    def _financial(self, fields: dict, reversible: bool, payment: bool = False) -> Outcome:
+        """Send a MAC-ed request. A `payment` (sale, QR sale, merchant QR, face sale) carries a
+        signed location report, signed after the queued reports went: counters stay in order."""
         self.flush_reversals()
-        if fields["t"] == MTI.FINANCIAL_REQUEST.value and Field60.decode(fields["60"]).type_code in self._PAYMENTS \
-                and "61" not in fields:  # a payment (not the wait for a merchant QR already shown)
+        if payment:
             self._with_location(fields)
         if reversible:  # queued before sending: a crash between send and answer still reverses
             saf_id = self._queue_reversal(fields)
@@ -314,7 +312,7 @@ class OnlineSession:
             fields["26"] = "12"
         if card.risk_flags:
             fields["59"] = private_fields({PrivateTag.RISK_FLAGS: ",".join(card.risk_flags).encode()})
-        return self._financial(fields, reversible=True)
+        return self._financial(fields, reversible=True, payment=True)
 
     def void(self, original: Outcome, amount: int) -> Outcome:
         fields = self._base(MTI.FINANCIAL_REQUEST, TxnType.VOID)
@@ -364,7 +362,7 @@ class OnlineSession:
         fields = self._wallet_fields(TxnType.QR_SALE, amount, "000000", EntryMode.QR_CODE)
         fields["59"] = private_fields({PrivateTag.QR_CODE: code.strip().encode("ascii", "replace")})
         with self._patience(timeout):
-            return self._financial(fields, reversible=True)
+            return self._financial(fields, reversible=True, payment=True)
 
     def precreate(self, amount: int, wallet: str) -> Outcome:
         """A merchant QR for `wallet` (alipay, wechat or unionpay): 0200 type 32. Approved:
@@ -372,7 +370,7 @@ class OnlineSession:
         queued reversal closes the QR at the wallet."""
         fields = self._wallet_fields(TxnType.QR_PRECREATE, amount, "380000", EntryMode.QR_CODE)
         fields["59"] = private_fields({PrivateTag.CHANNEL: wallet.encode("ascii")})
-        return self._financial(fields, reversible=True)
+        return self._financial(fields, reversible=True, payment=True)
 
     def wait_paid(self, precreated: Outcome, timeout: float = 60.0, cancel: bool = True) -> Outcome:
         """Until the customer pays the QR of `precreated` or `timeout` seconds pass.
@@ -420,7 +418,8 @@ class OnlineSession:
             items[PrivateTag.PASSCODE_BLOCK] = passcode_block(stan)
         fields["59"] = private_fields(items)
         with self._patience(self.QR_SALE_TIMEOUT):
-            return self._financial(fields, reversible=passcode_block is not None)  # the step-up moves no money
+            # the step-up moves no money: nothing to reverse
+            return self._financial(fields, reversible=passcode_block is not None, payment=True)
 
     # --- settlement ---------------------------------------------------------------
     def settle(self, totals: dict[str, tuple[int, int, int, int]]) -> Outcome:

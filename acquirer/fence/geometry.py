@@ -78,6 +78,12 @@ class Placement:
     offset_m: float  # beyond the nearest allowed area; <= 0 inside
     nearest: str  # "site", "polygon" or "corridor"
 
+    def within(self, accuracy_m: float, credit_m: float) -> bool:
+        """Inside the fence for a fix of `accuracy_m`: its own error bar counts in its
+        favour, capped at `credit_m` so a claimed 10 km error buys nothing. The one rule
+        of the host's check and the terminal's own."""
+        return self.offset_m <= min(accuracy_m, credit_m)
+
 
 @functools.lru_cache(maxsize=8192)
 def distance_m(a: Point, b: Point) -> float:

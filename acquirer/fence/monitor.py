@@ -247,8 +247,7 @@ class FenceMonitor:
             cells = "match" if fence.cell_ids.intersection(rep.cell_ids) else "mismatch"
         common = dict(required=required, report=rep, distance_m=where.distance_m, offset_m=where.offset_m,
                       fix_age_s=age, cells=cells)
-        # the fix's own error bar counts in its favour, capped so a claimed 10 km error buys nothing
-        if where.offset_m <= min(rep.accuracy_m, self.policy.accuracy_credit_m):
+        if where.within(rep.accuracy_m, self.policy.accuracy_credit_m):
             return FenceVerdict(INSIDE, "inside the fence", **common)
         site = f", {where.distance_m / 1000:.1f} km from the site" if where.distance_m is not None else ""
         reason = f"terminal {where.offset_m:.0f} m outside its fence{site}"
