@@ -17,7 +17,6 @@ from acquirer.protocol import ResponseCode
 from hardware.location.simfile import write_position
 from terminal.app import TerminalApp, TerminalConfig
 from terminal.journal import Journal
-from terminal.tee.secure_world import card_data
 
 from .tee_fixtures import *  # noqa: F401,F403
 from .tee_fixtures import MERCHANT, SITE, TERMINAL
@@ -167,9 +166,8 @@ async def test_the_cashier_sees_the_refusal_and_the_alerts_screen(card_lane, pos
     from terminal.demo import Customer
     from terminal.ui.app import CashierApp
     from terminal.ui.collect import CollectScreen
-    from terminal.ui.sale import ResultScreen
     from terminal.ui.screens import AlertsScreen
-    from .test_ui import screen_text, wait_for
+    from .test_ui import screen_text, shown_result, wait_for
 
     customer = Customer(None, tmp_path, (tmp_path, tmp_path), position_file=position, site=SITE)
     app = CashierApp(terminal_of(card_lane, position), customer=customer, tap_timeout=10)
@@ -178,7 +176,7 @@ async def test_the_cashier_sees_the_refusal_and_the_alerts_screen(card_lane, pos
         await pilot.press("m")
         await wait_for(pilot, lambda: "carried 4 km away" in screen_text(app))
         await pilot.press("s", "1", "2", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ResultScreen))
+        await shown_result(pilot)
         text = screen_text(app)
         assert "NOT APPROVED" in text and "Outside the location fence since" in text and "km from the registered" \
             in text and "return the terminal to the shop" in text

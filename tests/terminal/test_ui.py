@@ -48,6 +48,14 @@ def screen_text(app) -> str:
     return "\n".join(str(w.render()) for w in app.screen.query("Static, Label"))
 
 
+async def shown_result(pilot) -> ResultScreen:
+    """The result screen once it is drawn: switching to a screen and mounting its widgets
+    are separate steps, and a test reading the text in between reads nothing."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen)
+                   and bool(pilot.app.screen.query("#result-verdict")))
+    return pilot.app.screen
+
+
 async def sell(pilot, amount: str, pin: str | None = None, tap: bool = True) -> ResultScreen:
     """`tap`: the customer presses key 1 (puts the card on the reader); the test lane's card
     then stays there, so later sales find it at once and must not press 1 again (it would
@@ -65,8 +73,7 @@ async def sell(pilot, amount: str, pin: str | None = None, tap: bool = True) -> 
         keys = {p: k for k, p in KEY_POSITIONS.items()}
         await pilot.press(*(keys[pad.index(int(d))] for d in pin))
         await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
-    return pilot.app.screen
+    return await shown_result(pilot)
 
 
 async def test_home_shows_the_terminal_state(card_lane):
@@ -93,14 +100,14 @@ async def test_card_sale_without_and_with_pin_then_void_and_settle(card_lane):
         await pilot.press("h")
         await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "HistoryScreen")
         await pilot.press("v")  # void the newest sale (the cursor starts on it)
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
+        await shown_result(pilot)
         assert pilot.app.screen.result.approved and pilot.app.screen.result.entry.kind == "void"
         await pilot.press("enter", "escape")
 
         await pilot.press("t")
         await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "SettlementScreen")
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
+        await shown_result(pilot)
         assert pilot.app.screen.result.message == "BALANCED"
 
 
@@ -125,7 +132,7 @@ async def test_refund_from_history(card_lane):
         refund_input = pilot.app.screen.query_one("#refund-amount")
         refund_input.value = "5.00"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
+        await shown_result(pilot)
         assert pilot.app.screen.result.approved and pilot.app.screen.result.amount == 500
 
 

@@ -20,12 +20,11 @@ from terminal.journal import Journal
 from terminal.ui.app import CashierApp
 from terminal.ui.merchant_qr import MerchantQrScreen
 from terminal.ui.pin import KEY_POSITIONS, PinScreen
-from terminal.ui.sale import ResultScreen
 from tests.face.conftest import frames, photos  # noqa: F401  (the session's templates, the model loaded once)
 
 from .tee_fixtures import *  # noqa: F401,F403  (lane_location)
 from .tee_fixtures import MERCHANT, SITE_SPEC, TERMINAL, build_card_lane
-from .test_ui import screen_text, sell, wait_for
+from .test_ui import screen_text, sell, shown_result, wait_for
 
 pytestmark = pytest.mark.pcsc
 START = 1_000_00
@@ -91,11 +90,6 @@ async def start_sale(pilot, amount: str) -> None:
     await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "CollectScreen")
 
 
-async def result(pilot) -> ResultScreen:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ResultScreen))
-    return pilot.app.screen
-
-
 async def enter_passcode(pilot, digits: str) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, PinScreen) and pilot.app.screen.pad_layout)
     pad = pilot.app.screen.pad_layout
@@ -109,7 +103,7 @@ async def test_qr_sale_with_the_customers_code_then_refund(pay_lane, tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await start_sale(pilot, "12.50")
         await pilot.press("5")  # the customer shows the WeChat Pay code
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert done.result.approved, done.result.message
         text = screen_text(app)
         assert "PAID BY WeChat Pay code" in text and "AMOUNT  CNY 12.50" in text
@@ -120,7 +114,7 @@ async def test_qr_sale_with_the_customers_code_then_refund(pay_lane, tmp_path):
         await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "RefundAmountScreen")
         pilot.app.screen.query_one("#refund-amount").value = "2.50"
         await pilot.press("enter")
-        refund = await result(pilot)
+        refund = await shown_result(pilot)
         assert refund.result.approved and refund.result.entry.kind == "refund"
         assert balance(pay_lane, Wallet.WECHAT) == START - 10_00
 
@@ -132,7 +126,7 @@ async def test_a_code_above_the_no_password_limit_waits_for_the_customer(pay_lan
         await pilot.press("4")  # Alipay code, above CNY 200: the wallet asks the customer to confirm
         await wait_for(pilot, lambda: "User paying" in screen_text(app))
         await pilot.press("c")  # the customer confirms in the wallet app
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert done.result.approved, done.result.message
         assert balance(pay_lane, Wallet.ALIPAY) == START - 250_00
 
@@ -145,7 +139,7 @@ async def test_merchant_qr_paid_with_the_wallet_app(pay_lane, tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, MerchantQrScreen) and app.screen.shown is not None)
         assert "▀" in str(app.screen.query_one("#merchant-qr").render())  # drawn on the screen
         await pilot.press("p")  # the customer photographs it and pays in the app
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert done.result.approved, done.result.message
         assert "PAID BY UnionPay QR merchant QR" in screen_text(app)
         assert balance(pay_lane, Wallet.UNIONPAY) == START - 25_80
@@ -178,7 +172,7 @@ async def test_face_sale_wrong_passcode_then_right(pay_lane, tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, PinScreen) and "Wrong passcode" in screen_text(app))
         assert "tries left" in screen_text(app)
         await enter_passcode(pilot, FACE_PASSCODE)
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert done.result.approved, done.result.message
         assert "PAID BY face, Alipay" in screen_text(app) and FACE_PASSCODE not in screen_text(app)
         assert balance(pay_lane, Wallet.ALIPAY, "obama") == START - 15_00
@@ -189,7 +183,7 @@ async def test_an_unknown_face_is_declined_with_a_next_step(pay_lane, tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await start_sale(pilot, "3.00")
         await pilot.press("8")
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert not done.result.approved and "not recognised" in screen_text(app).lower()
         assert "pays by card or QR" in screen_text(app)
 
@@ -203,17 +197,17 @@ async def test_settlement_with_card_qr_and_face_sales(pay_lane, tmp_path):
         pay_lane.card.vcard = None
         await start_sale(pilot, "20.00")
         await pilot.press("6")
-        assert (await result(pilot)).result.approved
+        assert (await shown_result(pilot)).result.approved
         await pilot.press("enter")
         await start_sale(pilot, "15.00")
         await pilot.press("7")
         await enter_passcode(pilot, FACE_PASSCODE)
-        assert (await result(pilot)).result.approved
+        assert (await shown_result(pilot)).result.approved
         await pilot.press("enter", "t")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "SettlementScreen")
         table = str(app.screen.query_one("#totals").render_line(0))
         await pilot.press("s")
-        settled = await result(pilot)
+        settled = await shown_result(pilot)
         assert settled.result.approved and settled.result.message == "BALANCED", (settled.result.message, table)
         totals = pay_lane.host.service.ledger.totals(TERMINAL, settled.result.next_step.split()[1])
         assert (totals.card.sale_amount, totals.qr.sale_amount, totals.face.sale_amount) == (10_00, 20_00, 15_00)
@@ -233,7 +227,7 @@ async def test_face_pay_with_a_live_camera_and_the_head_turn_check(live_pay_lane
         await pilot.press("f")
         await wait_for(pilot, lambda: "turn your head to your left" in screen_text(app))
         await enter_passcode(pilot, FACE_PASSCODE)
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert done.result.approved, done.result.message
         assert balance(live_pay_lane, Wallet.ALIPAY, "obama") == START - 6_60
 
@@ -243,7 +237,7 @@ async def test_a_still_photo_is_refused_by_a_host_that_requires_liveness(live_pa
     async with app.run_test(size=(120, 40)) as pilot:
         await start_sale(pilot, "6.60")
         await pilot.press("7")
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert not done.result.approved and "use the camera, not a photo" in screen_text(app)
 
 
@@ -254,5 +248,5 @@ async def test_the_reader_keeps_waiting_for_a_tap_while_a_code_or_face_may_come(
         await pilot.pause(2.5)  # two tap waits ran out in the TEE; the reader was asked again each time
         assert "Card reader" not in screen_text(app)
         await pilot.press("1")
-        done = await result(pilot)
+        done = await shown_result(pilot)
         assert done.result.approved and done.result.channel == "card", done.result.message
