@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 
-from acquirer.ledger.companion import GroupedWrites
+from acquirer.ledger.companion import CompanionStore, GroupedWrites
 from keys.hsm import HSM
 
 VAULT_KEY = "host/VAULT"
@@ -24,7 +24,7 @@ TOKEN_KEY = "host/TOKEN"
 _INSERT = "INSERT OR REPLACE INTO cards VALUES (?,?)"
 
 
-class CardVault:
+class CardVault(CompanionStore):
     def __init__(self, path: str | os.PathLike, hsm: HSM, *, grouped: bool = False):
         self._hsm = hsm
         for name, usage in ((VAULT_KEY, "TDK"), (TOKEN_KEY, "TOKEN")):
@@ -38,7 +38,6 @@ class CardVault:
         self._db.execute("CREATE TABLE IF NOT EXISTS cards (txn_id TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
         self._lock = threading.RLock()
         self._grouped = GroupedWrites(self._db, self._lock) if grouped else None
-        self._closed = False
 
     def token(self, pan: str) -> str:
         return self._hsm.token(TOKEN_KEY, pan.encode("ascii"))
@@ -58,16 +57,3 @@ class CardVault:
             return None
         pan, expiry, psn = json.loads(self._hsm.open_data(VAULT_KEY, row[0]))
         return pan, expiry, psn
-
-    def flush(self) -> None:
-        """Commit kept cards (the ledger writer calls this before each group commit)."""
-        if self._grouped is not None:
-            self._grouped.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:  # closing twice is harmless, as sqlite3's close is
-                return
-            self.flush()
-            self._db.close()
-            self._closed = True

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from acquirer.ledger.companion import GroupedWrites
+from acquirer.ledger.companion import CompanionStore, GroupedWrites
 from acquirer.sqlite_tx import write_transaction
 from keys.emv import CardFamily
 from keys.hashes import sm3
@@ -133,18 +133,15 @@ def _account(row: tuple) -> Account:
     return Account(*values)
 
 
-class AccountStore:
+class AccountStore(CompanionStore):
     """Accounts and decisions; every change goes through `transaction()`."""
 
     def __init__(self, path: str | os.PathLike, durable: bool = True, grouped: bool = False):
         self.path = str(path)
         self._lock = threading.RLock()
-        self._grouped: GroupedWrites | None = None
-        self._closed = False
         self._accounts: dict[str, Account] = {}  # grouped: token -> the account as this connection has it
         self._auth_seq: int | None = None  # grouped: the last authorisation number given
         self._auth_dirty = False
-        self._seen_version: int | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -157,33 +154,20 @@ class AccountStore:
                 db.execute("INSERT INTO meta VALUES ('pan_salt', ?)", row)
         self._salt = bytes.fromhex(row[0])
         if grouped:
-            self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._on_begin)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:  # closing twice is harmless, as sqlite3's close is
-                return
-            self.flush()
-            self._db.close()
-            self._closed = True
+            self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
 
     def flush(self) -> None:
-        """Commit the decisions taken so far (grouped: the ledger writer calls this)."""
-        if self._grouped is None:
-            return
+        """Commit the decisions taken so far, the authorisation number with them."""
         with self._lock:
-            if self._auth_dirty and self._db.in_transaction:
+            if self._grouped is not None and self._auth_dirty and self._db.in_transaction:
                 self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
                                  (str(self._auth_seq),))
                 self._auth_dirty = False
-            self._grouped.flush()
+            super().flush()
 
-    def _on_begin(self) -> None:
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._seen_version:  # another connection committed: what we kept may be stale
-            self._accounts.clear()
-            self._auth_seq = None
-            self._seen_version = version
+    def _forget(self) -> None:
+        self._accounts.clear()
+        self._auth_seq = None
 
     def token(self, pan: str) -> str:
         return sm3(self._salt + pan.encode("ascii", "replace")).hex()
@@ -196,7 +180,7 @@ class AccountStore:
             self.flush()
             with write_transaction(self._db) as db:
                 if self._grouped is not None:
-                    self._on_begin()
+                    self._check_version()
                 yield db
 
     @contextmanager

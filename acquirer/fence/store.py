@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from acquirer.ledger.companion import GroupedWrites
+from acquirer.ledger.companion import CompanionStore, GroupedWrites
 from acquirer.sqlite_tx import write_transaction
 
 from .geometry import Fence
@@ -89,7 +89,7 @@ class ReviewEntry:
 _UNKNOWN = object()
 
 
-class FenceStore:
+class FenceStore(CompanionStore):
     def __init__(self, path: str | os.PathLike, *, grouped: bool = False):
         self.path = os.fspath(path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
@@ -100,20 +100,6 @@ class FenceStore:
         self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version) if grouped else None
         self._fences: dict[str, Fence | None] = {}
         self._positions: dict[str, LastFix | None] = {}  # grouped: as this connection has them
-        self._seen_version: int | None = None
-        self._closed = False
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self.flush()
-                self._db.close()
-                self._closed = True
-
-    def flush(self) -> None:
-        """Commit pending counter advances (grouped: the ledger writer's companion hook)."""
-        if self._grouped is not None:
-            self._grouped.flush()
 
     # --- fences -------------------------------------------------------------------
     def save_fence(self, fence: Fence, actor: str, at: float) -> None:
@@ -131,12 +117,9 @@ class FenceStore:
                                 "polygon": len(fence.polygon), "corridor": len(fence.corridor),
                                 "mobile": fence.mobile, "risk_grade": fence.risk_grade})))
 
-    def _check_version(self) -> None:
-        version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._seen_version:  # another connection wrote: forget what we kept
-            self._fences.clear()
-            self._positions.clear()
-            self._seen_version = version
+    def _forget(self) -> None:
+        self._fences.clear()
+        self._positions.clear()
 
     def fence(self, terminal_id: str) -> Fence | None:
         if self._grouped is not None:

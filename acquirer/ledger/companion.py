@@ -69,3 +69,39 @@ class GroupedWrites:
             if self.conn.in_transaction:
                 self.conn.execute("COMMIT")
                 self.flushes += 1
+
+
+class CompanionStore:
+    """What the companion stores (the card vault, the issuer's accounts, the fence store)
+    share: one connection and its lock, the grouped writes (None: each change is its own
+    transaction), a close that commits what is pending first, and forgetting what they
+    keep in memory when another connection wrote the file (PRAGMA data_version moved).
+    A subclass opens `_db`, `_lock` and `_grouped`, and says what `_forget` drops."""
+
+    _db: sqlite3.Connection
+    _lock: threading.RLock
+    _grouped: GroupedWrites | None = None
+    _closed = False
+    _seen_version: int | None = None
+
+    def _forget(self) -> None:
+        """Drop what is kept in memory: it may be stale."""
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version:
+            self._forget()
+            self._seen_version = version
+
+    def flush(self) -> None:
+        """Commit the pending changes (grouped: the ledger writer calls this before each group)."""
+        if self._grouped is not None:
+            self._grouped.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:  # closing twice is harmless, as sqlite3's close is
+                return
+            self.flush()
+            self._db.close()
+            self._closed = True
