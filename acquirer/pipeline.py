@@ -167,10 +167,15 @@ def preverify_location(fences) -> Callable[[Context], Awaitable[None] | None]:
     this step without yielding to the event loop."""
     behind: dict[str, asyncio.Future] = {}  # terminal -> the last request of it in this step
 
-    async def step_preverify(ctx: Context) -> None:
+    def step_preverify(ctx: Context) -> Awaitable[None] | None:
         report = ctx.private.get(PrivateTag.LOCATION)
         if not report or ctx.terminal is None or not ctx.terminal.device_public_key:
-            return
+            return None
+        if ctx.terminal_id not in behind and fences.current(ctx.terminal, report) is not None:
+            return None  # the latest accepted report again (a payment's "latest signed fix"): nothing to verify
+        return _verify(ctx, report)
+
+    async def _verify(ctx: Context, report: bytes) -> None:
         loop = asyncio.get_running_loop()
         verified = loop.run_in_executor(None, fences.preverify, ctx.terminal, report)
         before, mine = behind.get(ctx.terminal_id), loop.create_future()

@@ -121,12 +121,19 @@ def provision(state: Path, port: int, cards: dict) -> list[tuple[str, SecureKeys
     return lanes
 
 
-def build_sales(lanes, per_terminal: int, first: int = 0) -> list[list[bytes]]:
+def build_sales(lanes, per_terminal: int, first: int = 0, fresh_fixes: bool = False) -> list[list[bytes]]:
     """Every terminal's sales as ready frames: the client does no crypto while timed.
-    Sale n of a terminal uses its card n // TAPS_PER_CARD; `first` continues a numbering."""
+    Sale n of a terminal uses its card n // TAPS_PER_CARD; `first` continues a numbering.
+
+    Each sale attaches its terminal's latest signed fix as the terminal app does: the
+    TEE gives the same report again while the terminal stands in its shop and the
+    report is younger than the host's report interval (terminal/app.py). These
+    terminals stand still, so the host checks each one's signature once. With
+    `fresh_fixes` every sale carries a new signature instead (a terminal on the move)."""
     out = []
     site = FixedSite(*SITE, 10.0)
     for tid, keys, session, cards in lanes:
+        reuse_s = session.fence_terms.payment_fix_reuse_s
         frames = []
         for n in range(first, first + per_terminal):
             card = cards[n // TAPS_PER_CARD]
@@ -136,7 +143,8 @@ def build_sales(lanes, per_terminal: int, first: int = 0) -> list[list[bytes]]:
                       EntryMode.CONTACTLESS_NO_PIN.value, "23": "001", "25": "00", "35": track2.hex().upper(),
                       "41": tid, "42": MERCHANT, "49": "156", "55": encode_dict(card.field55(amount)).hex().upper(),
                       "60": Field60(TxnType.SALE.value, session.batch).encode(),
-                      "59": private_fields({PrivateTag.LOCATION: keys.location_report(tid, site.read(1.0), "fixed")})}
+                      "59": private_fields({PrivateTag.LOCATION: keys.location_report(
+                          tid, site.read(1.0), "fixed", reuse_s=0.0 if fresh_fixes else reuse_s)})}
             frames.append(Frame(encode(fields, keys.mac), 0, 1).encode())
         out.append(frames)
     return out

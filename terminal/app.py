@@ -145,12 +145,19 @@ class TerminalApp:
     # --- location fence ----------------------------------------------------------------
     FIX_WAIT_S = 2.0  # how long a check waits for the receiver
 
-    def _signed_report(self) -> bytes:
+    def _signed_report(self, for_payment: bool = False) -> bytes:
         """A report the TEE signs over a fix it reads now, no older than the host's terms
-        allow (10 minutes before any terms came). Raises TeeError (NO_FIX, CANCEL)."""
+        allow (10 minutes before any terms came). Raises TeeError (NO_FIX, CANCEL).
+
+        For a payment (and the gate before it) the TEE may give its latest report again
+        when the terminal has not moved and that report is younger than one report
+        interval: the host checks one signature per interval, not one per sale, and
+        the fix it sees is never older than its terms allow. Periodic reports and
+        alerts are always new."""
         terms = self.session.fence_terms
         max_age = float(terms.max_fix_age_s) if terms else 600.0
-        return self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, max_age)
+        reuse = terms.payment_fix_reuse_s if terms and for_payment else 0.0
+        return self.keys.location_report(self.config.terminal_id, self.FIX_WAIT_S, max_age, reuse)
 
     def signed_fix(self) -> bytes | None:
         """What the session attaches to every payment; None without a source or a fix:
@@ -160,7 +167,7 @@ class TerminalApp:
         if self.config.location is None:
             return None
         try:
-            return self._signed_report()
+            return self._signed_report(for_payment=True)
         except TeeError:
             return None
 
@@ -197,7 +204,7 @@ class TerminalApp:
             return Gate(False, "No location source is configured: this terminal is fenced and may not sell "
                         "without a fix", "Choose a location source in Settings (key o), then try again")
         try:
-            report = self._signed_report()
+            report = self._signed_report(for_payment=True)
             fix = parse(report)[0]
         except (TeeError, LocationReportError) as exc:
             since = self._since("nofix")
@@ -221,6 +228,10 @@ class TerminalApp:
         away = f"{where.distance_m / 1000:.1f} km from the registered site" if where.distance_m is not None \
             else f"{where.offset_m / 1000:.1f} km outside the fence"
         self._location_state = f"OUTSIDE the fence since {since} ({away})"
+        try:  # the alert carries a report of its own: the host takes each report once outside a payment
+            report = self._signed_report()
+        except TeeError:
+            pass  # the position just read is still evidence enough
         self.session.queue_location_alert(report)
         self._send_alerts()
         gate = Gate(False, f"Outside the location fence since {since}: {away} (allowed {terms.radius_m:.0f} m)",

@@ -34,11 +34,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from keys.errors import InvalidKey
+from keys.hashes import sm3
 from keys.sm2 import SM2PublicKey
 
 from .geometry import Fence, Point, distance_m, place
 from .policy import DEFAULT_POLICY, FencePolicy
-from .report import LocationReport, LocationReportError, verify
+from .report import LocationReport, LocationReportError, parse, verify
 from .store import FenceStore
 
 log = logging.getLogger("acquirer.fence")
@@ -75,6 +76,7 @@ class FenceMonitor:
         self.adopt_first_fix = adopt_first_fix
         self._keys: OrderedDict[bytes, SM2PublicKey] = OrderedDict()
         self._preverified: OrderedDict[tuple, LocationReport] = OrderedDict()
+        self._latest: dict[str, tuple[bytes, LocationReport]] = {}  # terminal -> its last accepted report
         self._lock = threading.Lock()  # preverify runs on worker threads
 
     # --- registration ---------------------------------------------------------------
@@ -139,17 +141,24 @@ class FenceMonitor:
             reason = "no signed location attached: fix required"
             return FenceVerdict(MISSING, reason, True, alert_id=alert("missing", reason))
         try:
-            rep = self._verified(terminal, report)
-            last = self.store.last_fix(terminal.terminal_id)
-            if last is not None and rep.counter <= last.counter:
-                raise LocationReportError(
-                    "replay", f"report counter {rep.counter} already used (last {last.counter}): replayed")
-            age = rep.age_s(now)
-            self._fresh(rep, age, grade, mobile, terminal.terminal_id, now)
-            plausible = self._plausible(rep, last, mobile)
-            if not self.store.advance(terminal.terminal_id, rep.counter, now, fix=(
-                    rep.fix_time_ms, rep.latitude, rep.longitude, rep.accuracy_m) if plausible else None):
-                raise LocationReportError("replay", f"report counter {rep.counter} already used: replayed")
+            rep = self.current(terminal, report) if txn_id else None
+            if rep is not None:  # the latest accepted report, attached again: judged again, not taken again
+                age = rep.age_s(now)
+                self._fresh(rep, age, grade, mobile, terminal.terminal_id, now)
+            else:
+                rep = self._verified(terminal, report)
+                last = self.store.last_fix(terminal.terminal_id)
+                if last is not None and rep.counter <= last.counter:
+                    raise LocationReportError(
+                        "replay", f"report counter {rep.counter} already used (last {last.counter}): replayed")
+                age = rep.age_s(now)
+                self._fresh(rep, age, grade, mobile, terminal.terminal_id, now)
+                plausible = self._plausible(rep, last, mobile)
+                if not self.store.advance(terminal.terminal_id, rep.counter, now, fix=(
+                        rep.fix_time_ms, rep.latitude, rep.longitude, rep.accuracy_m) if plausible else None,
+                        digest=sm3(report)):
+                    raise LocationReportError("replay", f"report counter {rep.counter} already used: replayed")
+                self._latest[terminal.terminal_id] = (report, rep)
         except LocationReportError as exc:
             log.warning("location report of %s refused (%s): %s", terminal.terminal_id, exc.reason, exc)
             return FenceVerdict(REFUSED, str(exc), required, exc.reason,
@@ -161,6 +170,31 @@ class FenceMonitor:
                 return FenceVerdict(UNFENCED, "fence has no site yet", required, report=rep, fix_age_s=age)
             fence = self._adopt(fence, rep)
         return self._judge(fence, rep, age, required, alert)
+
+    def current(self, terminal, report: bytes) -> LocationReport | None:
+        """The report if it is this terminal's latest accepted one (its counter is still the
+        newest, and it was not refused), else None.
+
+        A payment attaches "the latest signed fix", so a terminal that has not moved sends
+        the same report with each sale until its TEE signs a new one (terminal.secure.
+        keystore: at most one report interval later). That report was verified, passed
+        the replay and speed checks and advanced the counter when it first came; equal
+        bytes are the same signed statement, so `check` judges it again (freshness, the
+        fence) without a second signature check. A periodic report is never taken twice."""
+        last = self.store.last_fix(terminal.terminal_id)
+        if last is None or last.report_digest is None:
+            return None
+        kept = self._latest.get(terminal.terminal_id)
+        if kept is None or kept[0] != report or kept[1].counter != last.counter:
+            if sm3(report) != last.report_digest:  # e.g. after a restart: the stored digest says
+                return None
+            try:
+                kept = (report, parse(report)[0])
+            except LocationReportError:
+                return None
+            self._latest[terminal.terminal_id] = kept
+        rep = kept[1]
+        return rep if rep.device_id == (terminal.device_id or "") and rep.counter == last.counter else None
 
     def preverify(self, terminal, report: bytes) -> bool:
         """Check the report's signature now (any thread) so `check` need not; True if it holds.

@@ -33,10 +33,11 @@ CREATE TABLE IF NOT EXISTS fences (
     cell_ids TEXT NOT NULL, mobile INTEGER NOT NULL, risk_grade TEXT NOT NULL,
     registered_at REAL NOT NULL, registered_by TEXT NOT NULL
 );
--- the newest counter per terminal (replay) and the last fix accepted as plausible (speed)
+-- the newest counter per terminal (replay), the last fix accepted as plausible (speed), and the
+-- digest of the report that carried the newest counter if it was accepted (a payment may attach it again)
 CREATE TABLE IF NOT EXISTS positions (
     terminal_id TEXT PRIMARY KEY, counter INTEGER NOT NULL, fix_time_ms INTEGER, latitude REAL, longitude REAL,
-    accuracy_m REAL, updated_at REAL NOT NULL
+    accuracy_m REAL, updated_at REAL NOT NULL, report_digest BLOB
 );
 CREATE TABLE IF NOT EXISTS alerts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, terminal_id TEXT NOT NULL, merchant_id TEXT NOT NULL,
@@ -59,6 +60,7 @@ class LastFix:
     latitude: float | None
     longitude: float | None
     accuracy_m: float | None
+    report_digest: bytes | None = None  # SM3 of the report that set `counter`, if it was accepted
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class ReviewEntry:
 
 
 _UNKNOWN = object()
+_ADVANCE = ("INSERT INTO positions (terminal_id, counter, fix_time_ms, latitude, longitude, accuracy_m, updated_at,"
+            " report_digest) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (terminal_id) DO UPDATE SET"
+            " counter=excluded.counter, updated_at=excluded.updated_at, report_digest=excluded.report_digest")
+_AND_FIX = (", fix_time_ms=excluded.fix_time_ms, latitude=excluded.latitude, longitude=excluded.longitude,"
+            " accuracy_m=excluded.accuracy_m")
 
 
 class FenceStore(CompanionStore):
@@ -96,6 +103,8 @@ class FenceStore(CompanionStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if "report_digest" not in {r[1] for r in self._db.execute("PRAGMA table_info(positions)")}:
+            self._db.execute("ALTER TABLE positions ADD COLUMN report_digest BLOB")  # stores from before it
         self._lock = threading.RLock()
         self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version) if grouped else None
         self._fences: dict[str, Fence | None] = {}
@@ -150,35 +159,41 @@ class FenceStore(CompanionStore):
         if kept is not _UNKNOWN:
             return kept
         with self._lock:  # the same connection as the pending advances (grouped)
-            row = self._db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
-                                   " WHERE terminal_id=?", (terminal_id,)).fetchone()
+            row = self._db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m, report_digest"
+                                   " FROM positions WHERE terminal_id=?", (terminal_id,)).fetchone()
             last = LastFix(*row) if row else None
             if self._grouped is not None:
                 self._positions[terminal_id] = last
         return last
 
-    def advance(self, terminal_id: str, counter: int, at: float, fix: tuple | None = None) -> bool:
-        """Record `counter` (and the fix, if accepted as plausible) if it is above the last one.
+    def advance(self, terminal_id: str, counter: int, at: float, fix: tuple | None = None,
+                digest: bytes | None = None) -> bool:
+        """Record `counter` (and the fix, if accepted as plausible) if it is above the last one;
+        `digest` names the report if it was accepted (None: refused, never to be taken again).
 
-        False when another report with this counter or a higher one got there first.
+        False when another report with this counter or a higher one got there first. One
+        statement, guarded by the counter, so no savepoint is needed around it.
         """
+        last = self.last_fix(terminal_id)
+        if last is not None and last.counter >= counter:
+            return False
+        position = fix if fix is not None else (None,) * 4
+        sql = (_ADVANCE if fix is None else _ADVANCE + _AND_FIX) + " WHERE positions.counter < excluded.counter"
+        params = (terminal_id, counter, *position, at, digest)
         grouped = self._grouped
-        with grouped.change() if grouped is not None else write_transaction(self._db, self._lock) as db:
-            row = db.execute("SELECT counter, fix_time_ms, latitude, longitude, accuracy_m FROM positions"
-                             " WHERE terminal_id=?", (terminal_id,)).fetchone()
-            if row is not None and row[0] >= counter:
-                return False
-            if row is None:
-                db.execute("INSERT INTO positions (terminal_id, counter, updated_at) VALUES (?,?,?)",
-                           (terminal_id, counter, at))
+        with self._lock:
+            if grouped is not None:
+                cur = grouped.execute(sql, params)
             else:
-                db.execute("UPDATE positions SET counter=?, updated_at=? WHERE terminal_id=?", (counter, at, terminal_id))
-            if fix is not None:
-                db.execute("UPDATE positions SET fix_time_ms=?, latitude=?, longitude=?, accuracy_m=?"
-                           " WHERE terminal_id=?", (*fix, terminal_id))
-            if self._grouped is not None:  # what last_fix would now read
-                self._positions[terminal_id] = LastFix(counter, *(fix if fix is not None else
-                                                                  row[1:] if row else (None,) * 4))
+                with write_transaction(self._db) as db:
+                    cur = db.execute(sql, params)
+            if cur.rowcount != 1:
+                self._positions.pop(terminal_id, None)  # another connection got there first: read again
+                return False
+            if grouped is not None and fix is not None:  # what last_fix would now read
+                self._positions[terminal_id] = LastFix(counter, *fix, digest)
+            else:  # the kept fix is the row's own (rare: refusals and late fixes): read it again
+                self._positions.pop(terminal_id, None)
             return True
 
     # --- alerts ---------------------------------------------------------------------

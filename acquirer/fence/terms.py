@@ -44,6 +44,12 @@ class FenceTerms:
                    policy.max_fix_age_s(risk_grade, mobile))
 
     @property
+    def payment_fix_reuse_s(self) -> float:
+        """How long a payment may attach the same signed fix while the terminal stands still:
+        one report interval, and never so long that the fix reaches the host stale."""
+        return float(min(self.report_every_s, self.max_fix_age_s / 2))
+
+    @property
     def has_area(self) -> bool:
         return self.as_fence().has_area
 

@@ -34,6 +34,7 @@ class SecureKeys:
         self._lock = threading.RLock()
         self._mac: CBCMAC | None = None
         self._issued: dict[str, int] = {}  # counter values handed out since this start
+        self._latest_report: tuple | None = None  # ((terminal, source), fix, report): see location_report
         if store.exists():
             data = store.load()  # raises SealedStoreError when tampered or foreign
             self._device = SM2PrivateKey.from_bytes(bytes.fromhex(data["device_key"]))
@@ -86,18 +87,45 @@ class SecureKeys:
             self._host = SM2PublicKey.from_bytes(raw)
             self._persist()
 
-    def location_report(self, terminal_id: str, fix, kind: str = "gnss") -> bytes:
+    def location_report(self, terminal_id: str, fix, kind: str = "gnss", reuse_s: float = 0.0) -> bytes:
         """A signed location report (acquirer/fence/report.py) of `fix` (a hardware
         `Fix`), under the next value of the persisted report counter. Purpose-bound like
         `attest`: the layout starts with its own magic, so it can never pass for a
-        key-download proof or attestation evidence."""
+        key-download proof or attestation evidence.
+
+        With `reuse_s` (for a payment, which attaches "the latest signed fix") the last
+        report is given again instead of a new one while it is that young and `fix` is
+        where it was, within its error (MOVE_TOLERANCE_M at most), from the same source
+        and cells: a terminal standing in its shop then costs the host one signature
+        check per report interval, not one per sale, and any move is signed at once.
+        Periodic reports pass 0: each is a new fix under a new counter."""
         from acquirer.fence.report import FixSource, build
 
         source = {"gnss": FixSource.GNSS, "fixed": FixSource.FIXED, "cell": FixSource.CELL,
                   "simulated": FixSource.SIMULATED}[kind]
-        return build(self._device.sign, device_id=self.device_id, terminal_id=terminal_id,
-                     counter=self.next_counter("location"), fix_time=fix.time, latitude=fix.latitude,
-                     longitude=fix.longitude, accuracy_m=fix.accuracy_m, source=source, cell_ids=fix.cell_ids)
+        with self._lock:
+            latest = self._latest_report
+            if reuse_s > 0 and latest is not None and latest[0] == (terminal_id, source) \
+                    and self._unmoved(latest[1], fix, reuse_s):
+                return latest[2]
+            report = build(self._device.sign, device_id=self.device_id, terminal_id=terminal_id,
+                           counter=self.next_counter("location"), fix_time=fix.time, latitude=fix.latitude,
+                           longitude=fix.longitude, accuracy_m=fix.accuracy_m, source=source,
+                           cell_ids=fix.cell_ids)
+            self._latest_report = ((terminal_id, source), fix, report)
+            return report
+
+    MOVE_TOLERANCE_M = 25.0  # a reused fix stands for positions at most this far from it
+
+    @classmethod
+    def _unmoved(cls, signed, fix, reuse_s: float) -> bool:
+        from acquirer.fence.geometry import distance_m
+
+        young = 0 <= (fix.time - signed.time).total_seconds() <= reuse_s
+        if not young or tuple(fix.cell_ids) != tuple(signed.cell_ids):
+            return False
+        tolerance = min(max(fix.accuracy_m, signed.accuracy_m), cls.MOVE_TOLERANCE_M)
+        return distance_m((signed.latitude, signed.longitude), (fix.latitude, fix.longitude)) <= tolerance
 
     COUNTER_RESERVE = 64
 

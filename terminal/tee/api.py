@@ -243,6 +243,7 @@ class LocationRequest:
     terminal_id: str
     timeout_ms: int  # how long to wait for a fix
     max_age_ms: int  # a fix older than this is no fix
+    reuse_ms: int  # 0: a new report; > 0 (payments): the last one again while this young and unmoved
 
 
 @dataclass(frozen=True)

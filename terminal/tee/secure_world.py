@@ -138,11 +138,14 @@ class TeeKeys:
 
 
     # --- location -----------------------------------------------------------------------
-    def location_report(self, terminal_id: str, timeout_s: float = 2.0, max_age_s: float = 60.0) -> bytes:
-        """A report signed in the TEE over a fix it read itself. Raises TeeError NO_FIX
-        (no source, no fresh fix) or CANCEL."""
+    def location_report(self, terminal_id: str, timeout_s: float = 2.0, max_age_s: float = 60.0,
+                        reuse_s: float = 0.0) -> bytes:
+        """A report signed in the TEE over a fix it read itself. With `reuse_s` (payments)
+        the TEE may give its last report again while that young and the terminal has not
+        moved. Raises TeeError NO_FIX (no source, no fresh fix) or CANCEL."""
         return self._invoke(Command.LOCATION_REPORT, api.LocationRequest(
-            terminal_id, max(1, int(timeout_s * 1000)), max(1, int(max_age_s * 1000)))).report
+            terminal_id, max(1, int(timeout_s * 1000)), max(1, int(max_age_s * 1000)),
+            max(0, int(reuse_s * 1000)))).report
 
 
 def card_data(outcome: api.CardOutcome, pin_block: api.PinBlock | None = None) -> CardData:

@@ -258,8 +258,10 @@ class TrustedApp:
 
     # --- location -------------------------------------------------------------------
     def _location_report(self, keys: SecureKeys, p: api.LocationRequest, cancel: threading.Event) -> api.SignedLocation:
-        if not 0 < p.timeout_ms <= 60_000 or not 0 < p.max_age_ms <= 86_400_000:
-            raise TeeError(ErrorCode.BAD_PARAMETERS, "LocationRequest: timeout 1-60000 ms, max age 1-86400000 ms")
+        if not 0 < p.timeout_ms <= 60_000 or not 0 < p.max_age_ms <= 86_400_000 or \
+                not 0 <= p.reuse_ms <= 86_400_000:
+            raise TeeError(ErrorCode.BAD_PARAMETERS,
+                           "LocationRequest: timeout 1-60000 ms, max age 1-86400000 ms, reuse 0-86400000 ms")
         if self._location_spec is None:
             raise TeeError(ErrorCode.NO_FIX, "no location source configured in the secure world")
         try:
@@ -270,7 +272,8 @@ class TrustedApp:
             raise TeeError(ErrorCode.CANCEL, "waiting for a location fix was cancelled") from None
         except (LocationError, LocationSpecError) as exc:
             raise TeeError(ErrorCode.NO_FIX, str(exc)) from None
-        return api.SignedLocation(keys.location_report(p.terminal_id, fix, fix_source_kind(self._location)))
+        return api.SignedLocation(keys.location_report(p.terminal_id, fix, fix_source_kind(self._location),
+                                                       reuse_s=p.reuse_ms / 1000))
 
     _HANDLERS = {
         Command.SIGN_KEY_DOWNLOAD: _sign_key_download,

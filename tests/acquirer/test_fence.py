@@ -129,6 +129,55 @@ def test_a_replayed_report_is_refused(site):
     assert site.check(site.a, newer).refusal == "replay"  # counter 2 after 3: an old report held back
 
 
+def test_a_payment_may_attach_the_latest_accepted_report_again(site, monkeypatch):
+    """"The latest signed fix" rides on every sale: the same report again is judged again
+    (freshness, the fence) without a second signature check; an older one, a refused one,
+    or a periodic report sent twice is a replay."""
+    from acquirer.fence import monitor
+
+    checked, real = [], monitor.verify
+
+    def counted(*a, **kw):
+        checked.append(1)
+        return real(*a, **kw)
+    monkeypatch.setattr(monitor, "verify", counted)
+    latest = site.a.report(SITE, T0)
+    assert site.check(site.a, latest, "00000001:000001:000001").status == "inside"
+    for n in range(2, 5):
+        site.clock.advance(100)
+        verdict = site.check(site.a, latest, f"00000001:000001:{n:06d}")
+        assert (verdict.status, verdict.fix_age_s) == ("inside", 100 * (n - 1))
+    assert len(checked) == 1  # the first time only
+    assert site.check(site.a, latest).refusal == "replay"  # a periodic report is taken once
+    site.clock.advance(1200 - 300 + 1)  # grade B: a fix may be 1200 s old
+    assert site.check(site.a, latest, "00000001:000001:000005").refusal == "stale"
+    newer = site.a.report(moved(SITE, 20), site.clock())
+    assert site.check(site.a, newer, "00000001:000001:000006").status == "inside"
+    assert site.check(site.a, latest, "00000001:000001:000007").refusal == "replay"  # no longer the latest
+    assert site.check(site.a, newer, "00000001:000001:000008").status == "inside"
+
+
+def test_a_refused_report_is_not_taken_when_attached_again(site):
+    assert site.check(site.a, site.a.report(SITE, T0), "00000001:000001:000001").status == "inside"
+    site.clock.advance(60)
+    far = site.a.report(moved(SITE, 60_000), site.clock())  # 60 km in a minute
+    assert site.check(site.a, far, "00000001:000001:000002").refusal == "speed"
+    assert site.check(site.a, far, "00000001:000001:000003").refusal == "replay"
+    assert site.check(site.b, site.a.report(SITE, site.clock()), "00000002:000001:000001").refusal == "foreign"
+
+
+def test_the_latest_report_is_still_known_after_a_host_restart(site, tmp_path):
+    latest = site.a.report(moved(SITE, 800), T0)  # outside: judged outside each time
+    assert site.check(site.a, latest, "00000001:000001:000001").status == "outside"
+    site.fences.store.flush()
+    site.store.close()
+    site.store = FenceStore(tmp_path / "fence.db", grouped=True)
+    site.fences = FenceMonitor(site.store, clock=site.clock)
+    verdict = site.check(site.a, latest, "00000001:000001:000002")
+    assert verdict.status == "outside" and verdict.blocks
+    assert [a.kind for a in site.store.alerts()] == ["outside", "outside"]
+
+
 def test_a_forged_signature_is_refused(site):
     thief = Device("00000001")  # same names, another key: a fake secure world
     verdict = site.check(site.a, thief.report(SITE, T0))

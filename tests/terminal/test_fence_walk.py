@@ -194,3 +194,35 @@ async def test_the_cashier_sees_the_refusal_and_the_alerts_screen(card_lane, pos
         await pilot.press("escape")
     alerts = card_lane.host.service.fence_store.alerts(terminal_id=TERMINAL)
     assert [a.kind for a in alerts] == ["outside"]  # the terminal's queued report reached the host
+
+
+def test_a_standing_terminal_attaches_its_latest_fix_and_a_move_is_signed_at_once(card_lane, position):
+    """Payments attach "the latest signed fix": the TEE gives its last report again while
+    the terminal stands where it was and the report is younger than one report interval;
+    the host takes it again without a second signature check. A move, or an interval
+    gone by, is signed anew; periodic reports are always new."""
+    from acquirer.fence.report import parse
+
+    lane = card_lane
+    app = terminal_of(lane, position)
+    walk = Walk(lane, position)
+    every = lane.session.fence_terms.report_every_s
+    store = lane.host.service.fence_store
+    first = app.signed_fix()
+    walk.to(SITE, after_s=60)
+    assert app.signed_fix() == first
+    assert card_sale(lane, app).approved and card_sale(lane, app).approved  # the gate and both sales: one report
+    assert store.last_fix(TERMINAL).counter == parse(first)[0].counter
+
+    walk.to(moved(SITE, 100), after_s=60)  # still inside the fence, but somewhere else
+    here = app.signed_fix()
+    assert here != first and parse(here)[0].counter > parse(first)[0].counter
+    assert card_sale(lane, app).approved
+    assert store.last_fix(TERMINAL).counter == parse(here)[0].counter
+
+    walk.to(moved(SITE, 100), after_s=every + 1)  # an interval later: a new signature for the same place
+    assert app.signed_fix() != here
+    assert app.report_location().approved  # periodic: a new report of its own, the latest from now on
+    periodic = store.last_fix(TERMINAL).counter
+    assert periodic > parse(here)[0].counter and parse(app.signed_fix())[0].counter == periodic
+    assert card_sale(lane, app).approved and store.last_fix(TERMINAL).counter == periodic

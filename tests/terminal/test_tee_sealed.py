@@ -31,7 +31,7 @@ SAMPLE_PARAMS = {
     Command.PIN_BACKSPACE: api.Empty(),
     Command.PIN_ENTER: api.Empty(),
     Command.PIN_CANCEL: api.Empty(),
-    Command.LOCATION_REPORT: api.LocationRequest(TERMINAL, 1000, 60_000),
+    Command.LOCATION_REPORT: api.LocationRequest(TERMINAL, 1000, 60_000, 0),
     Command.PASSCODE_BEGIN: api.Empty(),
     Command.PASSCODE_ENTER: api.PasscodeRequest("000001"),
     Command.SEAL_FACE_TEMPLATE: api.FaceTemplate(bytes(512), False),
