@@ -174,7 +174,12 @@ def _cmd_serve(args) -> int:
         await service.stop()
         service.close_stores()
 
-    asyncio.run(run())
+    if args.loop == "uvloop":  # libuv's loop: the same asyncio API, about half the CPU per request in streams
+        import uvloop
+
+        uvloop.run(run())
+    else:
+        asyncio.run(run())
     return 0
 
 
@@ -318,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static-qr-port", type=int, default=8858,
                    help="the static-code site (served when wallets are configured; 0: any free port)")
     p.add_argument("--static-qr-url", help="its public URL, if not http://HOST:PORT (printed codes hold it)")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="event loop: uvloop (default) or the standard library's")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_serve)
 

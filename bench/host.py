@@ -7,14 +7,21 @@ terminals are provisioned over TCP (activation, key download, sign-on), then eac
 sale is pre-built (ARQC, sealed track 2, signed location report, MAC) so the timed
 part measures the host, with everything a production sale goes through: MAC, dedup,
 the fence check of the signed fix, the risk engine's rules and counters, the issuer,
-the durable ledger. Sales rotate over enough cards that none trips the velocity rule
+the durable ledger. Each sale attaches its terminal's latest signed fix as the terminal
+app does (a standing terminal's TEE re-signs once per report interval, or when it
+moves); --fresh-fixes signs a new one for every sale. Sales rotate over enough cards that none trips the velocity rule
 (a real till does not see one card five times a minute either).
 
 1. closed loop: every terminal sends its next sale as soon as the last is answered
    -> durable sales per second, p50/p99;
 2. open loop at --rate sales/s offered -> p50/p99 latency;
 3. the same closed loop against a bare asyncio echo server with the same framing in
-   its own process, as the baseline of this machine at this moment -> echo_ratio.
+   its own process, on the same event loop as the host (uvloop unless --loop asyncio),
+   as the baseline of this machine at this moment -> echo_ratio.
+
+It also reads the host process's CPU time (all threads) over the closed loop: CPU per
+sale says what the host costs even when other work on this shared machine slows the
+wall clock.
 Ends with one JSON line.
 """
 from __future__ import annotations
@@ -66,7 +73,11 @@ async def main():
     server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
     print("ready", flush=True)
     await server.serve_forever()
-asyncio.run(main())
+if sys.argv[2] == "uvloop":  # the host's own loop, so the ratio compares like with like
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
 """
 
 
@@ -214,6 +225,13 @@ async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, 
     return latencies
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and all its threads so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000 if values else float("nan")
@@ -224,6 +242,9 @@ def main() -> int:
     ap.add_argument("--terminals", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
     ap.add_argument("--rate", type=float, default=1000.0, help="offered sales/s in the open-loop phase")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the host's event loop")
+    ap.add_argument("--fresh-fixes", action="store_true",
+                    help="every sale carries a newly signed fix (a terminal on the move): one SM2 check per sale")
     a = ap.parse_args()
     per_terminal = int(3000 * a.seconds / a.terminals) + 10
     per_terminal_open = int(a.rate * a.seconds / a.terminals) + 5
@@ -237,16 +258,18 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         host_log = Path(tmp) / "host.log"  # a file, not a pipe nobody reads: a chatty host must not block
         host = subprocess.Popen([sys.executable, "-m", "acquirer.cli", "--state", str(state), "serve", "--port",
-                                 str(port), "--metrics-port", str(mport)], stdout=subprocess.PIPE,
+                                 str(port), "--metrics-port", str(mport), "--loop", a.loop], stdout=subprocess.PIPE,
                                 stderr=host_log.open("w"), text=True, env=env, cwd=ROOT)
         try:
             wait_ready(host, "listening", host_log)
             lanes = provision(state, port, cards)
             provision_s = time.perf_counter() - t0 - cards_s
-            closed_frames = build_sales(lanes, per_terminal)
-            open_frames = build_sales(lanes, per_terminal_open, first=per_terminal)
+            closed_frames = build_sales(lanes, per_terminal, fresh_fixes=a.fresh_fixes)
+            open_frames = build_sales(lanes, per_terminal_open, first=per_terminal, fresh_fixes=a.fresh_fixes)
             setup_s = time.perf_counter() - t0
+            cpu0 = process_cpu_s(host.pid)
             tps, lat, bodies = asyncio.run(closed_loop(port, closed_frames, a.seconds))
+            host_cpu_us = (process_cpu_s(host.pid) - cpu0) * 1e6 / max(1, len(lat))
             declined = not_approved(bodies)
             open_lat = asyncio.run(open_loop(port, open_frames, a.rate, a.seconds))
         finally:
@@ -254,7 +277,7 @@ def main() -> int:
             host.wait(60)
             host_warnings = sum(1 for line in host_log.read_text().splitlines() if " WARNING " in line)
         eport = free_port()
-        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(eport)], stdout=subprocess.PIPE,
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(eport), a.loop], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
             wait_ready(echo, "ready")
@@ -267,14 +290,16 @@ def main() -> int:
         "declined_or_refused": declined, "offered_rate": a.rate, "p50_ms_at_1000": round(pct(open_lat, 50), 2),
         "p99_ms_at_1000": round(pct(open_lat, 99), 2), "answered_at_1000": len(open_lat),
         "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
-        "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
-        "host_warnings": host_warnings,
+        "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals, "loop": a.loop, "fresh_fixes": a.fresh_fixes,
+        "host_warnings": host_warnings, "host_cpu_us_per_sale": round(host_cpu_us),
         "setup_s": round(setup_s, 1),
     }
     print(f"terminals: {a.terminals}, setup {setup_s:.1f} s (cards {cards_s:.1f} s, provisioning {provision_s:.1f} s,"
           f" pre-building sales {setup_s - cards_s - provision_s:.1f} s)")
     print(f"closed loop:  {tps:8.1f} durable sales/s   p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms"
           f"   (not approved: {declined})")
+    print(f"host process CPU (all threads) per sale in the closed loop: {host_cpu_us:.0f} us"
+          f" (a ceiling of {2e6 / host_cpu_us:.0f} sales/s on 2 cores, {1e6 / host_cpu_us:.0f} on one)")
     print(f"open loop at {a.rate:.0f}/s offered: p50 {figures['p50_ms_at_1000']} ms  "
           f"p99 {figures['p99_ms_at_1000']} ms over {len(open_lat)} sales")
     print(f"echo server, same framing: {echo_tps:8.1f} round trips/s  p99 {figures['echo_p99_ms']} ms"
