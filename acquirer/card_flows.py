@@ -54,6 +54,15 @@ def next_batch(batch: str) -> str:
     return f"{int(batch) % 999_999 + 1:06d}"
 CURRENCY = "156"
 _UPLOAD_LAST = "202"
+_today: list = [None, ""]  # (date, its MMDD): field 15 of every response, formatted once a day
+
+
+def settlement_date() -> str:
+    """Field 15 (MMDD) of an answer: today's date, formatted once a day."""
+    today = dt.date.today()
+    if today != _today[0]:
+        _today[:] = [today, today.strftime("%m%d")]
+    return _today[1]
 
 
 class CardFlows:
@@ -67,18 +76,19 @@ class CardFlows:
         self.risk = risk  # a RiskAssessor (acquirer/risk): `assess(ctx)` may decide; None skips the step
 
     # --- dispatch ---------------------------------------------------------------
+    _ROUTES = {
+        (MTI.FINANCIAL_REQUEST, TxnType.SALE.value): "sale",
+        (MTI.FINANCIAL_REQUEST, TxnType.VOID.value): "void",
+        (MTI.ADVICE_REQUEST, TxnType.REFUND.value): "refund",
+        (MTI.STATUS_REQUEST, TxnType.QUERY.value): "query",
+        (MTI.SETTLEMENT_REQUEST, TxnType.SETTLEMENT.value): "settle",
+        (MTI.BATCH_UPLOAD_REQUEST, TxnType.BATCH_UPLOAD.value): "batch_upload",
+    }
+
     async def handle(self, ctx: Context) -> None:
         type_code = ctx.f60.type_code if ctx.f60 else ""
-        route = {
-            (MTI.FINANCIAL_REQUEST, TxnType.SALE.value): self.sale,
-            (MTI.FINANCIAL_REQUEST, TxnType.VOID.value): self.void,
-            (MTI.ADVICE_REQUEST, TxnType.REFUND.value): self.refund,
-            (MTI.STATUS_REQUEST, TxnType.QUERY.value): self.query,
-            (MTI.SETTLEMENT_REQUEST, TxnType.SETTLEMENT.value): self.settle,
-            (MTI.BATCH_UPLOAD_REQUEST, TxnType.BATCH_UPLOAD.value): self.batch_upload,
-        }.get((ctx.mti, type_code))
-        if ctx.mti is MTI.REVERSAL_REQUEST:
-            route = self.reversal
+        name = "reversal" if ctx.mti is MTI.REVERSAL_REQUEST else self._ROUTES.get((ctx.mti, type_code))
+        route = getattr(self, name) if name else None
         if route is None:
             ctx.decide(ResponseCode.INVALID_TRANSACTION, f"MTI {ctx.mti.value} with type {type_code!r} not supported")
             return
@@ -125,7 +135,7 @@ class CardFlows:
             ctx.reply_fields["38"] = result.auth_code
         if result.issuer_data:
             ctx.reply_fields["55"] = tlv(0x91, result.issuer_data).hex().upper()
-        ctx.reply_fields["15"] = dt.date.today().strftime("%m%d")
+        ctx.reply_fields["15"] = settlement_date()
         ctx.decide(result.code, result.text or result.code.meaning)
 
     def _original(self, ctx: Context) -> object | None:
@@ -153,7 +163,7 @@ class CardFlows:
             ctx.decide(ResponseCode.FORMAT_ERROR, "ICC data (55) is not BER-TLV")
             return
         flags = tuple(f for f in ctx.private.get(PrivateTag.RISK_FLAGS, b"").decode("ascii", "replace").split(",") if f)
-        ctx.pan_token, ctx.masked_pan = self.vault.token(pan), mask_pan(pan)
+        ctx.pan_token, ctx.masked_pan, ctx.icc = self.vault.token(pan), mask_pan(pan), icc
         if screened_out(self.risk, ctx):
             return
         request = CardAuthorisation(

@@ -45,6 +45,7 @@ class Context:
     redecided: bool = False  # the ledger refused the unit: the response must be rebuilt
     pan_token: str = ""  # set by the card flow once the card is open: what risk counters key on
     masked_pan: str = ""
+    icc: dict | None = None  # field 55 as tag -> value, once a flow has parsed it (risk reads it too)
 
     def decide(self, code: ResponseCode, text: str = "") -> None:
         self.code = code

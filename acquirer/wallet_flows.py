@@ -10,13 +10,12 @@ codes: docs/protocol.md, "QR and face".
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from acquirer.card_flows import CURRENCY, request_amount, screened_out
+from acquirer.card_flows import CURRENCY, request_amount, screened_out, settlement_date
 from acquirer.channels.qr import QRChannel, QRResult
 from acquirer.ledger import (Channel, JournalEntry, Status, Transaction, TxnKind, TxnRecord, reversal_outcome,
                              txn_id_for)
@@ -148,7 +147,7 @@ class WalletFlows:
 
     @staticmethod
     def _reply(ctx: Context, code: ResponseCode, text: str, rrn: str, auth: str, tags: dict) -> None:
-        ctx.reply_fields.update({"37": rrn, "15": dt.date.today().strftime("%m%d")})
+        ctx.reply_fields.update({"37": rrn, "15": settlement_date()})
         if auth:
             ctx.reply_fields["38"] = auth
         ctx.reply_fields["59"] = private_fields(tags)

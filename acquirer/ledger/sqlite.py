@@ -153,6 +153,17 @@ class SQLiteLedger(LedgerStore):
                 return [_unavailable(exc) for _ in units]
 
     def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit]) -> list[Receipt | LedgerError]:
+        if len(units) > 1:  # most groups pass whole: one savepoint for all, not one per unit
+            w.execute("SAVEPOINT group_")
+            try:
+                results = [apply.apply_unit(w, unit, self._clock()) for unit in units]
+                w.execute("RELEASE group_")
+                return results
+            except Exception:
+                if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
+                    raise
+                w.execute("ROLLBACK TO group_")  # a unit was refused: again, each on its own
+                w.execute("RELEASE group_")
         results: list[Receipt | LedgerError] = []
         for unit in units:
             w.execute("SAVEPOINT unit")

@@ -81,7 +81,7 @@ class RiskAssessor:
             merchant_mobile=bool(merchant.mobile), card_token=getattr(ctx, "pan_token", "") or "",
             masked_pan=getattr(ctx, "masked_pan", "") or "", card_family=getattr(ctx, "card_family", "") or "",
             pin_present=pin, passcode_present=PrivateTag.PASSCODE_BLOCK in private,
-            cdcvm=not pin and _cdcvm(doc.get("55")), entry_mode=doc.get("22", ""),
+            cdcvm=not pin and _cdcvm(ctx.icc, doc.get("55")), entry_mode=doc.get("22", ""),
             flags=frozenset(normalise_flag(f) for f in flags if f.strip()))
 
     @staticmethod
@@ -114,11 +114,15 @@ def _location(facts: Facts, verdict) -> None:
     facts.location_cells = verdict.cells
 
 
-def _cdcvm(icc_hex: str | None) -> bool:
-    if not icc_hex:
-        return False
-    try:
-        ctq = flatten(bytes.fromhex(icc_hex)).get(_CTQ, b"")
-    except (TLVError, ValueError):
-        return False
+def _cdcvm(icc: dict | None, icc_hex: str | None) -> bool:
+    """The card verified its holder on the device (CTQ byte 2); `icc` is field 55 already
+    parsed by the flow, else `icc_hex` is parsed here."""
+    if icc is None:
+        if not icc_hex:
+            return False
+        try:
+            icc = flatten(bytes.fromhex(icc_hex))
+        except (TLVError, ValueError):
+            return False
+    ctq = icc.get(_CTQ, b"")
     return len(ctq) >= 2 and bool(ctq[1] & _CTQ2_CDCVM)

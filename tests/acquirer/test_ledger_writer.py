@@ -16,7 +16,7 @@ from acquirer.ledger import LedgerClosed, LedgerUnavailable, LedgerWriter, Recei
 from acquirer.ledger.companion import GroupedWrites
 from acquirer.protocol import ResponseCode
 
-from .ledger_helpers import TID, sale_unit, txn
+from .ledger_helpers import TID, refund_unit, sale_unit, txn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,6 +86,38 @@ def test_units_queued_while_a_commit_is_in_flight_join_one_group(gated):
         writer.close()
     assert len(receipts) == 51
     assert gated.groups == [1, 50]
+
+
+def test_a_refused_unit_in_a_group_leaves_the_others_committed(gated):
+    """A group is applied whole when it can be; when one unit is refused the group is applied
+    again unit by unit, so only that one fails and nothing of it stays."""
+    from acquirer.ledger import DedupConflict, RefundExceedsRemaining
+
+    writer = LedgerWriter(gated)
+    sale = sale_unit(gated, 1, 1000)
+    sale_id = sale.entries[0].txn_id
+
+    async def main():
+        first = asyncio.create_task(writer.commit(sale))
+        await asyncio.get_running_loop().run_in_executor(None, gated.entered.wait)
+        group = [sale_unit(gated, 2, 200), sale_unit(gated, 2, 300),  # the same STAN for another request
+                 refund_unit(gated, 3, 900, sale_id), refund_unit(gated, 4, 200, sale_id),  # 1000 - 900 < 200
+                 sale_unit(gated, 5, 500)]
+        rest = [asyncio.create_task(writer.commit(u)) for u in group]
+        await asyncio.sleep(0)
+        gated.gate.set()
+        await first
+        return await asyncio.gather(*rest, return_exceptions=True)
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        writer.close()
+    assert gated.groups == [1, 5]
+    assert [type(o).__name__ for o in outcomes] == [
+        "Receipt", DedupConflict.__name__, "Receipt", RefundExceedsRemaining.__name__, "Receipt"]
+    assert sorted(t.amount for t in gated.transactions()) == [200, 500, 900, 1000]
+    assert gated.get(sale_id).refundable == 100 and len(gated.journal()) == 4
+    assert gated.project_journal() == gated.transactions()
 
 
 def test_no_response_is_released_before_its_unit_is_committed(gated):
