@@ -55,7 +55,9 @@ class HostService:
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
         self.registry = Registry(self.state / "registry.db")
-        self.ledger = SQLiteLedger(self.state / "ledger.db")
+        # group commits run in a process of their own: their statements do not queue for this
+        # interpreter's lock behind the event loop (acquirer/ledger/process.py)
+        self.ledger = SQLiteLedger(self.state / "ledger.db", writer_process=True)
         # vault and simulated issuer commit with the ledger's group commit (acquirer.ledger.companion)
         self.vault = CardVault(self.state / "vault.db", self.hsm, grouped=True)
         # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync

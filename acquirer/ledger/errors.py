@@ -13,6 +13,17 @@ from acquirer.protocol import ResponseCode
 class LedgerError(Exception):
     """Base of every error the ledger raises on purpose."""
 
+    def __reduce__(self):
+        # pickled as they are (the ledger process answers with them), whatever their __init__ takes
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls, args, state):
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class LedgerUnavailable(LedgerError):
     """The store could not make the unit durable (I/O error, disk full, closed): answer 96."""

@@ -24,6 +24,7 @@ from acquirer.sqlite_tx import write_transaction
 from . import apply, projection
 from .errors import InvalidEntry, LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Event, JournalRecord, Receipt, Transaction, txn_id_for
+from .process import LedgerProcess
 from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL
 from .settlement import BatchItem, BatchRecord, Totals
 from .store import BUSINESS_TZ, LedgerStore
@@ -35,7 +36,9 @@ class SQLiteLedger(LedgerStore):
     """WAL mode, synchronous=FULL, one writer connection guarded by a lock, one reader per thread."""
 
     def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time,
-                 business_tz: dt.tzinfo = BUSINESS_TZ, rrn_block: int = 10_000):
+                 business_tz: dt.tzinfo = BUSINESS_TZ, rrn_block: int = 10_000, writer_process: bool = False):
+        """`writer_process`: group commits are applied by a child process (acquirer.ledger.
+        process), so their statements do not wait for this interpreter's lock."""
         self.path = os.fspath(path)
         self.business_tz = business_tz
         self._clock = clock
@@ -55,6 +58,7 @@ class SQLiteLedger(LedgerStore):
         self._w = self._connect()
         self._w.executescript(SCHEMA)
         self._w.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        self._process = LedgerProcess(self.path) if writer_process else None
 
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -134,14 +138,24 @@ class SQLiteLedger(LedgerStore):
                 for s, t, e, a, at, d in self._r().execute(sql + " ORDER BY seq", args)]
 
     # --- writing ----------------------------------------------------------------------
-    def commit_many(self, units: Sequence[CommitUnit]) -> list[Receipt | LedgerError]:
+    def commit_many(self, units: Sequence[CommitUnit], at: float | None = None) -> list[Receipt | LedgerError]:
+        """Apply a group in one transaction, durable when this returns; `at` dates its entries
+        (default: now)."""
+        at = self._clock() if at is None else at
         with self._write_lock:
             if self._closed:
                 return [LedgerClosed("ledger is closed") for _ in units]
+            if self._process is not None:
+                try:
+                    results = self._process.apply(units, at)
+                except LedgerUnavailable as exc:
+                    return [exc for _ in units]
+                self._remember(units, results)
+                return results
             w = self._w
             try:
                 w.execute("BEGIN IMMEDIATE")
-                results = self._apply_group(w, units)
+                results = self._apply_group(w, units, at)
                 w.execute("COMMIT")
                 self._remember(units, results)
                 return results
@@ -152,11 +166,12 @@ class SQLiteLedger(LedgerStore):
                 # included: none may be answered but "system malfunction"
                 return [_unavailable(exc) for _ in units]
 
-    def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit]) -> list[Receipt | LedgerError]:
+    def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit], at: float
+                     ) -> list[Receipt | LedgerError]:
         if len(units) > 1:  # most groups pass whole: one savepoint for all, not one per unit
             w.execute("SAVEPOINT group_")
             try:
-                results = [apply.apply_unit(w, unit, self._clock()) for unit in units]
+                results = [apply.apply_unit(w, unit, at) for unit in units]
                 w.execute("RELEASE group_")
                 return results
             except Exception:
@@ -168,7 +183,7 @@ class SQLiteLedger(LedgerStore):
         for unit in units:
             w.execute("SAVEPOINT unit")
             try:
-                receipt = apply.apply_unit(w, unit, self._clock())
+                receipt = apply.apply_unit(w, unit, at)
                 w.execute("RELEASE unit")
                 results.append(receipt)
             except Exception as exc:  # this unit only: the others in the group still commit
@@ -317,6 +332,8 @@ class SQLiteLedger(LedgerStore):
             if self._closed:
                 return
             self._closed = True
+            if self._process is not None:
+                self._process.close()
             self._w.close()
         with self._readers_lock:
             for conn in self._readers:

@@ -59,8 +59,9 @@ class LedgerStore(ABC):
 
     # --- writing ----------------------------------------------------------------------
     @abstractmethod
-    def commit_many(self, units: Sequence[CommitUnit]) -> list[Receipt | LedgerError]:
-        """Apply all units in one durable transaction; one result per unit, in order."""
+    def commit_many(self, units: Sequence[CommitUnit], at: float | None = None) -> list[Receipt | LedgerError]:
+        """Apply all units in one durable transaction; one result per unit, in order. `at`
+        dates the group's entries (default: the store's clock, now)."""
 
     def commit(self, unit: CommitUnit) -> Receipt:
         """One unit, one durable transaction. Raises what refused it."""

@@ -25,8 +25,17 @@ def clock():
     return Clock()
 
 
+@pytest.fixture(params=["in-thread", "process"])
+def store(tmp_path, clock, request):
+    # every rule holds whether group commits are applied here or by the ledger process (as the host runs)
+    s = SQLiteLedger(tmp_path / "ledger.db", clock=clock, writer_process=request.param == "process")
+    s.open_batch(TID)
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def store(tmp_path, clock):
+def local_store(tmp_path, clock):
     s = SQLiteLedger(tmp_path / "ledger.db", clock=clock)
     s.open_batch(TID)
     yield s
@@ -388,17 +397,17 @@ def test_request_digest_is_sm3_of_the_message_without_its_mac():
     assert request_digest(other) != request_digest(message)
 
 
-def test_a_full_disk_fails_the_group_with_system_error_and_loses_nothing_stored(store):
-    store.commit(sale_unit(store, 1, 1000))
-    before = store.transactions()
-    pages = store._w.execute("PRAGMA page_count").fetchone()[0]
-    store._w.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: SQLITE_FULL
-    units = [sale_unit(store, i, 100) for i in range(2, 400)]
-    results = store.commit_many(units)
+def test_a_full_disk_fails_the_group_with_system_error_and_loses_nothing_stored(local_store):
+    local_store.commit(sale_unit(local_store, 1, 1000))
+    before = local_store.transactions()
+    pages = local_store._w.execute("PRAGMA page_count").fetchone()[0]
+    local_store._w.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: SQLITE_FULL
+    units = [sale_unit(local_store, i, 100) for i in range(2, 400)]
+    results = local_store.commit_many(units)
     assert results and all(isinstance(r, LedgerUnavailable) for r in results)
     assert results[0].response_code is ResponseCode.SYSTEM_ERROR and "full" in str(results[0])
-    assert store.transactions() == before and len(store.journal()) == 1
-    assert store.lookup_response(TID, "000001", "000002") is None
-    store._w.execute("PRAGMA max_page_count = 1073741823")
-    store.commit(units[0])
-    assert len(store.transactions()) == 2
+    assert local_store.transactions() == before and len(local_store.journal()) == 1
+    assert local_store.lookup_response(TID, "000001", "000002") is None
+    local_store._w.execute("PRAGMA max_page_count = 1073741823")
+    local_store.commit(units[0])
+    assert len(local_store.transactions()) == 2

@@ -1,0 +1,79 @@
+"""The ledger process that applies the host's group commits: errors cross the pipe as
+they are, a child that dies fails only the group in flight (nothing of it stored) and is
+replaced, and a host that goes away takes its child with it."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from acquirer.ledger import errors
+from acquirer.ledger import LedgerUnavailable, Receipt, SQLiteLedger
+from acquirer.ledger.process import PROJECT_ROOT, _receive, _send
+
+from .ledger_helpers import TID, sale_unit
+
+
+def every_error():
+    yield errors.LedgerUnavailable("disk full")
+    yield errors.InvalidEntry("amount", "must be positive")
+    yield errors.UnknownTransaction("T1:000001:000001")
+    yield errors.UnknownBatch(TID, "000001")
+    yield errors.AlreadyAnswered(b"\x02\x10stored reply")
+    yield errors.DedupConflict("STAN used by another request")
+    yield errors.RefundExceedsRemaining("T1:000001:000001", 500, 200)
+    yield errors.BatchNotOpen("batch 000002 is not open")
+
+
+@pytest.mark.parametrize("err", list(every_error()), ids=lambda e: type(e).__name__)
+def test_every_ledger_error_crosses_a_pipe_as_it_is(err):
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is type(err) and back.args == err.args and vars(back) == vars(err)
+    assert str(back) == str(err) and getattr(back, "response_code", None) == getattr(err, "response_code", None)
+
+
+class _ExitOnArrival:
+    """A unit the child cannot survive reading: it exits while unpickling the request."""
+
+    def __reduce__(self):
+        return os._exit, (3,)
+
+
+def test_a_child_dying_mid_group_fails_that_group_only_and_is_replaced(tmp_path):
+    ledger = SQLiteLedger(tmp_path / "ledger.db", writer_process=True)
+    try:
+        ledger.open_batch(TID)
+        first = ledger.commit_many([sale_unit(ledger, 1, 100)])
+        assert isinstance(first[0], Receipt) and ledger._process.started == 1
+        doomed = [sale_unit(ledger, 2, 200), _ExitOnArrival()]
+        results = ledger.commit_many(doomed)
+        assert len(results) == 2 and all(isinstance(r, LedgerUnavailable) for r in results)
+        assert "ledger process failed" in str(results[0])
+        assert [t.stan for t in ledger.transactions()] == ["000001"]  # nothing of the group stayed
+        again = ledger.commit_many([sale_unit(ledger, 3, 300)])
+        assert isinstance(again[0], Receipt) and ledger._process.started == 2
+        assert sorted(t.stan for t in ledger.transactions()) == ["000001", "000003"]
+    finally:
+        ledger.close()
+    assert ledger._process._proc is None
+
+
+def test_the_child_exits_when_its_host_goes_away(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    child = subprocess.Popen([sys.executable, "-m", "acquirer.ledger.process", str(tmp_path / "ledger.db")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+    store = SQLiteLedger(tmp_path / "ledger.db")
+    try:
+        store.open_batch(TID)
+        _send(child.stdin, ("apply", 1.0e9, [sale_unit(store, 1, 100)]))
+        assert isinstance(_receive(child.stdout)[0], Receipt)
+        child.stdin.close()  # what the kernel does to the pipe when the host is killed
+        assert child.wait(10) == 0
+        assert [t.stan for t in store.transactions()] == ["000001"]
+    finally:
+        store.close()
+        if child.poll() is None:
+            child.kill()
