@@ -47,17 +47,19 @@ class HostService:
                  wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
                  static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
-                 static_orders_per_minute: int = 60, require_fix: bool | None = None):
+                 static_orders_per_minute: int = 60, require_fix: bool | None = None, ledger_process: bool = True):
         """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
         fix to every payment); False lets payments without one through (terminals without a
-        location source, during a roll-out) while still judging every fix that comes."""
+        location source, during a roll-out) while still judging every fix that comes.
+        `ledger_process`: group commits are applied by a child process (False: by a thread
+        of this one, as before; `acquirer serve --ledger-writer thread`)."""
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
         self.registry = Registry(self.state / "registry.db")
         # group commits run in a process of their own: their statements do not queue for this
         # interpreter's lock behind the event loop (acquirer/ledger/process.py)
-        self.ledger = SQLiteLedger(self.state / "ledger.db", writer_process=True)
+        self.ledger = SQLiteLedger(self.state / "ledger.db", writer_process=ledger_process)
         # vault and simulated issuer commit with the ledger's group commit (acquirer.ledger.companion)
         self.vault = CardVault(self.state / "vault.db", self.hsm, grouped=True)
         # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
