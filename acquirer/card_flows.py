@@ -117,8 +117,12 @@ class CardFlows:
         return pan, rest[:4]
 
     async def _ask(self, request: CardAuthorisation) -> CardResult:
-        # The in-process issuer simulator answers in well under a millisecond (no fsync):
-        # a thread hop would cost more than it saves. A remote channel adapter is async.
+        # A channel in another process (acquirer/channels/remote.py) is async. The in-process
+        # issuer simulator answers in well under a millisecond (no fsync): a thread hop would
+        # cost more than it saves.
+        remote = getattr(self.issuer, "authorise_async", None)
+        if remote is not None:
+            return await remote(request)
         if getattr(self.issuer, "inline", False):
             return self.issuer.authorise(request)
         return await asyncio.to_thread(self.issuer.authorise, request)

@@ -162,7 +162,8 @@ def _cmd_serve(args) -> int:
         service = HostService(_state(args), args.host, args.port, metrics_port=args.metrics_port,
                               static_qr_port=args.static_qr_port, static_qr_url=args.static_qr_url or "",
                               qr_wait=args.qr_wait, face_liveness=args.face_liveness == "on",
-                              ledger_process=args.ledger_writer == "process")
+                              ledger_process=args.ledger_writer == "process",
+                              issuer_process=args.issuer == "process")
         await service.start()
         print(f"acquirer host listening on {args.host}:{service.port}"
               + (f", metrics on :{service.metrics_port}" if service.metrics_port else ""), flush=True)
@@ -328,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="event loop: uvloop (default) or the standard library's")
     p.add_argument("--ledger-writer", choices=("process", "thread"), default="process",
                    help="who applies the ledger's group commits: a child process (default) or a thread")
+    p.add_argument("--issuer", choices=("process", "inline"), default="process",
+                   help="the simulated issuer: its own process (default) or on the event loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_serve)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from acquirer.card_flows import CardFlows
 from acquirer.channels.issuer import IssuerSimulator
+from acquirer.channels.remote import IssuerProcess
 from acquirer.channels.qr import PollPolicy
 from acquirer.face import FacePay
 from acquirer.face_flows import FaceFlows
@@ -47,12 +48,15 @@ class HostService:
                  wallet_providers: str | os.PathLike | None = None, qr_wait: float = 8.0,
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
                  static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
-                 static_orders_per_minute: int = 60, require_fix: bool | None = None, ledger_process: bool = True):
+                 static_orders_per_minute: int = 60, require_fix: bool | None = None, ledger_process: bool = True,
+                 issuer_process: bool = True):
         """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
         fix to every payment); False lets payments without one through (terminals without a
         location source, during a roll-out) while still judging every fix that comes.
         `ledger_process`: group commits are applied by a child process (False: by a thread
-        of this one, as before; `acquirer serve --ledger-writer thread`)."""
+        of this one, as before; `acquirer serve --ledger-writer thread`). `issuer_process`: the
+        simulated issuer authorises in a process of its own (False: on the event loop, its
+        decisions riding on the ledger's group commit)."""
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
@@ -60,10 +64,15 @@ class HostService:
         # group commits run in a process of their own: their statements do not queue for this
         # interpreter's lock behind the event loop (acquirer/ledger/process.py)
         self.ledger = SQLiteLedger(self.state / "ledger.db", writer_process=ledger_process)
-        # vault and simulated issuer commit with the ledger's group commit (acquirer.ledger.companion)
+        # the vault commits with the ledger's group commit (acquirer.ledger.companion)
         self.vault = CardVault(self.state / "vault.db", self.hsm, grouped=True)
-        # the simulated issuer stands for a remote one: see AccountStore for why not FULL sync
-        self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False, grouped=True)
+        # the simulated issuer stands for a remote one (see AccountStore for why not FULL sync). Sales
+        # are authorised by its own process (acquirer/channels/remote.py); this copy on the same file
+        # is for the desk: opening accounts, reading balances. Inline, it is the channel, and its
+        # decisions ride on the ledger's group commit
+        self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False, grouped=not issuer_process)
+        self.issuer_process = IssuerProcess(self.hsm, self.state / "hsm.db", self.state / "lmk",
+                                            self.state / "issuer.db", self.issuer.zpk_name) if issuer_process else None
         self.face = FacePay(self.state / "face.db", self.hsm, require_liveness=face_liveness)
         self.fence_store = FenceStore(self.state / "fence.db", grouped=True)
         self.fences = FenceMonitor(self.fence_store)
@@ -85,8 +94,10 @@ class HostService:
         self.host: Host | None = None
 
     async def start(self) -> "HostService":
-        self.writer = LedgerWriter(self.ledger, companions=(self.issuer, self.vault, self.fence_store))
-        flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, self.issuer, risk=self.risk)
+        channel = self.issuer_process or self.issuer
+        companions = (self.vault, self.fence_store) + ((self.issuer,) if channel is self.issuer else ())
+        self.writer = LedgerWriter(self.ledger, companions=companions)
+        flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, channel, risk=self.risk)
         wallet_flows = face_flows = None
         if self.wallet_providers.is_file():
             wallet_flows = await self._open_qr_channel()
@@ -163,6 +174,8 @@ class HostService:
             await self.qr.aclose()
         if self.writer is not None:
             await self.writer.aclose()
+        if self.issuer_process is not None:
+            await self.issuer_process.close()
 
     def close_stores(self) -> None:
         for store in (self.static_codes, self.decisions, self.fence_store, self.face, self.issuer, self.vault,

@@ -93,6 +93,8 @@ def instrument(svc: HostService, timers: Timers) -> None:
             h.steps[attr] = timers.wrap(label, h.steps[attr])
         elif where == "pipeline":
             h.steps[0] = timers.wrap(label, getattr(pipeline, attr))
+        elif where in ("issuer", "hsm") and svc.issuer_process is not None:
+            continue  # the issuer decides in its own process: counted there
         else:
             obj = {"host": h, "ledger": svc.ledger, "card_flows": h.card_flows, "issuer": svc.issuer,
                    "hsm": svc.hsm, "vault": svc.vault, "risk": svc.risk, "fences": svc.risk.fences,
@@ -109,18 +111,17 @@ async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, floa
         await _drive(svc, warm)
         instrument(svc, timers)
         writer_cpu = _thread_cpu_probe(svc.writer._thread)
-        child = svc.ledger._process._proc.pid if svc.ledger._process and svc.ledger._process._proc else None
-        child_cpu = (lambda: _process_cpu_ns(child)) if child else (lambda: 0)
+        children = _children()  # started by the warm-up: the ledger's and the issuer's processes
         before, loop_before, process_before = writer_cpu(), time.thread_time_ns(), time.process_time_ns()
-        child_before = child_cpu()
+        children_before = {name: _process_cpu_ns(pid) for name, pid in children.items()}
         declined = await _drive(svc, timed)
         timers.ns[STEPS[0][0]] = loop_ns = time.thread_time_ns() - loop_before
         writer_ns = writer_cpu() - before
-        child_ns = child_cpu() - child_before
+        children_ns = {name: _process_cpu_ns(pid) - children_before[name] for name, pid in children.items()}
         others_ns = time.process_time_ns() - process_before - loop_ns - writer_ns
         rows = {label: timers.ns[label] / 1000 / len(timed) for label, *_ in STEPS}
         per = 1000 * len(timed)
-        return rows, writer_ns / per, child_ns / per, others_ns / per, declined
+        return rows, writer_ns / per, {k: v / per for k, v in children_ns.items()}, others_ns / per, declined
     finally:
         await svc.stop()
         svc.close_stores()
@@ -151,6 +152,19 @@ def _thread_cpu_probe(thread: threading.Thread):
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // ticks  # utime + stime
     return read
+
+
+def _children() -> dict[str, int]:
+    """This process's child processes by module (`python -m MODULE`): pid."""
+    import os
+
+    found = {}
+    for task in os.listdir("/proc/self/task"):  # a child is listed under the thread that started it
+        for pid in open(f"/proc/self/task/{task}/children").read().split():
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            if b"-m" in argv:
+                found[argv[argv.index(b"-m") + 1].decode()] = int(pid)
+    return found
 
 
 def _process_cpu_ns(pid: int) -> int:
@@ -207,7 +221,7 @@ def main() -> int:
             th.stop()
         by_lane = build_sales(lanes, per)
         frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(TERMINALS)]
-        rows, writer_us, child_us, others_us, declined = asyncio.run(run_pipeline(state, frames))
+        rows, writer_us, children_us, others_us, declined = asyncio.run(run_pipeline(state, frames))
         server_us, server_rate = server_cost(build_sales(lanes, 400 // TERMINALS, first=per), 1.0)
     total = rows[STEPS[0][0]]
     covered = sum(v for (label, _w, _a, depth) in STEPS if depth == 1 for v in [rows[label]])
@@ -217,7 +231,11 @@ def main() -> int:
         print(f"{'  ' * depth + label:44s} {rows[label]:8.0f}")
     print(f"{'  other (context, routing, glue)':44s} {total - covered:8.0f}")
     print(f"{'ledger writer thread (companions, hand-off)':44s} {writer_us:8.0f}")
-    print(f"{'ledger process (group commits, fsync)':44s} {child_us:8.0f}")
+    child_us = sum(children_us.values())
+    for module, label in (("acquirer.ledger.process", "ledger process (group commits, fsync)"),
+                          ("acquirer.channels.remote", "issuer process (accounts, ARQC, ARPC)")):
+        if module in children_us:
+            print(f"{label:44s} {children_us[module]:8.0f}")
     print(f"{'worker threads (SM2 fix signature, upkeep)':44s} {others_us:8.0f}")
     print(f"{'TCP server, framing, tasks (no-work handler)':44s} {server_us:8.0f}"
           f"   ({server_rate:.0f} round trips/s with that handler)")
@@ -226,7 +244,9 @@ def main() -> int:
     print(f"event-loop thread per sale: {main_us:.0f} us -> at most {1e6 / main_us:.0f} sales/s on one core; "
           f"all threads: {all_us:.0f} us of CPU per sale -> at most {2e6 / all_us:.0f} sales/s on 2 cores")
     out = {k: round(v, 1) for k, v in rows.items()}
-    out.update({"other": round(total - covered, 1), "writer_thread": round(writer_us, 1), "ledger_process": round(child_us, 1),
+    out.update({"other": round(total - covered, 1), "writer_thread": round(writer_us, 1),
+                "ledger_process": round(children_us.get("acquirer.ledger.process", 0.0), 1),
+                "issuer_process": round(children_us.get("acquirer.channels.remote", 0.0), 1),
                 "worker_threads": round(others_us, 1), "all_threads_us_per_sale": round(all_us, 1),
                 "tcp_server": round(server_us, 1), "event_loop_us_per_sale": round(main_us, 1),
                 "declined": declined})

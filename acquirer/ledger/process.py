@@ -17,43 +17,22 @@ refused or are unknown, and the terminals reverse) and the next group starts a n
 child; a host that dies closes the child's stdin, and the child exits after the group
 it is applying.
 
-Wire (stdin/stdout of the child): a 4-byte big-endian length, then a pickle. Request
-("apply", at, units) -> the list of results (Receipt or LedgerError), or ("close",).
-Only the host that started the child writes to its stdin: pickles from no one else.
+Wire (stdin/stdout of the child, acquirer.childproc): request ("apply", at, units) ->
+the list of results (Receipt or LedgerError), or ("close",).
 """
 from __future__ import annotations
 
 import os
 import pickle
-import struct
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Sequence
+
+from acquirer.childproc import PROJECT_ROOT, command, receive, send
 
 from .errors import LedgerUnavailable
 from .model import CommitUnit
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_LEN = struct.Struct(">I")
-
-
-def _send(stream, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LEN.pack(len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream):
-    head = stream.read(_LEN.size)
-    if len(head) < _LEN.size:
-        raise EOFError("the other side closed the pipe")
-    n = _LEN.unpack(head)[0]
-    data = stream.read(n)
-    if len(data) < n:
-        raise EOFError("the other side closed the pipe mid-message")
-    return pickle.loads(data)
 
 
 class LedgerProcess:
@@ -67,10 +46,9 @@ class LedgerProcess:
 
     def _child(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-            self._proc = subprocess.Popen([sys.executable, "-m", "acquirer.ledger.process", self.path],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+            argv, env = command("acquirer.ledger.process", self.path)
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                          cwd=PROJECT_ROOT)
             self.started += 1
         return self._proc
 
@@ -79,8 +57,8 @@ class LedgerProcess:
         with self._lock:
             proc = self._child()
             try:
-                _send(proc.stdin, ("apply", at, list(units)))
-                return _receive(proc.stdout)
+                send(proc.stdin, ("apply", at, list(units)))
+                return receive(proc.stdout)
             except (EOFError, OSError, pickle.PickleError) as exc:
                 self._discard()
                 raise LedgerUnavailable(f"ledger process failed: {exc}") from None
@@ -97,7 +75,7 @@ class LedgerProcess:
             if proc is None:
                 return
             try:
-                _send(proc.stdin, ("close",))
+                send(proc.stdin, ("close",))
                 proc.stdin.close()
             except OSError:
                 pass
@@ -116,13 +94,13 @@ def main(path: str) -> int:
     try:
         while True:
             try:
-                request = _receive(stdin)
+                request = receive(stdin)
             except EOFError:  # the host is gone
                 return 0
             if request[0] == "close":
                 return 0
             _, at, units = request
-            _send(stdout, ledger.commit_many(units, at=at))
+            send(stdout, ledger.commit_many(units, at=at))
     finally:
         ledger.close()
 

@@ -12,7 +12,7 @@ import pytest
 
 from acquirer.ledger import errors
 from acquirer.ledger import LedgerUnavailable, Receipt, SQLiteLedger
-from acquirer.ledger.process import PROJECT_ROOT, _receive, _send
+from acquirer.childproc import PROJECT_ROOT, receive, send
 
 from .ledger_helpers import TID, sale_unit
 
@@ -68,8 +68,8 @@ def test_the_child_exits_when_its_host_goes_away(tmp_path):
     store = SQLiteLedger(tmp_path / "ledger.db")
     try:
         store.open_batch(TID)
-        _send(child.stdin, ("apply", 1.0e9, [sale_unit(store, 1, 100)]))
-        assert isinstance(_receive(child.stdout)[0], Receipt)
+        send(child.stdin, ("apply", 1.0e9, [sale_unit(store, 1, 100)]))
+        assert isinstance(receive(child.stdout)[0], Receipt)
         child.stdin.close()  # what the kernel does to the pipe when the host is killed
         assert child.wait(10) == 0
         assert [t.stan for t in store.transactions()] == ["000001"]

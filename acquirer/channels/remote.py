@@ -1,0 +1,166 @@
+"""The simulated issuer as a process of its own, reached over a pipe: a real issuer is
+another system behind the card network, and the host treats this one the same way.
+
+Why a process: authorising a sale at the issuer (its accounts, limits, the ARQC check
+and the ARPC) was the largest part of the host event loop's CPU, and the event loop,
+holding the interpreter lock, is what caps the host. Here that work runs on the other
+core and the loop pays for a pickle each way.
+
+What changes at the boundary is what changes with a real issuer:
+- The PIN block is translated from the terminal's TPK to the issuer zone key (ZPK)
+  in the host's HSM before it leaves, as an acquirer does; the issuer's HSM holds only
+  its own keys (its ZPK and card keys), which never rotate under it.
+- The issuer commits its decisions before it answers (its group of requests at a
+  time): an answer the host has seen is on the issuer's disk, before the host's ledger
+  unit that depends on it.
+- If the issuer process dies, the requests in flight answer 98 (issuer did not answer)
+  and the next request starts a new one; the host's reversal path covers the rest, as
+  for a network issuer that goes away.
+
+`IssuerProcess` is the host's side (asyncio). `main` runs in the child: it reads every
+request waiting on its stdin, decides them in order, commits once, then answers them.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+
+from acquirer.childproc import PROJECT_ROOT, Messages, command, pack, receive_async
+from acquirer.protocol import ResponseCode
+from keys.errors import CryptoError
+from keys.hsm import HSM
+
+from .base import CardAuthorisation, CardResult
+
+log = logging.getLogger("acquirer.issuer.remote")
+
+
+class IssuerProcess:
+    """A `CardChannel` whose `authorise_async` is answered by the issuer simulator's process."""
+
+    name = "issuer-sim"
+
+    def __init__(self, hsm: HSM, hsm_path: str | os.PathLike, lmk_path: str | os.PathLike,
+                 db_path: str | os.PathLike, zpk_name: str):
+        self._hsm = hsm  # the host's: PIN translation before a request leaves
+        self.zpk_name = zpk_name
+        self._args = (os.fspath(hsm_path), os.fspath(lmk_path), os.fspath(db_path), zpk_name)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._outbox: list[bytes] = []  # requests of this turn of the event loop: written together
+        self._next_id = 0
+        self._starting: asyncio.Lock | None = None
+        self.started = 0  # processes started (1 unless one died)
+
+    async def _child(self) -> asyncio.subprocess.Process:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._proc is None or self._proc.returncode is not None:
+                argv, env = command("acquirer.channels.remote", *self._args)
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+                self._reader = asyncio.create_task(self._read(self._proc))
+                self.started += 1
+            return self._proc
+
+    async def authorise_async(self, request: CardAuthorisation) -> CardResult:
+        request = self._under_zpk(request)
+        proc = await self._child()
+        self._next_id += 1
+        ident = self._next_id
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending[ident] = future
+        if not self._outbox:
+            loop.call_soon(self._write, proc)
+        self._outbox.append(pack((ident, request)))
+        if proc.stdin.transport.get_write_buffer_size() > 1 << 20:
+            await proc.stdin.drain()  # the issuer is behind: wait for the pipe, not for memory
+        return await future
+
+    def _write(self, proc: asyncio.subprocess.Process) -> None:
+        """Every request of this turn in one write: the issuer then decides them as one group."""
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        try:
+            proc.stdin.write(data)
+        except (ConnectionError, OSError, RuntimeError) as exc:  # the reader answers what is pending
+            log.error("issuer process unreachable: %s", exc)
+            proc.kill()
+
+    def _under_zpk(self, request: CardAuthorisation) -> CardAuthorisation:
+        """The PIN block re-encrypted to the issuer zone key in the host's HSM; as it was if
+        that fails (the issuer then declines it with its own reason)."""
+        if request.pin_block is None or not request.pin_key or request.pin_key == self.zpk_name:
+            return request
+        try:
+            block = self._hsm.translate_pin(request.pin_block, request.pan, request.pin_key, self.zpk_name)
+        except (CryptoError, ValueError):
+            return request
+        return dataclasses.replace(request, pin_block=block, pin_key=self.zpk_name)
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        try:
+            while True:
+                ident, result = await receive_async(proc.stdout)
+                future = self._pending.pop(ident, None)
+                if future is not None and not future.done():
+                    future.set_result(result)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
+            pass
+        finally:
+            if self._pending:
+                log.error("issuer process ended with %d requests unanswered", len(self._pending))
+            pending, self._pending = self._pending, {}
+            for future in pending.values():
+                if not future.done():
+                    future.set_result(_no_answer("issuer process ended"))
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.stdin.close()  # the child answers what it has, then exits
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+def _no_answer(text: str) -> CardResult:
+    return CardResult(ResponseCode.ISSUER_TIMEOUT, text=text)
+
+
+def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str) -> int:
+    from .issuer import IssuerSimulator
+
+    hsm = HSM.open(hsm_path, lmk_path)
+    issuer = IssuerSimulator(hsm, db_path, zpk_name, durable=False, grouped=True)
+    messages = Messages()
+    out = sys.stdout.buffer
+    try:
+        while True:
+            data = os.read(0, 1 << 16)  # everything waiting, at least one byte
+            if not data:
+                return 0  # the host closed the pipe (or is gone)
+            answers = [pack((ident, issuer.authorise(request))) for ident, request in messages.feed(data)]
+            if answers:
+                issuer.flush()  # the decisions are committed before anyone hears of them
+                out.write(b"".join(answers))
+                out.flush()
+    finally:
+        issuer.close()
+        hsm.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:5]))

@@ -1,0 +1,70 @@
+"""What the host's child processes share: how they are started and how messages cross
+their pipes (the ledger's group commits, acquirer/ledger/process.py; the simulated
+issuer, acquirer/channels/remote.py).
+
+A message is a 4-byte big-endian length, then a pickle. Pickles are only ever read
+from a pipe the host itself opened to a child it started: no one else writes there.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+from pathlib import Path
+from typing import Iterator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_LEN = struct.Struct(">I")
+
+
+def pack(obj) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(data)) + data
+
+
+def send(stream, obj) -> None:
+    stream.write(pack(obj))
+    stream.flush()
+
+
+def receive(stream):
+    """One message from a blocking binary stream; EOFError when the other side is gone."""
+    head = stream.read(_LEN.size)
+    if len(head) < _LEN.size:
+        raise EOFError("the other side closed the pipe")
+    n = _LEN.unpack(head)[0]
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError("the other side closed the pipe mid-message")
+    return pickle.loads(data)
+
+
+async def receive_async(reader):
+    """The same from an asyncio StreamReader (IncompleteReadError when the other side is gone)."""
+    head = await reader.readexactly(_LEN.size)
+    return pickle.loads(await reader.readexactly(_LEN.unpack(head)[0]))
+
+
+class Messages:
+    """Messages out of the bytes a pipe gave so far (a child reads all that is waiting)."""
+
+    def __init__(self):
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> Iterator:
+        self._buf += data
+        while len(self._buf) >= _LEN.size:
+            n = _LEN.unpack_from(self._buf)[0]
+            if len(self._buf) < _LEN.size + n:
+                break
+            obj = pickle.loads(self._buf[_LEN.size:_LEN.size + n])
+            del self._buf[:_LEN.size + n]
+            yield obj
+
+
+def command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment to run `python -m module args...` from this project."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    return [sys.executable, "-m", module, *args], env
