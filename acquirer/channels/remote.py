@@ -14,8 +14,10 @@ What changes at the boundary is what changes with a real issuer:
   time): an answer the host has seen is on the issuer's disk, before the host's ledger
   unit that depends on it.
 - If the issuer process dies, the requests in flight answer 98 (issuer did not answer)
-  and the next request starts a new one; the host's reversal path covers the rest, as
-  for a network issuer that goes away.
+  and the next request starts a new one. A request that got no answer may still have
+  been decided and committed, so each is followed by a reversal advice to the new
+  process, as an acquirer sends one after an issuer timeout (a reversal of what was
+  never approved changes nothing; a reversal that got no answer is sent again).
 
 `IssuerProcess` is the host's side (asyncio). `main` runs in the child: it reads every
 request waiting on its stdin, decides them in order, commits once, then answers them.
@@ -33,7 +35,7 @@ from acquirer.protocol import ResponseCode
 from keys.errors import CryptoError
 from keys.hsm import HSM
 
-from .base import CardAuthorisation, CardResult
+from .base import CardAuthorisation, CardResult, Operation
 
 log = logging.getLogger("acquirer.issuer.remote")
 
@@ -50,7 +52,8 @@ class IssuerProcess:
         self._args = (os.fspath(hsm_path), os.fspath(lmk_path), os.fspath(db_path), zpk_name)
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, tuple[asyncio.Future, CardAuthorisation]] = {}
+        self._advices: list[CardAuthorisation] = []  # reversals owed to the next process
         self._outbox: list[bytes] = []  # requests of this turn of the event loop: written together
         self._next_id = 0
         self._starting: asyncio.Lock | None = None
@@ -60,7 +63,7 @@ class IssuerProcess:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            if self._proc is None or self._proc.returncode is not None:
+            if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 argv, env = command("acquirer.channels.remote", *self._args)
                 self._proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
@@ -71,17 +74,26 @@ class IssuerProcess:
     async def authorise_async(self, request: CardAuthorisation) -> CardResult:
         request = self._under_zpk(request)
         proc = await self._child()
+        if self._advices:
+            advices, self._advices = self._advices, []
+            for advice in advices:
+                asyncio.create_task(self._advise(advice))
         self._next_id += 1
         ident = self._next_id
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending[ident] = future
+        self._pending[ident] = (future, request)
         if not self._outbox:
             loop.call_soon(self._write, proc)
         self._outbox.append(pack((ident, request)))
         if proc.stdin.transport.get_write_buffer_size() > 1 << 20:
             await proc.stdin.drain()  # the issuer is behind: wait for the pipe, not for memory
         return await future
+
+    async def _advise(self, advice: CardAuthorisation) -> None:
+        result = await self.authorise_async(advice)
+        log.warning("reversal advice for %s stan %s after the issuer process ended: %s %s",
+                    advice.terminal_id, advice.stan, result.code.value, result.text)
 
     def _write(self, proc: asyncio.subprocess.Process) -> None:
         """Every request of this turn in one write: the issuer then decides them as one group."""
@@ -108,7 +120,7 @@ class IssuerProcess:
         try:
             while True:
                 ident, result = await receive_async(proc.stdout)
-                future = self._pending.pop(ident, None)
+                future, _ = self._pending.pop(ident, (None, None))
                 if future is not None and not future.done():
                     future.set_result(result)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
@@ -117,7 +129,9 @@ class IssuerProcess:
             if self._pending:
                 log.error("issuer process ended with %d requests unanswered", len(self._pending))
             pending, self._pending = self._pending, {}
-            for future in pending.values():
+            for future, request in pending.values():
+                self._advices.append(request if request.operation is Operation.REVERSAL else dataclasses.replace(
+                    request, operation=Operation.REVERSAL, pin_block=None, pin_key=None, icc={}))
                 if not future.done():
                     future.set_result(_no_answer("issuer process ended"))
 

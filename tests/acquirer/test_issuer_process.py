@@ -1,0 +1,77 @@
+"""The simulated issuer in its own process, behind a real host on loopback: answers are on
+the issuer's disk before the host hears them, a PIN crosses only under the issuer zone
+key, and an issuer process that dies answers 98, is replaced, and gets a reversal advice
+for every request it left unanswered."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+from acquirer.protocol import ResponseCode
+
+from .conftest import MEASUREMENT
+
+
+
+def balance(lane, card=None) -> int:
+    return lane.issuer.account((card or lane.card).pan).balance  # the desk's connection: the file itself
+
+
+def decisions(lane, operation: str) -> list[tuple[str, str]]:
+    """(stan, code) of the issuer's decisions of one kind, read from its file."""
+    db = sqlite3.connect(lane.host.service.state / "issuer.db")
+    try:
+        return db.execute("SELECT stan, code FROM decisions WHERE operation = ? ORDER BY id", (operation,)).fetchall()
+    finally:
+        db.close()
+
+
+def issuer_pid(lane) -> int:
+    proc = lane.host.service.issuer_process._proc
+    assert proc is not None and proc.returncode is None
+    return proc.pid
+
+
+def test_a_sale_is_decided_in_the_issuer_process_and_on_its_disk_before_the_answer(lane):
+    before = balance(lane)
+    out = lane.session.sale(1234, lane.card_data(1234))
+    assert out.approved
+    assert issuer_pid(lane) != os.getpid() and lane.host.service.issuer_process.started == 1
+    assert balance(lane) == before - 1234  # read through another connection: committed
+
+
+def test_a_pin_crosses_to_the_issuer_under_its_zone_key_after_the_terminal_keys_rotate(lane):
+    card = lane.card  # its PIN on file is 1234
+    lane.session.sign_on(MEASUREMENT)  # a new TPK: the issuer process never held the old one either
+    right = lane.keys.pin_block("1234", card.pan)
+    assert lane.session.sale(300_00, lane.card_data(300_00, pin_block=right)).approved
+    wrong = lane.keys.pin_block("1111", card.pan)
+    out = lane.session.sale(300_00, lane.card_data(300_00, pin_block=wrong))
+    assert out.code == ResponseCode.INCORRECT_PIN.value and "tries left" in out.text
+
+
+def test_a_dead_issuer_process_answers_98_is_replaced_and_gets_a_reversal_advice(lane):
+    svc = lane.host.service
+    assert lane.session.sale(100, lane.card_data(100)).approved
+    pid = issuer_pid(lane)
+    os.kill(pid, signal.SIGSTOP)  # hung with the next request unread...
+    start = balance(lane)
+    answer = {}
+    sale = threading.Thread(target=lambda: answer.setdefault("out", lane.session.sale(700, lane.card_data(700))))
+    sale.start()
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)  # ...then gone
+    sale.join(10)
+    assert answer["out"].code == ResponseCode.ISSUER_TIMEOUT.value
+    assert balance(lane) == start  # never decided
+    assert lane.session.sale(200, lane.card_data(200)).approved  # by a new process
+    assert svc.issuer_process.started == 2
+    deadline = time.time() + 5
+    while time.time() < deadline and not decisions(lane, "reversal"):
+        time.sleep(0.05)
+    (advice,) = decisions(lane, "reversal")
+    assert advice == (answer["out"].stan, ResponseCode.ORIGINAL_NOT_FOUND.value)  # nothing approved to undo
+    assert balance(lane) == start - 200
