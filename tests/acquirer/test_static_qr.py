@@ -237,8 +237,9 @@ def test_an_order_paid_while_the_host_was_down_is_booked_when_it_starts_again(wa
     try:
         terminal_id, batch, stan = order["order_id"].split("-")
         deadline = time.monotonic() + 10
-        while again.service.ledger.get(txn_id_for(terminal_id, batch, stan)) is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # resumed at start: the watcher queries the wallet and books it
+        while (again.service.ledger.get(txn_id_for(terminal_id, batch, stan)) is None
+               or again.service.static_codes.open_requests()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # resumed at start: the watcher queries the wallet, books it, then closes the request
         sale = again.service.ledger.get(txn_id_for(terminal_id, batch, stan))
         assert sale is not None and (sale.status, sale.amount) == (Status.APPROVED, 4_321)
         assert again.service.static_codes.open_requests() == []
