@@ -54,6 +54,9 @@ _KEYS = frozenset(x.key for x in _FIELDS) | {"t", "p", "h"}
 _MTI_BINARY = SPEC["t"]["data_enc"] == "b" and SPEC["p"]["data_enc"] == "b" and SPEC["h"]["max_len"] <= 0
 
 
+_BCD = [(b >> 4) * 10 + (b & 15) if b >> 4 < 10 and b & 15 < 10 else -1 for b in range(256)]  # byte -> 0-99
+
+
 def decode(s: bytes) -> dict | None:
     """The decoded message, or None: then pyiso8583 must decide."""
     if not _MTI_BINARY or len(s) < 10:
@@ -62,34 +65,40 @@ def decode(s: bytes) -> dict | None:
     if bitmap & ~_KNOWN_BITS:  # the secondary bitmap, or a field outside the table
         return None
     doc = {"t": s[:2].hex().upper(), "p": s[2:10].hex().upper()}
-    idx, end = 10, len(s)
-    for f in _FIELDS:
-        if not bitmap & f.bit:
+    idx, end, bcd = 10, len(s), _BCD
+    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _FIELDS:
+        if not bitmap & bit:
             continue
-        if f.len_type:
-            prefix = s[idx: idx + f.len_type].hex()
-            if len(prefix) != 2 * f.len_type or not prefix.isdigit():
+        if len_type:
+            if idx + len_type > end:
                 return None
-            n = int(prefix)
-            if n > f.max_len:
+            n = bcd[s[idx]]
+            if len_type == 2:
+                low = bcd[s[idx + 1]]
+                if n < 0 or low < 0:
+                    return None
+                n = n * 100 + low
+            elif len_type != 1 or n < 0:
                 return None
-            idx += f.len_type
+            if n > max_len:
+                return None
+            idx += len_type
             if n == 0:
-                doc[f.key] = ""
+                doc[key] = ""
                 continue
         else:
-            n = f.max_len
-        size = (n + 1) // 2 if f.nibbles else n
-        data = s[idx: idx + size]
-        if len(data) != size:
+            n = max_len
+        size = (n + 1) // 2 if nibbles else n
+        if idx + size > end:
             return None
+        data = s[idx: idx + size]
         idx += size
-        if f.binary:
+        if binary:
             value = data.hex().upper()
-            if f.nibbles and n & 1:
-                if f.left_pad and value[0] == f.left_pad:
+            if nibbles and n & 1:
+                if left_pad and value[0] == left_pad:
                     value = value[1:]
-                elif f.right_pad and value[-1] == f.right_pad:
+                elif right_pad and value[-1] == right_pad:
                     value = value[:-1]
                 else:
                     return None
@@ -97,8 +106,15 @@ def decode(s: bytes) -> dict | None:
             value = data.decode("ascii")
         else:
             return None
-        doc[f.key] = value
+        doc[key] = value
     return doc if idx == end else None
+
+
+def _prefix(n: int, len_type: int) -> bytes:
+    """n as `len_type` bytes of BCD."""
+    if len_type == 1:
+        return bytes(((n // 10) << 4 | n % 10,))
+    return bytes(((n // 1000) << 4 | (n // 100) % 10, ((n // 10) % 10) << 4 | n % 10))
 
 
 def encode(doc: dict) -> bytes | None:
@@ -112,34 +128,34 @@ def encode(doc: dict) -> bytes | None:
         return None
     bitmap = 0
     parts = []
-    for f in _FIELDS:
-        value = doc.get(f.key)
+    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _FIELDS:
+        value = doc.get(key)
         if value is None:
-            if f.key in doc:
+            if key in doc:
                 return None
             continue
-        if not isinstance(value, str):
+        if value.__class__ is not str:
             return None
-        if f.binary:
+        if binary:
             text = value
-            if f.nibbles and len(value) & 1:
-                text = f.left_pad + value if f.left_pad else value + f.right_pad
+            if nibbles and len(value) & 1:
+                text = left_pad + value if left_pad else value + right_pad
             try:
                 data = binascii.a2b_hex(text)
             except (ValueError, binascii.Error):
                 return None
-            n = len(value) if f.nibbles else len(data)
+            n = len(value) if nibbles else len(data)
         else:
             if not value.isascii():
                 return None
             data = value.encode("ascii")
-            n = len(data) * 2 if f.nibbles else len(data)
-        if f.len_type:
-            if n > f.max_len or n >= 10 ** (2 * f.len_type):
+            n = len(data) * 2 if nibbles else len(data)
+        if len_type:
+            if n > max_len or len_type > 2 or n >= 10 ** (2 * len_type):
                 return None
-            parts.append(binascii.a2b_hex(f"{n:0{2 * f.len_type}d}"))
-        elif n != f.max_len:
+            parts.append(_prefix(n, len_type))
+        elif n != max_len:
             return None
         parts.append(data)
-        bitmap |= f.bit
+        bitmap |= bit
     return head + bitmap.to_bytes(8) + b"".join(parts)
