@@ -20,6 +20,7 @@ they are read again). The sequence is written back before each COMMIT.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import sqlite3
 import threading
@@ -133,6 +134,21 @@ def _account(row: tuple) -> Account:
     return Account(*values)
 
 
+def _changed(account: Account, changes: dict) -> Account:
+    """`dataclasses.replace` for the once-per-decision path: an Account has no checks in
+    __post_init__ to run again, and its frozen __init__ costs several times this copy."""
+    new = object.__new__(Account)
+    fields = new.__dict__
+    fields.update(account.__dict__)
+    fields.update(changes)
+    return new
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    return f"UPDATE accounts SET {', '.join(f'{name}=?' for name in columns)} WHERE token=?"
+
+
 class AccountStore(CompanionStore):
     """Accounts and decisions; every change goes through `transaction()`."""
 
@@ -227,15 +243,19 @@ class AccountStore(CompanionStore):
         )
 
     def update(self, db: sqlite3.Connection, account: Account, **changes) -> Account:
-        """Write `changes` (column=value) to the account row; returns the account as it now is."""
+        """Write `changes` (column=value) to the account row; returns the account as it now is.
+
+        `account` is the row as this connection has it (read in this transaction, or kept by
+        `find`), so the new account is that one with the changes, without reading it back."""
         if not changes:
             row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (account.token,)).fetchone()
             return _account(row)
-        columns = ", ".join(f"{name}=?" for name in changes)
+        if "status" in changes:
+            changes["status"] = AccountStatus(changes["status"])
         values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
-        row = db.execute(f"UPDATE accounts SET {columns} WHERE token=? RETURNING {_ACCOUNT_COLUMNS}",
-                         (*values, account.token)).fetchall()[0]
-        return self._keep(_account(row))
+        if db.execute(_update_sql(tuple(changes)), (*values, account.token)).rowcount != 1:
+            raise AccountError("pan: no account for that card")
+        return self._keep(_changed(account, changes))
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
         if self._grouped is not None:  # kept in memory, written back before the COMMIT
