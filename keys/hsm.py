@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import emv, envelope, keyblock
 from .errors import InvalidKey, KeyBlockError, KeyNotFound, KeyUsageError, MACError
+from .hashes import hmac_sm3
 from .mac import CBCMAC, cmac, cup_ecb_mac, verify, x919_mac
 from .model import Key, KeyAlgorithm, KeyUsage
 from .pinblock import PinBlockFormat, decrypt_pin_block, encrypt_pin_block
@@ -261,8 +262,6 @@ class HSM:
 
     def token(self, name: str, data: bytes) -> str:
         """A keyed token (HMAC-SM3, 128 bits, hex) standing for `data` (a PAN) without revealing it."""
-        from .hashes import hmac_sm3
-
         return hmac_sm3(self._get(name, KeyUsage.TOKEN).material, data)[:16].hex().upper()
 
     # --- MACs ------------------------------------------------------------------
