@@ -163,7 +163,7 @@ class IssuerSimulator:
     # --- authorisation ---------------------------------------------------------
     def authorise(self, request: CardAuthorisation) -> CardResult:
         today = _day(self._clock())
-        with self._store.decision() as db:
+        with self._store.decision(reads_decisions=request.operation in _READS_DECISIONS) as db:
             pan = request.pan
             account = self._store.find(db, pan) if isinstance(pan, str) and pan.isdigit() else None
             if account is None:
@@ -356,5 +356,6 @@ class IssuerSimulator:
         raise _Decline(ResponseCode.INCORRECT_PIN, f"incorrect PIN, {left} tries left")
 
 
+_READS_DECISIONS = frozenset({Operation.VOID, Operation.REVERSAL})  # they look up the decision they undo
 _HANDLERS = {Operation.SALE: IssuerSimulator._sale, Operation.REFUND: IssuerSimulator._refund,
              Operation.VOID: IssuerSimulator._void, Operation.REVERSAL: IssuerSimulator._reversal}

@@ -15,7 +15,10 @@ depends on it (acquirer.ledger.companion), not a transaction of its own per requ
 Grouped, the accounts read and the authorisation code sequence are also kept in
 memory: while this connection holds the write transaction no other can change them,
 and at each BEGIN `PRAGMA data_version` says whether another one did in between (then
-they are read again). The sequence is written back before each COMMIT.
+they are read again). The sequence is written back before each COMMIT, and so are the
+decision records of sales and refunds (nothing reads them back within the group: a void
+or a reversal, which does, writes those pending first, outside its own savepoint); the
+account row changes at once, in the decision's savepoint.
 """
 from __future__ import annotations
 
@@ -123,6 +126,8 @@ class Decision:
     undone_by: int | None
 
 
+_INSERT_DECISION = ("INSERT INTO decisions (token, operation, terminal_id, merchant_id, stan, amount, code, auth_code,"
+                    " effect, day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 _ACCOUNT_COLUMNS = ("token, masked_pan, profile, family, psn, expiry, status, balance, per_transaction_limit,"
                     " daily_limit, day, day_total, pin_reference, pin_try_limit, pin_tries_left, last_atc")
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
@@ -158,6 +163,7 @@ class AccountStore(CompanionStore):
         self._accounts: dict[str, Account] = {}  # grouped: token -> the account as this connection has it
         self._auth_seq: int | None = None  # grouped: the last authorisation number given
         self._auth_dirty = False
+        self._decisions: list[tuple] = []  # grouped: decision rows not yet written (module docstring)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -175,6 +181,8 @@ class AccountStore(CompanionStore):
     def flush(self) -> None:
         """Commit the decisions taken so far, the authorisation number with them."""
         with self._lock:
+            if self._grouped is not None and self._db.in_transaction:
+                self._write_decisions(self._db)
             if self._grouped is not None and self._auth_dirty and self._db.in_transaction:
                 self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
                                  (str(self._auth_seq),))
@@ -200,18 +208,37 @@ class AccountStore(CompanionStore):
                 yield db
 
     @contextmanager
-    def decision(self) -> Iterator[sqlite3.Connection]:
-        """The unit of one authorisation: its own transaction, or (grouped) a savepoint."""
+    def decision(self, reads_decisions: bool = False) -> Iterator[sqlite3.Connection]:
+        """The unit of one authorisation: its own transaction, or (grouped) a savepoint.
+
+        `reads_decisions`: it looks up earlier decisions (a void, a reversal), so the ones
+        pending are written first, outside its savepoint: they are not its to roll back."""
         if self._grouped is None:
             with self.transaction() as db:
                 yield db
             return
-        try:
-            with self._grouped.change() as db:
-                yield db
-        except BaseException:
-            self._accounts.clear()  # rolled back to the savepoint: forget what it had changed
-            raise
+        with self._lock:
+            if reads_decisions and self._decisions:
+                with self._grouped.change() as db:
+                    self._write_decisions(db)
+            pending = len(self._decisions)
+            try:
+                with self._grouped.change() as db:
+                    yield db
+            except BaseException:
+                self._accounts.clear()  # rolled back to the savepoint: forget what it had changed
+                del self._decisions[pending:]
+                raise
+
+    def _write_decisions(self, db: sqlite3.Connection) -> None:
+        if self._decisions:
+            db.executemany(_INSERT_DECISION, self._decisions)
+            self._decisions.clear()
+
+    def _read_decisions(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        if self._decisions:  # a lookup would miss them: the caller did not open its decision to read
+            raise RuntimeError("decisions pending: open the decision with reads_decisions=True")
+        return db
 
     # --- accounts --------------------------------------------------------------
     def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
@@ -271,29 +298,29 @@ class AccountStore(CompanionStore):
 
     # --- decisions -------------------------------------------------------------
     def record(self, db: sqlite3.Connection, account: Account, request, code: str, *, auth_code: str = "",
-               effect: int = 0, day: str, undoes: int | None = None) -> int:
-        cursor = db.execute(
-            "INSERT INTO decisions (token, operation, terminal_id, merchant_id, stan, amount, code, auth_code, effect,"
-            " day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
-             request.amount, code, auth_code, effect, day, undoes, time.time()),
-        )
+               effect: int = 0, day: str, undoes: int | None = None) -> None:
+        row = (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
+               request.amount, code, auth_code, effect, day, undoes, time.time())
+        if undoes is None and self._grouped is not None:
+            self._decisions.append(row)  # written before the COMMIT, or before decisions are read
+            return
+        cursor = self._read_decisions(db).execute(_INSERT_DECISION, row)
         if undoes is not None:
             db.execute("UPDATE decisions SET undone_by=? WHERE id=?", (cursor.lastrowid, undoes))
-        return cursor.lastrowid
 
     def reopen(self, db: sqlite3.Connection, decision_id: int) -> None:
         """A reversed void gives its sale back: the sale may be voided or reversed again."""
-        db.execute("UPDATE decisions SET undone_by=NULL WHERE id=?", (decision_id,))
+        self._read_decisions(db).execute("UPDATE decisions SET undone_by=NULL WHERE id=?", (decision_id,))
 
     def get_decision(self, db: sqlite3.Connection, decision_id: int) -> Decision:
-        row = db.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE id=?", (decision_id,)).fetchone()
+        row = self._read_decisions(db).execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE id=?",
+                                               (decision_id,)).fetchone()
         return Decision(*row)
 
     def open_sale(self, db: sqlite3.Connection, account: Account, terminal_id: str, merchant_id: str,
                   amount: int) -> Decision | None:
         """The card's latest approved sale of `amount` at this terminal that nothing has undone."""
-        row = db.execute(
+        row = self._read_decisions(db).execute(
             f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE token=? AND terminal_id=? AND merchant_id=?"
             " AND operation='sale' AND code='00' AND amount=? AND undone_by IS NULL ORDER BY id DESC LIMIT 1",
             (account.token, terminal_id, merchant_id, amount),
@@ -303,7 +330,7 @@ class AccountStore(CompanionStore):
     def latest_by_stan(self, db: sqlite3.Connection, account: Account, terminal_id: str, merchant_id: str,
                        stan: str) -> Decision | None:
         """The latest sale, void or refund of this card with that STAN at this terminal."""
-        row = db.execute(
+        row = self._read_decisions(db).execute(
             f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE token=? AND terminal_id=? AND merchant_id=?"
             " AND stan=? AND operation != 'reversal' ORDER BY id DESC LIMIT 1",
             (account.token, terminal_id, merchant_id, stan),

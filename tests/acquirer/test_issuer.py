@@ -320,6 +320,26 @@ def test_the_account_the_issuer_keeps_is_the_row_on_disk_after_every_kind_of_dec
     assert (kept.balance, kept.day_total) == (98_500, 2_000)  # the voided sale stands again: its void reversed
 
 
+@pytest.mark.parametrize("reads_decisions", [False, True], ids=["sale", "void"])
+def test_grouped_a_failed_decision_leaves_nothing_and_the_decisions_before_it_stand(hsm, tmp_path, clock,
+                                                                                    reads_decisions):
+    """Grouped, sale decisions are written at the flush; one that fails midway is dropped with
+    its savepoint, and a void's write of the pending ones is not rolled back with the void."""
+    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True) as issuer:
+        card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
+        assert issuer.authorise(sale(card, 1_000)).code is R.APPROVED
+        store = issuer._store
+        with pytest.raises(RuntimeError, match="fails after its writes"):
+            with store.decision(reads_decisions=reads_decisions) as db:
+                account = store.find(db, card.pan)
+                store.update(db, account, balance=0)
+                store.record(db, account, sale(card, stan="000002"), "00", day="20250615")
+                raise RuntimeError("the decision fails after its writes")
+        assert issuer.account(card.pan).balance == 99_000
+    with sqlite3.connect(tmp_path / "issuer.db") as other:
+        assert other.execute("SELECT stan, amount, code FROM decisions").fetchall() == [("000001", 1_000, "00")]
+
+
 def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
     card = personalise(hsm, issuer, CardFamily.EMV_TDES, daily_limit=5_000)
     assert issuer.authorise(sale(card, 5_000)).code is R.APPROVED
