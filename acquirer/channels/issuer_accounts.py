@@ -16,9 +16,11 @@ Grouped, the accounts read and the authorisation code sequence are also kept in
 memory: while this connection holds the write transaction no other can change them,
 and at each BEGIN `PRAGMA data_version` says whether another one did in between (then
 they are read again). The sequence is written back before each COMMIT, and so are the
-decision records of sales and refunds (nothing reads them back within the group: a void
-or a reversal, which does, writes those pending first, outside its own savepoint); the
-account row changes at once, in the decision's savepoint.
+accounts a decision changed and the decision records of sales and refunds: nothing reads
+them back from the file within the group (accounts are read from memory; a void or a
+reversal, which looks up decisions, writes those pending first, outside its own
+savepoint). A decision that fails part-way puts back the accounts as they were before it
+and drops its pending record, as the rollback to its savepoint does in the file.
 """
 from __future__ import annotations
 
@@ -130,6 +132,8 @@ _INSERT_DECISION = ("INSERT INTO decisions (token, operation, terminal_id, merch
                     " effect, day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 _ACCOUNT_COLUMNS = ("token, masked_pan, profile, family, psn, expiry, status, balance, per_transaction_limit,"
                     " daily_limit, day, day_total, pin_reference, pin_try_limit, pin_tries_left, last_atc")
+_ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))
+_WRITE_ACCOUNT = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _ACCOUNT_FIELDS[1:])} WHERE token=?"
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
 
 
@@ -137,6 +141,19 @@ def _account(row: tuple) -> Account:
     values = list(row)
     values[3], values[6] = CardFamily(values[3]), AccountStatus(values[6])
     return Account(*values)
+
+
+def _account_row(account: Account) -> tuple:
+    """The UPDATE parameters of `_WRITE_ACCOUNT`: every column but the token, then the token."""
+    values = [getattr(account, c) for c in _ACCOUNT_FIELDS[1:]]
+    return (*[v.value if isinstance(v, enum.Enum) else v for v in values], account.token)
+
+
+def _put(kept: dict, key: str, value) -> None:
+    if value is None:
+        kept.pop(key, None)
+    else:
+        kept[key] = value
 
 
 def _changed(account: Account, changes: dict) -> Account:
@@ -164,6 +181,9 @@ class AccountStore(CompanionStore):
         self._auth_seq: int | None = None  # grouped: the last authorisation number given
         self._auth_dirty = False
         self._decisions: list[tuple] = []  # grouped: decision rows not yet written (module docstring)
+        self._unwritten: dict[str, Account] = {}  # grouped: token -> account changed, not yet written
+        # in a grouped decision: token -> (kept, unwritten) as they were before it changed that account
+        self._before: dict[str, tuple[Account | None, Account | None]] | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -179,9 +199,13 @@ class AccountStore(CompanionStore):
             self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
 
     def flush(self) -> None:
-        """Commit the decisions taken so far, the authorisation number with them."""
+        """Commit the decisions taken so far: the accounts they changed, their records and the
+        authorisation number, written first when they were kept in memory."""
         with self._lock:
             if self._grouped is not None and self._db.in_transaction:
+                if self._unwritten:
+                    self._db.executemany(_WRITE_ACCOUNT, [_account_row(a) for a in self._unwritten.values()])
+                    self._unwritten.clear()
                 self._write_decisions(self._db)
             if self._grouped is not None and self._auth_dirty and self._db.in_transaction:
                 self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
@@ -221,14 +245,18 @@ class AccountStore(CompanionStore):
             if reads_decisions and self._decisions:
                 with self._grouped.change() as db:
                     self._write_decisions(db)
-            pending = len(self._decisions)
+            pending, self._before = len(self._decisions), {}
             try:
                 with self._grouped.change() as db:
                     yield db
-            except BaseException:
-                self._accounts.clear()  # rolled back to the savepoint: forget what it had changed
+            except BaseException:  # the file is back at the savepoint: memory goes back too
+                for token, (kept, unwritten) in self._before.items():
+                    _put(self._accounts, token, kept)
+                    _put(self._unwritten, token, unwritten)
                 del self._decisions[pending:]
                 raise
+            finally:
+                self._before = None
 
     def _write_decisions(self, db: sqlite3.Connection) -> None:
         if self._decisions:
@@ -275,14 +303,23 @@ class AccountStore(CompanionStore):
         `account` is the row as this connection has it (read in this transaction, or kept by
         `find`), so the new account is that one with the changes, without reading it back."""
         if not changes:
+            if account.token in self._unwritten:
+                return self._unwritten[account.token]
             row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (account.token,)).fetchone()
             return _account(row)
         if "status" in changes:
             changes["status"] = AccountStatus(changes["status"])
+        changed = _changed(account, changes)
+        if self._before is not None:  # in a grouped decision: written by the flush (module docstring)
+            token = account.token
+            if token not in self._before:
+                self._before[token] = (self._accounts.get(token), self._unwritten.get(token))
+            self._accounts[token] = self._unwritten[token] = changed
+            return changed
         values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
         if db.execute(_update_sql(tuple(changes)), (*values, account.token)).rowcount != 1:
             raise AccountError("pan: no account for that card")
-        return self._keep(_changed(account, changes))
+        return self._keep(changed)
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
         if self._grouped is not None:  # kept in memory, written back before the COMMIT

@@ -323,8 +323,8 @@ def test_the_account_the_issuer_keeps_is_the_row_on_disk_after_every_kind_of_dec
 @pytest.mark.parametrize("reads_decisions", [False, True], ids=["sale", "void"])
 def test_grouped_a_failed_decision_leaves_nothing_and_the_decisions_before_it_stand(hsm, tmp_path, clock,
                                                                                     reads_decisions):
-    """Grouped, sale decisions are written at the flush; one that fails midway is dropped with
-    its savepoint, and a void's write of the pending ones is not rolled back with the void."""
+    """Grouped, what sale decisions change is written at the flush; one that fails midway is
+    dropped with its savepoint, and a void's write of the pending ones is not undone with it."""
     with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True) as issuer:
         card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
         assert issuer.authorise(sale(card, 1_000)).code is R.APPROVED
@@ -338,6 +338,7 @@ def test_grouped_a_failed_decision_leaves_nothing_and_the_decisions_before_it_st
         assert issuer.account(card.pan).balance == 99_000
     with sqlite3.connect(tmp_path / "issuer.db") as other:
         assert other.execute("SELECT stan, amount, code FROM decisions").fetchall() == [("000001", 1_000, "00")]
+        assert other.execute("SELECT balance, last_atc FROM accounts").fetchall() == [(99_000, 1)]
 
 
 def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
