@@ -7,7 +7,12 @@ and a keyed token.
 
 In the host the vault is a companion of the ledger writer (`grouped=True`): a kept card
 is committed with the next group commit, before the sale's journal entry, instead of in
-a transaction of its own on the event loop (acquirer.ledger.companion).
+a transaction of its own on the event loop (acquirer.ledger.companion). Nothing reads a
+vault row back within the request that keeps it, so grouped, `keep` only seals the card
+and sets it aside; `flush` (the ledger writer's thread, before it commits the group)
+writes what was set aside in one statement and commits it. A card set aside is found by
+`card` as one in the file is. A flush that fails keeps its cards set aside for the next
+one, so no unit commits after a flush that lost a card of it.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import os
 import sqlite3
 import threading
 
-from acquirer.ledger.companion import CompanionStore, GroupedWrites
+from acquirer.ledger.companion import CompanionStore
+from acquirer.sqlite_tx import write_transaction
 from keys.hsm import HSM
 
 VAULT_KEY = "host/VAULT"
@@ -36,24 +42,46 @@ class CardVault(CompanionStore):
         # last vault rows in a power cut only makes those sales un-voidable without the card.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS cards (txn_id TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
-        self._lock = threading.RLock()
-        self._grouped = GroupedWrites(self._db, self._lock) if grouped else None
+        self._lock = threading.RLock()  # the connection (and a flush in progress)
+        self._deferred = grouped
+        self._pending: dict[str, bytes] = {}  # grouped: txn_id -> sealed card, not yet written
+        self._pending_lock = threading.Lock()  # held only to put a card aside or take them all
 
     def token(self, pan: str) -> str:
         return self._hsm.token(TOKEN_KEY, pan.encode("ascii"))
 
     def keep(self, txn_id: str, pan: str, expiry: str, psn: str) -> None:
         sealed = self._hsm.seal_data(VAULT_KEY, json.dumps([pan, expiry, psn]).encode())
-        if self._grouped is not None:
-            self._grouped.execute(_INSERT, (txn_id, sealed))
+        if self._deferred:  # written by the next flush: no SQLite on the caller's thread
+            with self._pending_lock:
+                self._pending[txn_id] = sealed
             return
         with self._lock:
             self._db.execute(_INSERT, (txn_id, sealed))
 
     def card(self, txn_id: str) -> tuple[str, str, str] | None:
-        with self._lock:  # the same connection sees the rows the next flush will commit
-            row = self._db.execute("SELECT sealed FROM cards WHERE txn_id=?", (txn_id,)).fetchone()
-        if row is None:
-            return None
-        pan, expiry, psn = json.loads(self._hsm.open_data(VAULT_KEY, row[0]))
+        with self._lock:  # after a flush in progress: its cards are in the file, or set aside again
+            sealed = self._pending.get(txn_id)
+            if sealed is None:
+                row = self._db.execute("SELECT sealed FROM cards WHERE txn_id=?", (txn_id,)).fetchone()
+                if row is None:
+                    return None
+                sealed = row[0]
+        pan, expiry, psn = json.loads(self._hsm.open_data(VAULT_KEY, sealed))
         return pan, expiry, psn
+
+    def flush(self) -> None:
+        """Write and commit the cards set aside (the ledger writer calls this before each group)."""
+        with self._lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return
+            try:
+                with write_transaction(self._db) as db:
+                    db.executemany(_INSERT, batch.items())
+            except BaseException:
+                with self._pending_lock:  # set aside again, under what was kept meanwhile
+                    batch.update(self._pending)
+                    self._pending = batch
+                raise

@@ -14,7 +14,6 @@ import functools
 import hmac
 
 from .errors import CryptoError, InvalidKey
-from .mac import CBCMAC
 from .symmetric import Algorithm, BlockCipher, pad_iso9797_m2
 
 __all__ = [
@@ -51,6 +50,8 @@ def mask_pan(pan: str) -> str:
 
 
 def _family(family: CardFamily | str) -> CardFamily:
+    if type(family) is CardFamily:  # every step of an authorisation checks it: skip the enum lookup
+        return family
     try:
         return CardFamily(family)
     except ValueError:
@@ -79,12 +80,26 @@ def _fixed(value: bytes, length: int, name: str) -> bytes:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        raise ValueError(f"XOR of {len(a)} and {len(b)} bytes")
+    return (int.from_bytes(a) ^ int.from_bytes(b)).to_bytes(len(a))
+
+
+# DES keys carry a parity bit per byte; EMV sets it odd on derived keys so HSMs accept them.
+_ODD_PARITY = bytes(b ^ (1 - bin(b).count("1") % 2) for b in range(256))
 
 
 def _odd_parity(key: bytes) -> bytes:
-    # DES keys carry a parity bit per byte; EMV sets it odd on derived keys so HSMs accept them.
-    return bytes(b ^ (1 - bin(b).count("1") % 2) for b in key)
+    return bytes(key).translate(_ODD_PARITY)
+
+
+def _cbc_last_block(encrypt_block, padded: bytes, size: int) -> bytes:
+    """The last block of CBC under a zero IV, chained one block call at a time: a session
+    key serves one authorisation, and a CBC context costs more to make than its few blocks."""
+    h, from_bytes = 0, int.from_bytes
+    for i in range(0, len(padded), size):
+        h = from_bytes(encrypt_block((h ^ from_bytes(padded[i : i + size])).to_bytes(size)))
+    return h.to_bytes(size)
 
 
 def _pan_block(pan: str, psn: str) -> bytes:
@@ -138,15 +153,13 @@ def _mac(family: CardFamily, session_key: bytes, data: bytes) -> bytes:
     cipher = _cipher(family, session_key, "session key")
     padded = pad_iso9797_m2(bytes(data), cipher.block_size)
     if family is CardFamily.PBOC_SM4:
-        # Plain CBC-MAC, zero IV, leftmost 8 bytes of the last ciphertext block.
-        return CBCMAC(cipher, padding=2, length=AC_LENGTH).mac(bytes(data))
+        # Plain CBC-MAC (ISO 9797-1 algorithm 1), leftmost 8 bytes of the last ciphertext block.
+        return _cbc_last_block(cipher.ecb_block_function, padded, cipher.block_size)[:AC_LENGTH]
     # ISO 9797-1 MAC algorithm 3: single-DES CBC under the left half for all blocks but the
     # last, then full 3DES (K1, K2, K1) on the last one. K1||K1 makes BlockCipher single DES;
     # chain by hand because BlockCipher's CBC path refuses such degenerate keys.
-    des = BlockCipher(Algorithm.TDES, bytes(session_key[:8]) * 2)
-    chain = bytes(8)
-    for i in range(0, len(padded) - 8, 8):
-        chain = des.encrypt_ecb(_xor(chain, padded[i : i + 8]))
+    des = _cached_cipher(Algorithm.TDES, bytes(session_key[:8]) * 2)
+    chain = _cbc_last_block(des.ecb_block_function, padded[:-8], 8)
     return cipher.encrypt_ecb(_xor(chain, padded[-8:]))
 
 

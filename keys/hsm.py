@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import emv, envelope, keyblock
 from .errors import InvalidKey, KeyBlockError, KeyNotFound, KeyUsageError, MACError
+from .hashes import hmac_sm3
 from .mac import CBCMAC, cmac, cup_ecb_mac, verify, x919_mac
 from .model import Key, KeyAlgorithm, KeyUsage
 from .pinblock import PinBlockFormat, decrypt_pin_block, encrypt_pin_block
@@ -43,16 +44,21 @@ _PIN_FORMATS = {KeyAlgorithm.TDES: PinBlockFormat.ISO0, KeyAlgorithm.SM4: PinBlo
                 KeyAlgorithm.AES: PinBlockFormat.ISO4}
 
 
+def _usage_name(usage: KeyUsage | str) -> str:
+    # names are built on every request (the terminal's TAK, TDK, TPK): a member needs no lookup
+    return usage.value if type(usage) is KeyUsage else KeyUsage(usage).value
+
+
 def terminal_key_name(terminal_id: str, usage: KeyUsage | str) -> str:
-    return f"terminal/{terminal_id}/{KeyUsage(usage).value}"
+    return f"terminal/{terminal_id}/{_usage_name(usage)}"
 
 
 def channel_key_name(channel: str, usage: KeyUsage | str) -> str:
-    return f"channel/{channel}/{KeyUsage(usage).value}"
+    return f"channel/{channel}/{_usage_name(usage)}"
 
 
 def issuer_key_name(profile: str, usage: KeyUsage | str) -> str:
-    return f"issuer/{profile}/{KeyUsage(usage).value}"
+    return f"issuer/{profile}/{_usage_name(usage)}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,12 @@ class HSM:
         return self.info(name)
 
     def _get(self, name: str, *usages: KeyUsage) -> Key:
+        key = self._cache.get(name)  # a dict read is atomic: the lock only guards loading
+        if key is None:
+            key = self._load(name)
+        return key.require(*usages) if usages else key
+
+    def _load(self, name: str) -> Key:
         with self._lock:
             key = self._cache.get(name)
             if key is None:
@@ -140,7 +152,7 @@ class HSM:
                     raise KeyNotFound(f"no key named {name!r}")
                 key = keyblock.unwrap(self._lmk, row[0])
                 self._cache[name] = key
-        return key.require(*usages) if usages else key
+        return key
 
     def info(self, name: str) -> KeyInfo:
         row = self._db.execute("SELECT algorithm, usage, version, kcv FROM keys WHERE name=?", (name,)).fetchone()
@@ -250,8 +262,6 @@ class HSM:
 
     def token(self, name: str, data: bytes) -> str:
         """A keyed token (HMAC-SM3, 128 bits, hex) standing for `data` (a PAN) without revealing it."""
-        from .hashes import hmac_sm3
-
         return hmac_sm3(self._get(name, KeyUsage.TOKEN).material, data)[:16].hex().upper()
 
     # --- MACs ------------------------------------------------------------------
@@ -280,8 +290,7 @@ class HSM:
         """Check an ARQC with the issuer master key; return the ARPC (method 1) for `arc`.
 
         Raises MACError when the cryptogram does not verify."""
-        family = emv.CardFamily(family)
-        imk = self._get(imk_name, KeyUsage.IMK_AC)
+        imk = self._get(imk_name, KeyUsage.IMK_AC)  # keys.emv checks the family
         session_key = emv.arqc_session(family, imk.material, pan, psn, atc)
         if not emv.verify_ac(family, session_key, data, arqc):
             raise MACError("ARQC does not verify")

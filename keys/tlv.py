@@ -94,29 +94,51 @@ def _read_length(data: bytes, i: int) -> tuple[int, int]:
     return int.from_bytes(data[i : i + n]), i + n
 
 
+def _objects(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes, int]]:
+    """Each object of one level in order: (tag, constructed bit, value, offset of the value).
+
+    One pass over `data` with the common forms (one- and two-byte tags, a short length) inline and
+    the rest left to `_read_tag`/`_read_length`: field 55 is parsed on every card request,
+    so this is a hot loop. Padding bytes 00 and FF between objects are skipped."""
+    end = len(data)
+    i = 0
+    while i < end:
+        first = data[i]
+        if first == 0x00 or first == 0xFF:
+            i += 1
+            continue
+        start = i
+        if first & 0x1F != 0x1F:
+            tag = first
+            i += 1
+        elif i + 1 < end and not data[i + 1] & 0x80:  # two bytes, as most EMV tags (9Fxx, 5Fxx)
+            tag = first << 8 | data[i + 1]
+            i += 2
+        else:
+            tag, i = _read_tag(data, i)
+        if i >= end:
+            raise TLVError(f"truncated length at offset {i}")
+        length = data[i]
+        if length < 0x80:
+            i += 1
+        else:
+            length, i = _read_length(data, i)
+        stop = i + length
+        if stop > end:
+            raise TLVError(f"tag {tag:X} at offset {offset + start} declares {length} bytes, only {end - i} remain")
+        yield tag, first & 0x20, data[i:stop], offset + i
+        i = stop
+
+
 def decode(data: bytes, offset: int = 0) -> list[TLV]:
     """Parse a sequence of TLVs; constructed ones are parsed recursively.
 
     Padding bytes 00 and FF between objects are skipped, as EMV allows."""
+    if type(data) is not bytes:
+        data = bytes(data)
     out: list[TLV] = []
-    i = 0
-    while i < len(data):
-        if data[i] in (0x00, 0xFF):
-            i += 1
-            continue
-        start = i
-        tag, i = _read_tag(data, i)
-        length, i = _read_length(data, i)
-        if i + length > len(data):
-            raise TLVError(
-                f"tag {tag:X} at offset {offset + start} declares {length} bytes, only {len(data) - i} remain"
-            )
-        value = bytes(data[i : i + length])
-        node = TLV(tag, value)
-        if is_constructed(tag):
-            node.children = decode(value, offset + i)
-        out.append(node)
-        i += length
+    for tag, constructed, value, at in _objects(data, offset):
+        out.append(TLV(tag, value, decode(value, at)) if constructed else TLV(tag, value))
     return out
 
 
@@ -128,13 +150,26 @@ def walk(nodes: Iterable[TLV]) -> Iterator[TLV]:
 
 
 def flatten(data: bytes | list[TLV]) -> dict[int, bytes]:
-    """Primitive tags to values, first occurrence wins (the EMV data-object view)."""
-    nodes = decode(data) if isinstance(data, (bytes, bytearray)) else data
+    """Primitive tags to values, first occurrence wins (the EMV data-object view).
+
+    From bytes it goes straight to the dict, without TLV nodes in between; it is as strict
+    as `decode` (the same errors, in the same order)."""
     result: dict[int, bytes] = {}
-    for n in walk(nodes):
+    if isinstance(data, (bytes, bytearray)):
+        _flatten_into(bytes(data), 0, result)
+        return result
+    for n in walk(data):
         if not n.constructed:
             result.setdefault(n.tag, n.value)
     return result
+
+
+def _flatten_into(data: bytes, offset: int, result: dict[int, bytes]) -> None:
+    for tag, constructed, value, at in _objects(data, offset):
+        if constructed:
+            _flatten_into(value, at, result)  # depth first: the order `walk` visits in
+        elif tag not in result:
+            result[tag] = value
 
 
 def encode_dict(items: dict[int, bytes] | Iterable[tuple[int, bytes]]) -> bytes:

@@ -57,11 +57,8 @@ class _Verified:
 
 
 def _day(now: datetime) -> str:
+    """YYYYMMDD, the day a decision counts in; its [2:6] is the YYMM an expiry compares with."""
     return now.strftime("%Y%m%d")
-
-
-def _yymm(now: datetime) -> str:
-    return now.strftime("%y%m")
 
 
 class IssuerSimulator:
@@ -165,80 +162,77 @@ class IssuerSimulator:
 
     # --- authorisation ---------------------------------------------------------
     def authorise(self, request: CardAuthorisation) -> CardResult:
-        now = self._clock()
-        with self._store.decision() as db:
+        today = _day(self._clock())
+        with self._store.decision(reads_decisions=request.operation in _READS_DECISIONS) as db:
             pan = request.pan
             account = self._store.find(db, pan) if isinstance(pan, str) and pan.isdigit() else None
             if account is None:
                 result = CardResult(ResponseCode.INVALID_CARD, text="card not on file")
             elif request.amount <= 0:
-                result = self._declined(db, account, request, now, _Decline(
+                result = self._declined(db, account, request, today, _Decline(
                     ResponseCode.INVALID_AMOUNT, "amount must be above zero"))
             else:
-                handler = {Operation.SALE: self._sale, Operation.REFUND: self._refund,
-                           Operation.VOID: self._void, Operation.REVERSAL: self._reversal}[request.operation]
-                result = handler(db, account, request, now)
-        log.info("%s %s %d fen tid=%s stan=%s -> %s %s", request.operation.value, request.masked_pan,
-                 request.amount, request.terminal_id, request.stan, result.code.value, result.text)
+                result = _HANDLERS[request.operation](self, db, account, request, today)
+        if log.isEnabledFor(logging.INFO):  # the masked PAN and the enum values only when the line is written
+            log.info("%s %s %d fen tid=%s stan=%s -> %s %s", request.operation.value, request.masked_pan,
+                     request.amount, request.terminal_id, request.stan, result.code.value, result.text)
         return result
 
-    def _declined(self, db, account: Account, request: CardAuthorisation, now: datetime, decline: _Decline,
+    def _declined(self, db, account: Account, request: CardAuthorisation, today: str, decline: _Decline,
                   verified: _Verified | None = None, **changes) -> CardResult:
-        if changes:  # what the checks changed before saying no (the ATC) is kept
+        if changes:  # what the checks changed before saying no (the ATC, the PIN tries) is kept
             account = self._store.update(db, account, **changes)
-        self._store.record(db, account, request, decline.code.value, day=_day(now))
+        self._store.record(db, account, request, decline.code.value, day=today)
         return CardResult(decline.code, text=decline.text,
                           issuer_data=self._issuer_data(account, request, verified, decline.code))
 
-    def _approved(self, db, account: Account, request: CardAuthorisation, now: datetime, effect: int,
+    def _approved(self, db, account: Account, request: CardAuthorisation, today: str, effect: int,
                   text: str, undoes: int | None = None, verified: _Verified | None = None,
                   **changes) -> CardResult:
         auth_code = self._store.next_auth_code(db)
         account = self._store.update(db, account, balance=account.balance + effect, **changes)
         self._store.record(db, account, request, ResponseCode.APPROVED.value, auth_code=auth_code, effect=effect,
-                           day=_day(now), undoes=undoes)
+                           day=today, undoes=undoes)
         return CardResult(ResponseCode.APPROVED, auth_code=auth_code, text=text, balance=account.balance,
                           issuer_data=self._issuer_data(account, request, verified, ResponseCode.APPROVED))
 
-    def _sale(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
-        day = _day(now)
+    def _sale(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         verified = None
         kept: dict = {}  # written with the decision, whatever it is: one UPDATE per sale
         try:
-            self._check_standing(account, request, now)
+            self._check_standing(account, request, today)
             if request.icc:
                 verified = self._verify_cryptogram(account, request)
                 kept["last_atc"] = verified.cryptogram.atc_value
-                account = dataclasses.replace(account, **kept)
                 if not verified.cryptogram.is_arqc:
                     raise _Decline(ResponseCode.DO_NOT_HONOR, "the card did not ask for online authorisation")
             if request.pin_block is not None:
-                account = self._check_pin(db, account, request)
+                self._check_pin(account, request, kept)
             if account.per_transaction_limit is not None and request.amount > account.per_transaction_limit:
                 raise _Decline(ResponseCode.EXCEEDS_LIMIT, "above the card's per-transaction limit")
-            if account.daily_limit is not None and account.spent_on(day) + request.amount > account.daily_limit:
+            if account.daily_limit is not None and account.spent_on(today) + request.amount > account.daily_limit:
                 raise _Decline(ResponseCode.EXCEEDS_LIMIT, "above the card's daily limit")
             if request.amount > account.balance:
                 raise _Decline(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
         except _Decline as decline:
-            return self._declined(db, account, request, now, decline, verified, **kept)
-        return self._approved(db, account, request, now, -request.amount, "approved", verified=verified,
-                              day=day, day_total=account.spent_on(day) + request.amount, **kept)
+            return self._declined(db, account, request, today, decline, verified, **kept)
+        return self._approved(db, account, request, today, -request.amount, "approved", verified=verified,
+                              day=today, day_total=account.spent_on(today) + request.amount, **kept)
 
-    def _refund(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
+    def _refund(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         try:
             self._check_status(account)
             if request.original_amount is not None and request.amount > request.original_amount:
                 raise _Decline(ResponseCode.ORIGINAL_AMOUNT_INCORRECT, "refund above the original amount")
         except _Decline as decline:
-            return self._declined(db, account, request, now, decline)
-        return self._approved(db, account, request, now, request.amount, "refund credited")
+            return self._declined(db, account, request, today, decline)
+        return self._approved(db, account, request, today, request.amount, "refund credited")
 
-    def _void(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
+    def _void(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         # With the original STAN the void names its sale; without it, it takes the card's latest
         # open sale of that amount at this terminal (docs/issuer.md): equal sales are interchangeable.
         if request.original_amount is not None and request.original_amount != request.amount:
-            return self._declined(db, account, request, now, _Decline(
+            return self._declined(db, account, request, today, _Decline(
                 ResponseCode.ORIGINAL_AMOUNT_INCORRECT, "a void cancels the whole sale"))
         if request.original_stan is not None:
             sale = self._store.latest_by_stan(db, account, request.terminal_id, request.merchant_id,
@@ -249,23 +243,23 @@ class IssuerSimulator:
         else:
             sale = self._store.open_sale(db, account, request.terminal_id, request.merchant_id, request.amount)
         if sale is None:
-            return self._declined(db, account, request, now, _Decline(
+            return self._declined(db, account, request, today, _Decline(
                 ResponseCode.ORIGINAL_NOT_FOUND, "no open sale of this amount at this terminal"))
-        return self._approved(db, account, request, now, sale.amount, "sale voided", undoes=sale.id,
+        return self._approved(db, account, request, today, sale.amount, "sale voided", undoes=sale.id,
                               **self._day_total_less(account, sale))
 
-    def _reversal(self, db, account: Account, request: CardAuthorisation, now: datetime) -> CardResult:
+    def _reversal(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         # A reversal carries its original's STAN (docs/protocol.md); only what the issuer
         # approved can be undone, and only once.
         original = self._store.latest_by_stan(db, account, request.terminal_id, request.merchant_id, request.stan)
         if original is None or original.code != ResponseCode.APPROVED.value:
-            return self._declined(db, account, request, now, _Decline(
+            return self._declined(db, account, request, today, _Decline(
                 ResponseCode.ORIGINAL_NOT_FOUND, "nothing approved to reverse"))
         if original.amount != request.amount:
-            return self._declined(db, account, request, now, _Decline(
+            return self._declined(db, account, request, today, _Decline(
                 ResponseCode.ORIGINAL_AMOUNT_INCORRECT, "amount differs from the original"))
         if original.undone_by is not None:
-            return self._approved(db, account, request, now, 0, "already reversed")
+            return self._approved(db, account, request, today, 0, "already reversed")
         changes: dict = {}
         if original.operation == Operation.SALE.value:
             changes = self._day_total_less(account, original)
@@ -274,7 +268,7 @@ class IssuerSimulator:
             sale = self._store.get_decision(db, original.undoes)
             if sale.day == account.day:
                 changes = {"day_total": account.day_total + sale.amount}
-        return self._approved(db, account, request, now, -original.effect, f"{original.operation} reversed",
+        return self._approved(db, account, request, today, -original.effect, f"{original.operation} reversed",
                               undoes=original.id, **changes)
 
     @staticmethod
@@ -290,9 +284,9 @@ class IssuerSimulator:
         if account.status is AccountStatus.LOST:
             raise _Decline(ResponseCode.LOST_CARD, "card reported lost")
 
-    def _check_standing(self, account: Account, request: CardAuthorisation, now: datetime) -> None:
+    def _check_standing(self, account: Account, request: CardAuthorisation, today: str) -> None:
         self._check_status(account)
-        if account.expiry < _yymm(now):  # YYMM strings compare as dates within one century
+        if account.expiry < today[2:6]:  # YYMM strings compare as dates within one century
             raise _Decline(ResponseCode.EXPIRED_CARD, "card expired")
         if request.expiry and request.expiry != account.expiry:
             raise _Decline(ResponseCode.EXPIRED_CARD, "expiry date does not match the card")
@@ -334,7 +328,8 @@ class IssuerSimulator:
             return verified.approval_arpc + arc
         return self._verify_arqc(account, request, verified.cryptogram, arc) + arc
 
-    def _check_pin(self, db, account: Account, request: CardAuthorisation) -> Account:
+    def _check_pin(self, account: Account, request: CardAuthorisation, kept: dict) -> None:
+        """Compare the PIN; the tries left go into `kept`, written with the decision."""
         if account.pin_tries_left <= 0:
             raise _Decline(ResponseCode.PIN_TRIES_EXCEEDED, "PIN tries exceeded")
         if account.pin_reference is None:
@@ -352,11 +347,15 @@ class IssuerSimulator:
         except PinBlockError:
             raise _Decline(ResponseCode.SYSTEM_ERROR, "PIN reference unreadable under the issuer ZPK") from None
         if correct:
-            if account.pin_tries_left == account.pin_try_limit:
-                return account
-            return self._store.update(db, account, pin_tries_left=account.pin_try_limit)
-        left = account.pin_tries_left - 1
-        self._store.update(db, account, pin_tries_left=left)
+            if account.pin_tries_left != account.pin_try_limit:
+                kept["pin_tries_left"] = account.pin_try_limit
+            return
+        left = kept["pin_tries_left"] = account.pin_tries_left - 1
         if left == 0:
             raise _Decline(ResponseCode.PIN_TRIES_EXCEEDED, "incorrect PIN; no tries left")
         raise _Decline(ResponseCode.INCORRECT_PIN, f"incorrect PIN, {left} tries left")
+
+
+_READS_DECISIONS = frozenset({Operation.VOID, Operation.REVERSAL})  # they look up the decision they undo
+_HANDLERS = {Operation.SALE: IssuerSimulator._sale, Operation.REFUND: IssuerSimulator._refund,
+             Operation.VOID: IssuerSimulator._void, Operation.REVERSAL: IssuerSimulator._reversal}

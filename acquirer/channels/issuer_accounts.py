@@ -15,11 +15,17 @@ depends on it (acquirer.ledger.companion), not a transaction of its own per requ
 Grouped, the accounts read and the authorisation code sequence are also kept in
 memory: while this connection holds the write transaction no other can change them,
 and at each BEGIN `PRAGMA data_version` says whether another one did in between (then
-they are read again). The sequence is written back before each COMMIT.
+they are read again). The sequence is written back before each COMMIT, and so are the
+accounts a decision changed and the decision records of sales and refunds: nothing reads
+them back from the file within the group (accounts are read from memory; a void or a
+reversal, which looks up decisions, writes those pending first, outside its own
+savepoint). A decision that fails part-way puts back the accounts as they were before it
+and drops its pending record, as the rollback to its savepoint does in the file.
 """
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import sqlite3
 import threading
@@ -122,8 +128,12 @@ class Decision:
     undone_by: int | None
 
 
+_INSERT_DECISION = ("INSERT INTO decisions (token, operation, terminal_id, merchant_id, stan, amount, code, auth_code,"
+                    " effect, day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 _ACCOUNT_COLUMNS = ("token, masked_pan, profile, family, psn, expiry, status, balance, per_transaction_limit,"
                     " daily_limit, day, day_total, pin_reference, pin_try_limit, pin_tries_left, last_atc")
+_ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))
+_WRITE_ACCOUNT = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _ACCOUNT_FIELDS[1:])} WHERE token=?"
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
 
 
@@ -131,6 +141,34 @@ def _account(row: tuple) -> Account:
     values = list(row)
     values[3], values[6] = CardFamily(values[3]), AccountStatus(values[6])
     return Account(*values)
+
+
+def _account_row(account: Account) -> tuple:
+    """The UPDATE parameters of `_WRITE_ACCOUNT`: every column but the token, then the token."""
+    values = [getattr(account, c) for c in _ACCOUNT_FIELDS[1:]]
+    return (*[v.value if isinstance(v, enum.Enum) else v for v in values], account.token)
+
+
+def _put(kept: dict, key: str, value) -> None:
+    if value is None:
+        kept.pop(key, None)
+    else:
+        kept[key] = value
+
+
+def _changed(account: Account, changes: dict) -> Account:
+    """`dataclasses.replace` for the once-per-decision path: an Account has no checks in
+    __post_init__ to run again, and its frozen __init__ costs several times this copy."""
+    new = object.__new__(Account)
+    fields = new.__dict__
+    fields.update(account.__dict__)
+    fields.update(changes)
+    return new
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    return f"UPDATE accounts SET {', '.join(f'{name}=?' for name in columns)} WHERE token=?"
 
 
 class AccountStore(CompanionStore):
@@ -142,6 +180,10 @@ class AccountStore(CompanionStore):
         self._accounts: dict[str, Account] = {}  # grouped: token -> the account as this connection has it
         self._auth_seq: int | None = None  # grouped: the last authorisation number given
         self._auth_dirty = False
+        self._decisions: list[tuple] = []  # grouped: decision rows not yet written (module docstring)
+        self._unwritten: dict[str, Account] = {}  # grouped: token -> account changed, not yet written
+        # in a grouped decision: token -> (kept, unwritten) as they were before it changed that account
+        self._before: dict[str, tuple[Account | None, Account | None]] | None = None
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -157,8 +199,14 @@ class AccountStore(CompanionStore):
             self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
 
     def flush(self) -> None:
-        """Commit the decisions taken so far, the authorisation number with them."""
+        """Commit the decisions taken so far: the accounts they changed, their records and the
+        authorisation number, written first when they were kept in memory."""
         with self._lock:
+            if self._grouped is not None and self._db.in_transaction:
+                if self._unwritten:
+                    self._db.executemany(_WRITE_ACCOUNT, [_account_row(a) for a in self._unwritten.values()])
+                    self._unwritten.clear()
+                self._write_decisions(self._db)
             if self._grouped is not None and self._auth_dirty and self._db.in_transaction:
                 self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
                                  (str(self._auth_seq),))
@@ -184,18 +232,41 @@ class AccountStore(CompanionStore):
                 yield db
 
     @contextmanager
-    def decision(self) -> Iterator[sqlite3.Connection]:
-        """The unit of one authorisation: its own transaction, or (grouped) a savepoint."""
+    def decision(self, reads_decisions: bool = False) -> Iterator[sqlite3.Connection]:
+        """The unit of one authorisation: its own transaction, or (grouped) a savepoint.
+
+        `reads_decisions`: it looks up earlier decisions (a void, a reversal), so the ones
+        pending are written first, outside its savepoint: they are not its to roll back."""
         if self._grouped is None:
             with self.transaction() as db:
                 yield db
             return
-        try:
-            with self._grouped.change() as db:
-                yield db
-        except BaseException:
-            self._accounts.clear()  # rolled back to the savepoint: forget what it had changed
-            raise
+        with self._lock:
+            if reads_decisions and self._decisions:
+                with self._grouped.change() as db:
+                    self._write_decisions(db)
+            pending, self._before = len(self._decisions), {}
+            try:
+                with self._grouped.change() as db:
+                    yield db
+            except BaseException:  # the file is back at the savepoint: memory goes back too
+                for token, (kept, unwritten) in self._before.items():
+                    _put(self._accounts, token, kept)
+                    _put(self._unwritten, token, unwritten)
+                del self._decisions[pending:]
+                raise
+            finally:
+                self._before = None
+
+    def _write_decisions(self, db: sqlite3.Connection) -> None:
+        if self._decisions:
+            db.executemany(_INSERT_DECISION, self._decisions)
+            self._decisions.clear()
+
+    def _read_decisions(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        if self._decisions:  # a lookup would miss them: the caller did not open its decision to read
+            raise RuntimeError("decisions pending: open the decision with reads_decisions=True")
+        return db
 
     # --- accounts --------------------------------------------------------------
     def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
@@ -227,15 +298,28 @@ class AccountStore(CompanionStore):
         )
 
     def update(self, db: sqlite3.Connection, account: Account, **changes) -> Account:
-        """Write `changes` (column=value) to the account row; returns the account as it now is."""
+        """Write `changes` (column=value) to the account row; returns the account as it now is.
+
+        `account` is the row as this connection has it (read in this transaction, or kept by
+        `find`), so the new account is that one with the changes, without reading it back."""
         if not changes:
+            if account.token in self._unwritten:
+                return self._unwritten[account.token]
             row = db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE token=?", (account.token,)).fetchone()
             return _account(row)
-        columns = ", ".join(f"{name}=?" for name in changes)
+        if "status" in changes:
+            changes["status"] = AccountStatus(changes["status"])
+        changed = _changed(account, changes)
+        if self._before is not None:  # in a grouped decision: written by the flush (module docstring)
+            token = account.token
+            if token not in self._before:
+                self._before[token] = (self._accounts.get(token), self._unwritten.get(token))
+            self._accounts[token] = self._unwritten[token] = changed
+            return changed
         values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
-        row = db.execute(f"UPDATE accounts SET {columns} WHERE token=? RETURNING {_ACCOUNT_COLUMNS}",
-                         (*values, account.token)).fetchall()[0]
-        return self._keep(_account(row))
+        if db.execute(_update_sql(tuple(changes)), (*values, account.token)).rowcount != 1:
+            raise AccountError("pan: no account for that card")
+        return self._keep(changed)
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
         if self._grouped is not None:  # kept in memory, written back before the COMMIT
@@ -251,29 +335,29 @@ class AccountStore(CompanionStore):
 
     # --- decisions -------------------------------------------------------------
     def record(self, db: sqlite3.Connection, account: Account, request, code: str, *, auth_code: str = "",
-               effect: int = 0, day: str, undoes: int | None = None) -> int:
-        cursor = db.execute(
-            "INSERT INTO decisions (token, operation, terminal_id, merchant_id, stan, amount, code, auth_code, effect,"
-            " day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
-             request.amount, code, auth_code, effect, day, undoes, time.time()),
-        )
+               effect: int = 0, day: str, undoes: int | None = None) -> None:
+        row = (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
+               request.amount, code, auth_code, effect, day, undoes, time.time())
+        if undoes is None and self._grouped is not None:
+            self._decisions.append(row)  # written before the COMMIT, or before decisions are read
+            return
+        cursor = self._read_decisions(db).execute(_INSERT_DECISION, row)
         if undoes is not None:
             db.execute("UPDATE decisions SET undone_by=? WHERE id=?", (cursor.lastrowid, undoes))
-        return cursor.lastrowid
 
     def reopen(self, db: sqlite3.Connection, decision_id: int) -> None:
         """A reversed void gives its sale back: the sale may be voided or reversed again."""
-        db.execute("UPDATE decisions SET undone_by=NULL WHERE id=?", (decision_id,))
+        self._read_decisions(db).execute("UPDATE decisions SET undone_by=NULL WHERE id=?", (decision_id,))
 
     def get_decision(self, db: sqlite3.Connection, decision_id: int) -> Decision:
-        row = db.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE id=?", (decision_id,)).fetchone()
+        row = self._read_decisions(db).execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE id=?",
+                                               (decision_id,)).fetchone()
         return Decision(*row)
 
     def open_sale(self, db: sqlite3.Connection, account: Account, terminal_id: str, merchant_id: str,
                   amount: int) -> Decision | None:
         """The card's latest approved sale of `amount` at this terminal that nothing has undone."""
-        row = db.execute(
+        row = self._read_decisions(db).execute(
             f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE token=? AND terminal_id=? AND merchant_id=?"
             " AND operation='sale' AND code='00' AND amount=? AND undone_by IS NULL ORDER BY id DESC LIMIT 1",
             (account.token, terminal_id, merchant_id, amount),
@@ -283,7 +367,7 @@ class AccountStore(CompanionStore):
     def latest_by_stan(self, db: sqlite3.Connection, account: Account, terminal_id: str, merchant_id: str,
                        stan: str) -> Decision | None:
         """The latest sale, void or refund of this card with that STAN at this terminal."""
-        row = db.execute(
+        row = self._read_decisions(db).execute(
             f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE token=? AND terminal_id=? AND merchant_id=?"
             " AND stan=? AND operation != 'reversal' ORDER BY id DESC LIMIT 1",
             (account.token, terminal_id, merchant_id, stan),

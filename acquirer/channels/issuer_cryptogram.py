@@ -87,8 +87,13 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
 
     The layout is the same for both families; `family` is checked so a caller cannot
     ask for a family that has no layout here."""
-    CardFamily(family)
-    data = b"".join(_value(icc, tag, length, optional) for tag, length, _, optional in AC_DATA)
+    if type(family) is not CardFamily:
+        CardFamily(family)
+    parts = []
+    for tag, length, _, optional in AC_DATA:
+        value = icc.get(tag)  # inline the common case: every tag there at its length
+        parts.append(value if value is not None and len(value) == length else _value(icc, tag, length, optional))
+    data = b"".join(parts)
     iad = icc.get(0x9F10)
     if iad is None:
         raise IccDataError("field 55 tag 9F10 is missing (the cryptogram covers its CVR)")

@@ -75,7 +75,6 @@ class ReversalOutcome(str, enum.Enum):
     SETTLED = "original is already settled"
 
 
-_DIGITS = re.compile(r"^\d+$")
 _MASKED_PAN = re.compile(r"^\d{6}\*{3,9}\d{4}$")
 _PAN_LIKE = re.compile(r"\d{13,19}")
 
@@ -86,8 +85,8 @@ def _require(cond: bool, name: str, reason: str) -> None:
 
 
 def _digits(value: str, n: int, name: str) -> None:
-    _require(isinstance(value, str) and len(value) == n and bool(_DIGITS.match(value)), name,
-             f"must be {n} digits, got {value!r}")
+    if not (isinstance(value, str) and len(value) == n and value.isdecimal()):
+        raise InvalidEntry(name, f"must be {n} digits, got {value!r}")
 
 
 def _no_card_data(value: Any, name: str) -> None:
@@ -139,8 +138,10 @@ class TxnRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. wallet order id; never card data
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", TxnKind(self.kind))
-        object.__setattr__(self, "channel", Channel(self.channel))
+        if type(self.kind) is not TxnKind:  # every record is built on the event loop: skip lookups not needed
+            object.__setattr__(self, "kind", TxnKind(self.kind))
+        if type(self.channel) is not Channel:
+            object.__setattr__(self, "channel", Channel(self.channel))
         _require(isinstance(self.terminal_id, str) and 0 < len(self.terminal_id) <= 8 and ":" not in self.terminal_id,
                  "terminal_id", "must be 1-8 characters without ':'")
         _require(isinstance(self.merchant_id, str) and 0 < len(self.merchant_id) <= 15, "merchant_id",
@@ -160,11 +161,12 @@ class TxnRecord:
         needs_original = self.kind in (TxnKind.REFUND, TxnKind.VOID)
         _require(needs_original == (self.original_txn_id is not None), "original_txn_id",
                  "required for refunds and voids, and only for them")
-        _no_card_data(dict(self.extra), "extra")
-        try:
-            json.dumps(dict(self.extra))
-        except (TypeError, ValueError) as exc:
-            raise InvalidEntry("extra", f"must be JSON-serialisable ({exc})") from None
+        if type(self.extra) is not dict or self.extra:  # card sales carry none
+            _no_card_data(dict(self.extra), "extra")
+            try:
+                json.dumps(dict(self.extra))
+            except (TypeError, ValueError) as exc:
+                raise InvalidEntry("extra", f"must be JSON-serialisable ({exc})") from None
 
     @property
     def txn_id(self) -> str:

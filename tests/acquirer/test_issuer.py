@@ -291,6 +291,56 @@ def test_reversing_a_void_debits_again_and_the_sale_can_be_voided_again(issuer, 
     assert issuer.account(card.pan).balance == 100_000
 
 
+def test_the_account_the_issuer_keeps_is_the_row_on_disk_after_every_kind_of_decision(hsm, issuer, tpk,
+                                                                                        tmp_path):
+    """The issuer applies its changes to the account it holds instead of reading the row back:
+    after each decision that account must equal the row another connection reads."""
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4, daily_limit=50_000)
+    wrong = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "9999", card.pan)
+    right = encrypt_pin_block(PinBlockFormat.SM4, tpk.cipher, "1234", card.pan)
+    steps = [sale(card, 2_000), sale(card, stan="000002", pin_block=wrong),
+             sale(card, 3_000, stan="000003", pin_block=right), sale(card, 60_000, stan="000004"),
+             request(card, Operation.VOID, 2_000, stan="000005"), request(card, Operation.REFUND, 500, stan="000006"),
+             request(card, Operation.REVERSAL, 3_000, stan="000003"), request(card, Operation.REVERSAL, 2_000,
+                                                                               stan="000005")]
+    outside = sqlite3.connect(tmp_path / "issuer.db")
+    columns = [c[1] for c in outside.execute("PRAGMA table_info(accounts)") if c[1] not in ("opened_at",)]
+    try:
+        for step in steps + ["lost"]:
+            if step == "lost":
+                issuer.set_status(card.pan, "lost")
+            else:
+                issuer.authorise(step)
+            kept = issuer.account(card.pan)  # committed first (grouped: flushed)
+            row = outside.execute(f"SELECT {', '.join(columns)} FROM accounts").fetchone()
+            assert {c: getattr(kept, c) for c in columns} == dict(zip(columns, row))
+    finally:
+        outside.close()
+    assert kept.status is AccountStatus.LOST and kept.pin_tries_left == 3
+    assert (kept.balance, kept.day_total) == (98_500, 2_000)  # the voided sale stands again: its void reversed
+
+
+@pytest.mark.parametrize("reads_decisions", [False, True], ids=["sale", "void"])
+def test_grouped_a_failed_decision_leaves_nothing_and_the_decisions_before_it_stand(hsm, tmp_path, clock,
+                                                                                    reads_decisions):
+    """Grouped, what sale decisions change is written at the flush; one that fails midway is
+    dropped with its savepoint, and a void's write of the pending ones is not undone with it."""
+    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True) as issuer:
+        card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
+        assert issuer.authorise(sale(card, 1_000)).code is R.APPROVED
+        store = issuer._store
+        with pytest.raises(RuntimeError, match="fails after its writes"):
+            with store.decision(reads_decisions=reads_decisions) as db:
+                account = store.find(db, card.pan)
+                store.update(db, account, balance=0)
+                store.record(db, account, sale(card, stan="000002"), "00", day="20250615")
+                raise RuntimeError("the decision fails after its writes")
+        assert issuer.account(card.pan).balance == 99_000
+    with sqlite3.connect(tmp_path / "issuer.db") as other:
+        assert other.execute("SELECT stan, amount, code FROM decisions").fetchall() == [("000001", 1_000, "00")]
+        assert other.execute("SELECT balance, last_atc FROM accounts").fetchall() == [(99_000, 1)]
+
+
 def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
     card = personalise(hsm, issuer, CardFamily.EMV_TDES, daily_limit=5_000)
     assert issuer.authorise(sale(card, 5_000)).code is R.APPROVED

@@ -72,3 +72,29 @@ def test_mask_pan():
 def test_tlv_node_encodes_children():
     node = TLV(0x77, children=[TLV(0x9F27, b"\x80"), TLV(0x9F36, b"\x00\x01")])
     assert node.encode() == bytes.fromhex("77099F2701809F36020001")
+
+
+def _outcome(fn, data):
+    try:
+        return fn(data)
+    except TLVError as exc:
+        return str(exc)
+
+
+@given(st.binary(max_size=40))
+def test_flatten_of_bytes_is_as_strict_as_decode(data):
+    """flatten parses bytes without TLV nodes: the same dict, or the same error, as via decode."""
+    assert _outcome(flatten, data) == _outcome(lambda d: flatten(decode(d)), data)
+
+
+def test_flatten_takes_the_first_occurrence_depth_first():
+    data = (tlv(0x70, tlv(0x9F36, b"\x00\x01") + tlv(0x77, tlv(0x9F27, b"\x80") + tlv(0x9F36, b"\x00\x02")))
+            + tlv(0x9F27, b"\x40") + tlv(0x9F8101, b"\x01"))
+    assert flatten(data) == {0x9F36: b"\x00\x01", 0x9F27: b"\x80", 0x9F8101: b"\x01"}
+    assert flatten(bytearray(data)) == flatten(decode(data))
+
+
+def test_an_error_inside_a_template_names_the_offset_in_the_whole_data():
+    data = tlv(0x82, b"\x19\x80") + bytes.fromhex("7006") + bytes.fromhex("9F3608123456")
+    with pytest.raises(TLVError, match="tag 9F36 at offset 6 declares 8 bytes, only 3 remain"):
+        flatten(data)
