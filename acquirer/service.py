@@ -94,6 +94,10 @@ class HostService:
         self.host: Host | None = None
 
     async def start(self) -> "HostService":
+        # the child processes start before the host listens: the first sale does not wait for them
+        await asyncio.get_running_loop().run_in_executor(None, self.ledger.start_writer_process)
+        if self.issuer_process is not None:
+            await self.issuer_process.start()
         channel = self.issuer_process or self.issuer
         companions = (self.vault, self.fence_store) + ((self.issuer,) if channel is self.issuer else ())
         self.writer = LedgerWriter(self.ledger, companions=companions)

@@ -65,15 +65,31 @@ class IssuerProcess:
         async with self._starting:
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 argv, env = command("acquirer.channels.remote", *self._args)
-                self._proc = await asyncio.create_subprocess_exec(
+                proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
-                self._reader = asyncio.create_task(self._read(self._proc))
+                try:
+                    ready = await asyncio.wait_for(receive_async(proc.stdout), 60)
+                except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+                    ready = None
+                if ready != ("ready",):  # its HSM and accounts did not open: requests answer 98 meanwhile
+                    proc.kill()
+                    await proc.wait()
+                    raise ConnectionError("issuer process did not start")
+                self._proc = proc
+                self._reader = asyncio.create_task(self._read(proc))
                 self.started += 1
             return self._proc
 
+    async def start(self) -> None:
+        """Start the issuer now (the host does, before it listens), not at the first sale."""
+        await self._child()
+
     async def authorise_async(self, request: CardAuthorisation) -> CardResult:
         request = self._under_zpk(request)
-        proc = await self._child()
+        try:
+            proc = await self._child()
+        except (ConnectionError, OSError) as exc:
+            return _no_answer(str(exc))
         if self._advices:
             advices, self._advices = self._advices, []
             for advice in advices:
@@ -161,6 +177,8 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str) -> int:
     issuer = IssuerSimulator(hsm, db_path, zpk_name, durable=False, grouped=True)
     messages = Messages()
     out = sys.stdout.buffer
+    out.write(pack(("ready",)))
+    out.flush()
     try:
         while True:
             data = os.read(0, 1 << 16)  # everything waiting, at least one byte

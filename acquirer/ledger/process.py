@@ -47,10 +47,25 @@ class LedgerProcess:
     def _child(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
             argv, env = command("acquirer.ledger.process", self.path)
-            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                          cwd=PROJECT_ROOT)
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+            try:
+                if receive(proc.stdout) != ("ready",):  # the ledger is open there
+                    raise EOFError("ledger process did not say it was ready")
+            except EOFError:
+                proc.kill()
+                proc.wait()
+                raise
+            self._proc = proc
             self.started += 1
         return self._proc
+
+    def start(self) -> None:
+        """Start the child now (the host does, before it listens), not at the first commit."""
+        with self._lock:
+            try:
+                self._child()
+            except (EOFError, OSError) as exc:
+                raise LedgerUnavailable(f"ledger process did not start: {exc}") from None
 
     def apply(self, units: Sequence[CommitUnit], at: float) -> list:
         """Apply and COMMIT one group in the child; its results, one per unit."""
@@ -91,6 +106,7 @@ def main(path: str) -> int:
 
     ledger = SQLiteLedger(path)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    send(stdout, ("ready",))
     try:
         while True:
             try:

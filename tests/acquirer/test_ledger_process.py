@@ -68,6 +68,7 @@ def test_the_child_exits_when_its_host_goes_away(tmp_path):
     store = SQLiteLedger(tmp_path / "ledger.db")
     try:
         store.open_batch(TID)
+        assert receive(child.stdout) == ("ready",)
         send(child.stdin, ("apply", 1.0e9, [sale_unit(store, 1, 100)]))
         assert isinstance(receive(child.stdout)[0], Receipt)
         child.stdin.close()  # what the kernel does to the pipe when the host is killed
