@@ -2,20 +2,29 @@
 
 Each connection reads frames with a maximum length and a read timeout (a slow-loris
 peer is cut off), hands every frame to the pipeline as its own task, and writes
-responses as they complete (a lock keeps frames whole). Shutdown stops accepting,
-lets in-flight transactions finish and reach the ledger, then closes connections.
+responses as they complete (one transport write per response keeps frames whole).
+Shutdown stops accepting, lets in-flight transactions finish and reach the ledger,
+then closes connections.
+
+A connection is an `asyncio.Protocol`, not a stream reader and writer: frames are cut
+from the bytes as they arrive, and one timer per connection stands for both limits
+(`idle_timeout` between frames, `read_timeout` from a frame's first byte to its last).
+The streams cost about twice as much CPU per request, on the event loop that caps the
+host (`bench/host_steps.py`, "TCP server" row).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import Awaitable, Callable
 
-from acquirer.protocol import MAX_FRAME, Frame, FrameError, read_frame
+from acquirer.protocol import MAX_FRAME, Frame, FrameError
 
 log = logging.getLogger("acquirer.server")
 
 Handler = Callable[[Frame, str], Awaitable[Frame | None]]
+_LEN = struct.Struct(">H")
 
 
 class HostServer:
@@ -28,7 +37,7 @@ class HostServer:
         self.max_frame = max_frame
         self.max_in_flight = max_in_flight
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task] = set()
+        self._connections: set[_Connection] = set()
         self._in_flight: set[asyncio.Task] = set()
         self._closing = False
         self.stats = {"connections": 0, "frames": 0, "frame_errors": 0, "timeouts": 0}
@@ -39,80 +48,181 @@ class HostServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> "HostServer":
-        self._server = await asyncio.start_server(self._serve, self._host, self._port, limit=self.max_frame + 2)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self._host, self._port)
         log.info("host listening on %s:%d", self._host, self.port)
         return self
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._connections.add(task)
-        self.stats["connections"] += 1
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
-        write_lock = asyncio.Lock()
-        slots = asyncio.Semaphore(self.max_in_flight)
-        mine: set[asyncio.Task] = set()
-        try:
-            while not self._closing:
-                try:
-                    # between frames the peer may idle; inside a frame it must keep sending
-                    frame = await read_frame(reader, self.read_timeout, self.max_frame, self.idle_timeout)
-                except asyncio.TimeoutError:
-                    self.stats["timeouts"] += 1
-                    log.info("closing %s: read timeout", peer)
-                    break
-                except FrameError as exc:
-                    self.stats["frame_errors"] += 1
-                    log.info("closing %s: %s", peer, exc)
-                    break
-                if frame is None:
-                    break
-                self.stats["frames"] += 1
-                await slots.acquire()
-                t = asyncio.create_task(self._one(frame, peer, writer, write_lock, slots))
-                mine.add(t)
-                self._in_flight.add(t)
-                t.add_done_callback(mine.discard)
-                t.add_done_callback(self._in_flight.discard)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            if mine:
-                await asyncio.gather(*mine, return_exceptions=True)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
-            self._connections.discard(task)
-
-    async def _one(self, frame: Frame, peer: str, writer: asyncio.StreamWriter, lock: asyncio.Lock,
-                   slots: asyncio.Semaphore) -> None:
-        try:
-            reply = await self._handler(frame, peer)
-            if reply is None:  # the peer does not speak our protocol
-                self.stats["frame_errors"] += 1
-                writer.close()
-            elif not writer.is_closing():
-                async with lock:
-                    writer.write(reply.encode())
-                    await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        except Exception:  # one bad transaction must not take the connection or the host down
-            log.exception("unhandled error in the pipeline for %s", peer)
-        finally:
-            slots.release()
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting; finish in-flight transactions; close connections."""
         self._closing = True
         if self._server is not None:
             self._server.close()
+        for conn in list(self._connections):
+            conn.stop_reading()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace)
-        for t in list(self._connections):
-            t.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
+        for conn in list(self._connections):
+            conn.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+
+class _Connection(asyncio.Protocol):
+    """One terminal's connection: frames in, one task each, responses out as they finish."""
+
+    def __init__(self, server: HostServer):
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.buffer = bytearray()
+        self.timer: asyncio.TimerHandle | None = None
+        self.in_flight = 0
+        self.paused = False  # reading paused: too many requests in flight, or a full write buffer
+        self.writable = True
+        self.finishing = False  # no more requests: close once the ones in flight are answered
+        self.closed = False
+
+    # --- the connection -------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = "%s:%s" % peer[:2] if peer else "?"
+        self.server.stats["connections"] += 1
+        self.server._connections.add(self)
+        if self.server._closing:
+            self.close()
+            return
+        self._arm(self.server.idle_timeout)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._disarm()
+        self.server._connections.discard(self)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._disarm()
+            self.transport.close()
+
+    def stop_reading(self) -> None:
+        if not self.closed and not self.transport.is_closing():
+            self._disarm()
+            self.transport.pause_reading()
+            self.paused = True
+
+    def _finish(self) -> None:
+        """Read no more; answer what is in flight, then close (a timeout, a bad frame, EOF)."""
+        self.finishing = True
+        self.stop_reading()
+        if self.in_flight == 0:
+            self.close()
+
+    # --- timers: idle between frames, a deadline inside one ------------------------------
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        self.server.stats["timeouts"] += 1
+        log.info("closing %s: read timeout", self.peer)
+        self._finish()
+
+    # --- reading ------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.finishing or self.server._closing:
+            return
+        started = bool(self.buffer)
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 2:
+            (length,) = _LEN.unpack_from(buffer)
+            if length > self.server.max_frame:
+                return self._frame_error(f"declared frame length {length} exceeds the "
+                                         f"{self.server.max_frame}-byte maximum")
+            if len(buffer) < 2 + length:
+                break
+            body = bytes(buffer[2:2 + length])
+            del buffer[:2 + length]
+            started = False
+            try:
+                frame = Frame.decode_body(body)
+            except FrameError as exc:
+                return self._frame_error(str(exc))
+            self._dispatch(frame)
+        if buffer and not started:  # a frame began in this read: it must be finished in read_timeout
+            self._arm(self.server.read_timeout)
+        elif not buffer and not self.paused:
+            self._arm(self.server.idle_timeout)
+
+    def eof_received(self) -> bool:
+        if self.buffer:
+            self.server.stats["frame_errors"] += 1
+            log.info("closing %s: connection closed after %d bytes of a frame", self.peer, len(self.buffer))
+        self._finish()
+        return True  # keep the write side open for the answers still coming; _finish closes it
+
+    def _frame_error(self, reason: str) -> None:
+        self.server.stats["frame_errors"] += 1
+        log.info("closing %s: %s", self.peer, reason)
+        self.buffer.clear()
+        self._finish()
+
+    def _dispatch(self, frame: Frame) -> None:
+        server = self.server
+        server.stats["frames"] += 1
+        self.in_flight += 1
+        task = self.loop.create_task(self._one(frame))
+        server._in_flight.add(task)
+        task.add_done_callback(server._in_flight.discard)
+        if self.in_flight >= server.max_in_flight:
+            self._pause()
+
+    def _pause(self) -> None:
+        if not self.paused and not self.transport.is_closing():
+            self.paused = True
+            self._disarm()
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self.paused and not self.closed and not self.finishing and not self.server._closing and self.writable \
+                and self.in_flight < self.server.max_in_flight:
+            self.paused = False
+            self.transport.resume_reading()
+            self._arm(self.server.read_timeout if self.buffer else self.server.idle_timeout)
+
+    # --- answering ------------------------------------------------------------------------
+    async def _one(self, frame: Frame) -> None:
+        try:
+            reply = await self.server._handler(frame, self.peer)
+            if reply is None:  # the peer does not speak our protocol
+                self.server.stats["frame_errors"] += 1
+                self.close()
+            elif not self.closed and not self.transport.is_closing():
+                self.transport.write(reply.encode())
+        except (ConnectionError, OSError):
+            pass
+        except Exception:  # one bad transaction must not take the connection or the host down
+            log.exception("unhandled error in the pipeline for %s", self.peer)
+        finally:
+            self.in_flight -= 1
+            if self.finishing and self.in_flight == 0:
+                self.close()
+            else:
+                self._resume()
+
+    def pause_writing(self) -> None:  # the peer does not read its answers: stop taking requests
+        self.writable = False
+        self._pause()
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self._resume()

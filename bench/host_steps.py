@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+
+import uvloop
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from acquirer.protocol import Frame, decode  # noqa: E402
 from acquirer.server import HostServer  # noqa: E402
 from acquirer.service import HostService, ThreadedHost  # noqa: E402
-from bench.host import build_sales, closed_loop, prepare, provision  # noqa: E402
+from bench.host import build_sales, closed_loop, drive, prepare, provision  # noqa: E402
 
 TERMINALS = 16
 
@@ -179,7 +181,7 @@ def _process_cpu_ns(pid: int) -> int:
 def server_cost(frames_per_conn: list[list[bytes]], seconds: float) -> tuple[float, float]:
     """HostServer answering every frame with a canned reply: server-thread CPU us per round trip."""
     canned = Frame.decode_body(frames_per_conn[0][0][2:])
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()  # the host's loop (acquirer serve)
     ready = threading.Event()
     box: dict = {}
 
@@ -197,7 +199,7 @@ def server_cost(frames_per_conn: list[list[bytes]], seconds: float) -> tuple[flo
     ready.wait(10)
     cpu = _thread_cpu_probe(t)
     c0 = cpu()
-    rate, lat, _ = asyncio.run(closed_loop(box["server"].port, frames_per_conn, seconds))
+    rate, lat, _ = drive(closed_loop(box["server"].port, frames_per_conn, seconds))
     used = cpu() - c0
     asyncio.run_coroutine_threadsafe(box["server"].close(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
@@ -221,7 +223,7 @@ def main() -> int:
             th.stop()
         by_lane = build_sales(lanes, per)
         frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(TERMINALS)]
-        rows, writer_us, children_us, others_us, declined = asyncio.run(run_pipeline(state, frames))
+        rows, writer_us, children_us, others_us, declined = uvloop.run(run_pipeline(state, frames))
         server_us, server_rate = server_cost(build_sales(lanes, 400 // TERMINALS, first=per), 1.0)
     total = rows[STEPS[0][0]]
     covered = sum(v for (label, _w, _a, depth) in STEPS if depth == 1 for v in [rows[label]])
