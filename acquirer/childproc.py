@@ -12,7 +12,6 @@ import pickle
 import struct
 import sys
 from pathlib import Path
-from typing import Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _LEN = struct.Struct(">I")
@@ -52,15 +51,19 @@ class Messages:
     def __init__(self):
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> Iterator:
-        self._buf += data
-        while len(self._buf) >= _LEN.size:
-            n = _LEN.unpack_from(self._buf)[0]
-            if len(self._buf) < _LEN.size + n:
-                break
-            obj = pickle.loads(self._buf[_LEN.size:_LEN.size + n])
-            del self._buf[:_LEN.size + n]
-            yield obj
+    def feed(self, data: bytes) -> list:
+        buf = self._buf
+        buf += data
+        out, at, end = [], 0, len(buf)
+        with memoryview(buf) as view:
+            while end - at >= _LEN.size:
+                n = _LEN.unpack_from(buf, at)[0]
+                if end - at < _LEN.size + n:
+                    break
+                out.append(pickle.loads(view[at + _LEN.size:at + _LEN.size + n]))
+                at += _LEN.size + n
+        del buf[:at]  # once per read, not once per message
+        return out
 
 
 def command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:

@@ -78,3 +78,14 @@ def test_the_child_exits_when_its_host_goes_away(tmp_path):
         store.close()
         if child.poll() is None:
             child.kill()
+
+
+def test_messages_split_anyhow_across_reads_come_out_whole_and_in_order():
+    from acquirer.childproc import Messages, pack
+
+    data = b"".join(pack((i, "x" * i, bytes(i))) for i in range(60))
+    messages, out = Messages(), []
+    for cut in range(0, len(data), 997):  # reads that end mid-length and mid-pickle
+        out += messages.feed(data[cut:cut + 997])
+    assert [m[0] for m in out] == list(range(60)) and all(m[1] == "x" * m[0] and m[2] == bytes(m[0]) for m in out)
+    assert messages.feed(b"") == [] and not messages._buf
