@@ -31,6 +31,7 @@ from acquirer.face_flows import FaceFlows
 from acquirer.fence import FenceMonitor, FenceStore
 from acquirer.host import Host
 from acquirer.ledger import LedgerWriter, SQLiteLedger
+from acquirer.ledger.process import ProcessLedgerWriter
 from acquirer.registry import Registry
 from acquirer.risk import DecisionStore, RiskAssessor, RiskEngine, RuleFile, rules_for_state
 from acquirer.server import HostServer
@@ -61,9 +62,10 @@ class HostService:
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
         self.registry = Registry(self.state / "registry.db")
-        # group commits run in a process of their own: their statements do not queue for this
-        # interpreter's lock behind the event loop (acquirer/ledger/process.py)
-        self.ledger = SQLiteLedger(self.state / "ledger.db", writer_process=ledger_process)
+        # group commits run in a process of their own, handed over by the event loop: their
+        # statements do not queue for this interpreter's lock (acquirer/ledger/process.py)
+        self.ledger = SQLiteLedger(self.state / "ledger.db")
+        self._ledger_process = ledger_process
         # the vault commits with the ledger's group commit (acquirer.ledger.companion)
         self.vault = CardVault(self.state / "vault.db", self.hsm, grouped=True)
         # the simulated issuer stands for a remote one (see AccountStore for why not FULL sync). Sales
@@ -89,18 +91,20 @@ class HostService:
         self._bind = (host, port, read_timeout, idle_timeout)
         self.metrics_port = metrics_port
         self._metrics_runner = None
-        self.writer: LedgerWriter | None = None
+        self.writer: LedgerWriter | ProcessLedgerWriter | None = None
         self.server: HostServer | None = None
         self.host: Host | None = None
 
     async def start(self) -> "HostService":
         # the child processes start before the host listens: the first sale does not wait for them
-        await asyncio.get_running_loop().run_in_executor(None, self.ledger.start_writer_process)
         if self.issuer_process is not None:
             await self.issuer_process.start()
         channel = self.issuer_process or self.issuer
         companions = (self.vault, self.fence_store) + ((self.issuer,) if channel is self.issuer else ())
-        self.writer = LedgerWriter(self.ledger, companions=companions)
+        if self._ledger_process:
+            self.writer = await ProcessLedgerWriter(self.ledger, companions).start()
+        else:
+            self.writer = LedgerWriter(self.ledger, companions=companions)
         flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, channel, risk=self.risk)
         wallet_flows = face_flows = None
         if self.wallet_providers.is_file():

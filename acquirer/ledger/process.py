@@ -22,6 +22,8 @@ the list of results (Receipt or LedgerError), or ("close",).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import pickle
 import subprocess
@@ -29,10 +31,12 @@ import sys
 import threading
 from typing import Sequence
 
-from acquirer.childproc import PROJECT_ROOT, command, receive, send
+from acquirer.childproc import PROJECT_ROOT, command, pack, receive, receive_async, send
 
-from .errors import LedgerUnavailable
-from .model import CommitUnit
+from .errors import LedgerClosed, LedgerError, LedgerUnavailable
+from .model import CommitUnit, Receipt
+
+log = logging.getLogger("acquirer.ledger.process")
 
 
 class LedgerProcess:
@@ -123,3 +127,149 @@ def main(path: str) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1]))
+
+
+class ProcessLedgerWriter:
+    """`LedgerWriter`'s interface, for the host's event loop, with no thread in the host.
+
+    The thread of `LedgerWriter` spends most of a group waiting for the ledger process,
+    and every time it wakes it takes the interpreter lock from the event loop, which then
+    waits at each of its own system calls to get it back. Here the event loop itself
+    sends a group and reads the answer from the pipe: units that arrive while a group is
+    at the ledger process wait for the next one, which leaves as soon as the answer is
+    in (one group in flight, as with the thread). Companion stores are flushed on the
+    loop just before their group leaves, so the order stays: companion writes committed,
+    then the units that depend on them, then the answers.
+    """
+
+    def __init__(self, store, companions: tuple = (), *, max_group: int = 2_000):
+        self.store = store  # the host's SQLiteLedger: its caches learn from every answer
+        self.companions = companions
+        self.max_group = max_group
+        self.groups = 0
+        self.units = 0
+        self.started = 0
+        self._queue: list[tuple[CommitUnit, asyncio.Future]] = []
+        self._busy: list[tuple[CommitUnit, asyncio.Future]] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+        self._scheduled = False
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def mean_group_size(self) -> float:
+        return self.units / self.groups if self.groups else 0.0
+
+    async def start(self) -> "ProcessLedgerWriter":
+        argv, env = command("acquirer.ledger.process", self.store.path)
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+        try:
+            ready = await asyncio.wait_for(receive_async(proc.stdout), 60)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+            ready = None
+        if ready != ("ready",):
+            proc.kill()
+            await proc.wait()
+            raise LedgerUnavailable("ledger process did not start")
+        self._proc = proc
+        self._reader = asyncio.create_task(self._read(proc))
+        self.started += 1
+        return self
+
+    async def commit(self, unit: CommitUnit) -> Receipt:
+        """Returns once the unit is durable; raises the `LedgerError` that refused it.
+        A cancelled caller does not cancel the unit: it may still be committed."""
+        if self._closing:
+            raise LedgerClosed("ledger writer is closed")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((unit, future))
+        self._idle.clear()
+        if self._busy is None and not self._scheduled:
+            self._scheduled = True  # everything queued in this turn of the loop leaves together
+            loop.call_soon(self._send)
+        return await future
+
+    def flush_companions(self) -> None:
+        """Commit companion writes now: for a response that carries no unit."""
+        for companion in self.companions:
+            companion.flush()
+
+    def _send(self) -> None:
+        self._scheduled = False
+        if self._busy is not None or not self._queue:
+            if not self._queue and self._busy is None:
+                self._idle.set()
+            return
+        group, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
+        self._busy = group
+        try:
+            self.flush_companions()
+            if self._proc is None or self._proc.returncode is not None or self._reader.done():
+                raise LedgerUnavailable("ledger process is not running")
+            self._proc.stdin.write(pack(("apply", self.store._clock(), [unit for unit, _ in group])))
+        except Exception as exc:  # nothing of this group is known to be durable
+            err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
+            self._answer(group, [err] * len(group))
+
+    def _answer(self, group, results) -> None:
+        self._busy = None
+        self.groups += 1
+        self.units += len(group)
+        for (_, future), result in zip(group, results):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        self._send()  # what gathered meanwhile leaves now
+
+    async def _read(self, proc) -> None:
+        try:
+            while True:
+                results = await receive_async(proc.stdout)
+                group = self._busy
+                if group is None:
+                    continue
+                self.store._remember([unit for unit, _ in group], results)
+                self._answer(group, results)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
+            pass
+        finally:
+            if self._busy is not None:  # its outcome is unknown: the terminals reverse
+                log.error("ledger process ended with a group of %d units unanswered", len(self._busy))
+                self._answer(self._busy, [LedgerUnavailable("ledger process ended")] * len(self._busy))
+            if not self._closing:
+                asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        try:
+            await self.start()
+        except LedgerUnavailable as exc:
+            log.error("%s", exc)
+        self._send()
+
+    async def aclose(self) -> None:
+        """Commits everything already queued, then stops. Later commits raise `LedgerClosed`."""
+        self._closing = True
+        if self._queue or self._busy is not None:
+            await self._idle.wait()
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.stdin.write(pack(("close",)))
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            await self._reader
+        self.flush_companions()  # writes no unit followed (a give-back after the last group)
+
+    def close(self) -> None:
+        raise RuntimeError("ProcessLedgerWriter runs on the event loop: await aclose()")

@@ -3,6 +3,7 @@ they are, a child that dies fails only the group in flight (nothing of it stored
 replaced, and a host that goes away takes its child with it."""
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import subprocess
@@ -89,3 +90,51 @@ def test_messages_split_anyhow_across_reads_come_out_whole_and_in_order():
         out += messages.feed(data[cut:cut + 997])
     assert [m[0] for m in out] == list(range(60)) and all(m[1] == "x" * m[0] and m[2] == bytes(m[0]) for m in out)
     assert messages.feed(b"") == [] and not messages._buf
+
+
+class _Companion:
+    """Records, at each flush, how many units the ledger file holds: all before the group."""
+
+    def __init__(self, store):
+        self.store, self.seen = store, []
+
+    def flush(self):
+        self.seen.append(len(self.store.journal()))
+
+
+def test_the_event_loop_writer_groups_commits_flushes_companions_first_and_survives_its_child(tmp_path):
+    from acquirer.ledger import DedupConflict
+    from acquirer.ledger.process import ProcessLedgerWriter
+
+    store = SQLiteLedger(tmp_path / "ledger.db")
+    store.open_batch(TID)
+    companion = _Companion(store)
+
+    async def main():
+        writer = await ProcessLedgerWriter(store, (companion,)).start()
+        try:
+            units = [sale_unit(store, i, 100 + i) for i in range(1, 301)]
+            receipts = await asyncio.gather(*(writer.commit(u) for u in units))
+            assert all(isinstance(r, Receipt) for r in receipts) and len(store.journal()) == 300
+            assert writer.groups < 300 and writer.units == 300  # they went in groups
+            assert companion.seen == sorted(companion.seen) and len(companion.seen) >= writer.groups
+            assert store.lookup_response(TID, units[0].response.batch, units[0].response.stan) is not None
+            clash = sale_unit(store, 1, 999)  # STAN 1 again, another request
+            outcomes = await asyncio.gather(writer.commit(clash), writer.commit(sale_unit(store, 301, 5)),
+                                            return_exceptions=True)
+            assert isinstance(outcomes[0], DedupConflict) and isinstance(outcomes[1], Receipt)
+            writer._proc.kill()  # the ledger process dies between groups: the next one gets a new child
+            await writer._reader
+            while writer.started < 2:
+                await asyncio.sleep(0.05)
+            assert isinstance(await writer.commit(sale_unit(store, 302, 7)), Receipt)
+        finally:
+            await writer.aclose()
+        with pytest.raises(errors.LedgerClosed):
+            await writer.commit(sale_unit(store, 303, 9))
+
+    try:
+        asyncio.run(main())
+        assert len(store.journal()) == 302
+    finally:
+        store.close()
