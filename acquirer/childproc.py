@@ -71,3 +71,42 @@ def command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return [sys.executable, "-m", module, *args], env
+
+
+async def spawn(module: str, *args: str, wait_s: float = 60.0):
+    """Start `python -m module args...` with pipes and wait for its ("ready",); None if it
+    never says so (it is killed then)."""
+    import asyncio
+
+    argv, env = command(module, *args)
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                env=env, cwd=PROJECT_ROOT)
+    try:
+        ready = await asyncio.wait_for(receive_async(proc.stdout), wait_s)
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+        ready = None
+    if ready != ("ready",):
+        proc.kill()
+        await proc.wait()
+        return None
+    return proc
+
+
+async def stop(proc, last: bytes = b"", wait_s: float = 30.0) -> None:
+    """Close a child's stdin (after `last`, a final message): it finishes what it has and
+    exits; killed if it has not within `wait_s`."""
+    import asyncio
+
+    if proc.returncode is not None:
+        return
+    try:
+        if last:
+            proc.stdin.write(last)
+        proc.stdin.close()
+    except (ConnectionError, OSError):
+        pass
+    try:
+        await asyncio.wait_for(proc.wait(), wait_s)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()

@@ -30,7 +30,7 @@ import logging
 import os
 import sys
 
-from acquirer.childproc import PROJECT_ROOT, Messages, command, pack, receive_async
+from acquirer.childproc import Messages, pack, receive_async, spawn, stop
 from acquirer.protocol import ResponseCode
 from keys.errors import CryptoError
 from keys.hsm import HSM
@@ -64,16 +64,8 @@ class IssuerProcess:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
-                argv, env = command("acquirer.channels.remote", *self._args)
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
-                try:
-                    ready = await asyncio.wait_for(receive_async(proc.stdout), 60)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-                    ready = None
-                if ready != ("ready",):  # its HSM and accounts did not open: requests answer 98 meanwhile
-                    proc.kill()
-                    await proc.wait()
+                proc = await spawn("acquirer.channels.remote", *self._args)
+                if proc is None:  # its HSM and accounts did not open: requests answer 98 meanwhile
                     raise ConnectionError("issuer process did not start")
                 self._proc = proc
                 self._reader = asyncio.create_task(self._read(proc))
@@ -155,13 +147,7 @@ class IssuerProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.returncode is None:
-            proc.stdin.close()  # the child answers what it has, then exits
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)  # the child answers what it has, then exits
         if self._reader is not None:
             await self._reader
 

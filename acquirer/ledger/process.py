@@ -31,10 +31,11 @@ import sys
 import threading
 from typing import Sequence
 
-from acquirer.childproc import PROJECT_ROOT, command, pack, receive, receive_async, send
+from acquirer.childproc import PROJECT_ROOT, command, pack, receive, receive_async, send, spawn, stop
 
 from .errors import LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Receipt
+from .writer import settle
 
 log = logging.getLogger("acquirer.ledger.process")
 
@@ -163,16 +164,8 @@ class ProcessLedgerWriter:
         return self.units / self.groups if self.groups else 0.0
 
     async def start(self) -> "ProcessLedgerWriter":
-        argv, env = command("acquirer.ledger.process", self.store.path)
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
-        try:
-            ready = await asyncio.wait_for(receive_async(proc.stdout), 60)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-            ready = None
-        if ready != ("ready",):
-            proc.kill()
-            await proc.wait()
+        proc = await spawn("acquirer.ledger.process", self.store.path)
+        if proc is None:
             raise LedgerUnavailable("ledger process did not start")
         self._proc = proc
         self._reader = asyncio.create_task(self._read(proc))
@@ -219,13 +212,7 @@ class ProcessLedgerWriter:
         self._busy = None
         self.groups += 1
         self.units += len(group)
-        for (_, future), result in zip(group, results):
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        settle([(future, result) for (_, future), result in zip(group, results)])
         self._send()  # what gathered meanwhile leaves now
 
     async def _read(self, proc) -> None:
@@ -259,14 +246,8 @@ class ProcessLedgerWriter:
         if self._queue or self._busy is not None:
             await self._idle.wait()
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.stdin.write(pack(("close",)))
-            proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+        if proc is not None:
+            await stop(proc, pack(("close",)))
         if self._reader is not None:
             await self._reader
         self.flush_companions()  # writes no unit followed (a give-back after the last group)

@@ -153,12 +153,13 @@ class LedgerWriter:
                 by_loop.setdefault(waiter.loop, []).append((waiter.future, result))
         for loop, pairs in by_loop.items():  # one wake-up per event loop, not per unit
             try:
-                loop.call_soon_threadsafe(_resolve, pairs)
+                loop.call_soon_threadsafe(settle, pairs)
             except RuntimeError:  # that loop is closed: its callers are gone
                 pass
 
 
-def _resolve(pairs: list[tuple[asyncio.Future, Any]]) -> None:
+def settle(pairs: list[tuple[asyncio.Future, Any]]) -> None:
+    """Answer each waiter with its result or its error (a cancelled caller is skipped)."""
     for future, result in pairs:
         if future.done():  # the caller was cancelled
             continue
