@@ -165,3 +165,20 @@ def test_sale_after_settlement_with_the_old_batch_is_told_to_sign_on(lane):
     lane.session.settle({})
     lane.session._set("batch", "000001")  # a terminal that missed the settlement answer
     assert lane.session.sale(100, lane.card_data(100)).code == R.SIGN_ON_AGAIN.value
+
+
+def test_the_single_process_host_sells_voids_refunds_and_settles(tmp_path):
+    """`acquirer serve --ledger-writer thread --issuer inline`: the ledger writer is a thread
+    and the issuer a companion of it, as before the child processes."""
+    from .conftest import _lane
+
+    for lane in _lane(tmp_path, ledger_process=False, issuer_process=False):
+        svc = lane.host.service
+        assert svc.issuer_process is None and hasattr(svc.writer, "_thread")
+        start = balance(lane)
+        a = lane.session.sale(1000, lane.card_data(1000))
+        b = lane.session.sale(2000, lane.card_data(2000))
+        assert a.approved and b.approved and lane.session.void(b, 2000).approved
+        assert lane.session.refund(a.batch, a.stan, 400).approved
+        assert balance(lane) == start - 600
+        assert lane.session.settle({"CD": (1, 1000, 1, 400)}).text == "BALANCED"
