@@ -1,6 +1,6 @@
 """Host throughput and latency: signed-on terminals doing durable card sales.
 
-    .venv/bin/python bench/host.py [--terminals 64] [--rate 1000] [--seconds 3]
+    .venv/bin/python bench/host.py [--terminals 16] [--rate 1000] [--seconds 3]
 
 The host runs as `acquirer serve` in its own process (the other core drives it). The
 terminals are provisioned over TCP (activation, key download, sign-on), then each
@@ -263,7 +263,7 @@ def pct(values: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--terminals", type=int, default=64,
+    ap.add_argument("--terminals", type=int, default=16,
                     help="concurrent terminals, one sale in flight each (a host at these rates serves thousands)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
     ap.add_argument("--rate", type=float, default=1000.0, help="offered sales/s in the open-loop phase")
