@@ -24,7 +24,6 @@ from acquirer.sqlite_tx import write_transaction
 from . import apply, projection
 from .errors import InvalidEntry, LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Event, JournalRecord, Receipt, Transaction, txn_id_for
-from .process import LedgerProcess
 from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL
 from .settlement import BatchItem, BatchRecord, Totals
 from .store import BUSINESS_TZ, LedgerStore
@@ -50,6 +49,7 @@ class SQLiteLedger(LedgerStore):
         self._local = threading.local()
         self._rrn_lock = threading.Lock()
         self._rrn_day, self._rrn_next, self._rrn_end = "", 0, 0
+        self._business_day = (0.0, 0.0, "")  # [start, end) of the last RRN's business day, and its YDDD
         self._cache_lock = threading.Lock()
         self._open_batches: dict[str, str | None] = {}  # terminal -> its open batch (None: none open)
         self._answered: dict[tuple[str, str], set[tuple[str, int]]] = {}  # (terminal, open batch) -> stored keys
@@ -58,7 +58,11 @@ class SQLiteLedger(LedgerStore):
         self._w = self._connect()
         self._w.executescript(SCHEMA)
         self._w.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-        self._process = LedgerProcess(self.path) if writer_process else None
+        self._process = None
+        if writer_process:  # imported here: `python -m acquirer.ledger.process` must not find it loaded
+            from .process import LedgerProcess
+
+            self._process = LedgerProcess(self.path)
 
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -290,8 +294,13 @@ class SQLiteLedger(LedgerStore):
     # --- reference numbers ------------------------------------------------------------
     def next_rrn(self) -> str:
         with self._rrn_lock:
-            now = dt.datetime.fromtimestamp(self._clock(), self.business_tz)
-            day = f"{now.year % 10}{now.timetuple().tm_yday:03d}"
+            at = self._clock()
+            start, end, day = self._business_day
+            if not start <= at < end:  # formatted once a business day, not once a sale
+                now = dt.datetime.fromtimestamp(at, self.business_tz)
+                day = f"{now.year % 10}{now.timetuple().tm_yday:03d}"
+                midnight = dt.datetime.combine(now.date(), dt.time(), self.business_tz)
+                self._business_day = (midnight.timestamp(), (midnight + dt.timedelta(days=1)).timestamp(), day)
             if day != self._rrn_day or self._rrn_next >= self._rrn_end:
                 self._rrn_next, self._rrn_end = self._reserve_rrns(day)
                 self._rrn_day = day

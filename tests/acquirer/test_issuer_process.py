@@ -75,3 +75,17 @@ def test_a_dead_issuer_process_answers_98_is_replaced_and_gets_a_reversal_advice
     (advice,) = decisions(lane, "reversal")
     assert advice == (answer["out"].stan, ResponseCode.ORIGINAL_NOT_FOUND.value)  # nothing approved to undo
     assert balance(lane) == start - 200
+
+
+def test_requests_and_answers_cross_the_pipe_whole():
+    """Both travel as plain tuples: every field must survive (a new field must be added there)."""
+    import pickle
+
+    from acquirer.channels.base import CardAuthorisation, CardResult, Operation
+
+    request = CardAuthorisation(Operation.REFUND, "6214988600000100001", "01", "2712", 100, "156", "T0000001",
+                                "898440358120001", "000002", {0x9F26: bytes(8)}, bytes(16), "issuer-sim.ZPK", 500,
+                                "000001", ("relay-suspected",))
+    answer = CardResult(ResponseCode.APPROVED, "A1B2C3", bytes(10), "refunded", 12_345)
+    assert pickle.loads(pickle.dumps(request)) == request and pickle.loads(pickle.dumps(answer)) == answer
+    assert "6214988600000100001" not in repr(request)

@@ -3,12 +3,13 @@ voids and reversals."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import threading
 
 import pytest
 
-from acquirer.ledger import (AlreadyAnswered, BatchNotOpen, Channel, CommitUnit, DedupConflict, Event, InvalidEntry,
+from acquirer.ledger import (BUSINESS_TZ, AlreadyAnswered, BatchNotOpen, Channel, CommitUnit, DedupConflict, Event, InvalidEntry,
                              JournalEntry, LedgerUnavailable, LedgerWriter, OriginalNotFound, RefundExceedsRemaining, RefundNotAllowed,
                              Rejected, ReversalOutcome, ReversedBeforeArrival, SQLiteLedger, Status, TxnKind,
                              TxnRecord, UnknownTransaction, VoidNotAllowed, request_digest, reversal_outcome)
@@ -411,3 +412,13 @@ def test_a_full_disk_fails_the_group_with_system_error_and_loses_nothing_stored(
     local_store._w.execute("PRAGMA max_page_count = 1073741823")
     local_store.commit(units[0])
     assert len(local_store.transactions()) == 2
+
+
+def test_rrns_follow_the_business_day_across_midnight(tmp_path, clock):
+    with SQLiteLedger(tmp_path / "l.db", clock=clock, rrn_block=5) as s:
+        clock.now = dt.datetime(2025, 11, 24, 23, 59, 59, tzinfo=BUSINESS_TZ).timestamp()
+        before = [s.next_rrn() for _ in range(3)]
+        clock.advance(1)  # midnight in China: day 329 -> 330
+        after = s.next_rrn()
+    assert [r[:4] for r in before] == ["5328"] * 3 and after[:4] == "5329"
+    assert int(after[4:]) == 1  # each day counts from 1
