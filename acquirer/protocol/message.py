@@ -142,6 +142,7 @@ class PrivateTag(enum.IntEnum):
     FENCE_TERMS = 0xDF20  # the terminal's fence, report interval and fix age (acquirer/fence/terms.py)
 
 
+_PRIVATE_TAGS = {int(t): t for t in PrivateTag}
 SENSITIVE_PRIVATE = frozenset({PrivateTag.FACE_TEMPLATE, PrivateTag.PASSCODE_BLOCK, PrivateTag.ACTIVATION_CODE})
 
 
@@ -156,13 +157,8 @@ def read_private(doc: Message) -> dict[PrivateTag | int, bytes]:
         nodes = tlv_decode(bytes.fromhex(doc["59"]))
     except TLVError as exc:
         raise ProtocolError("59", f"private data is not BER-TLV ({exc})") from None
-    out: dict[PrivateTag | int, bytes] = {}
-    for n in nodes:
-        try:
-            out[PrivateTag(n.tag)] = n.value
-        except ValueError:
-            out[n.tag] = n.value
-    return out
+    known = _PRIVATE_TAGS
+    return {known.get(n.tag, n.tag): n.value for n in nodes}  # unknown tags stay plain ints
 
 
 # --- describing a message for logs -------------------------------------------------
