@@ -5,7 +5,6 @@ response leaves only after the ledger committed what it depends on.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -89,8 +88,8 @@ class Host:
     async def handle(self, frame: Frame, peer: str) -> Frame | None:
         ctx = Context(frame, peer)
         for step in self.steps:
-            result = step(ctx)
-            if inspect.isawaitable(result):
+            result = step(ctx)  # None, or an awaitable for a step that waits
+            if result is not None:
                 await result
             if ctx.done:
                 break
