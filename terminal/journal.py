@@ -81,18 +81,18 @@ class Journal:
 
     def record(self, *, batch: str, stan: str, kind: str, channel: str, amount: int, code: str, masked: str = "",
                rrn: str = "", auth_code: str = "", text: str = "", original: Entry | None = None) -> Entry:
-        self._db.execute("BEGIN IMMEDIATE")
-        cur = self._db.execute(
-            "INSERT INTO history (at, batch, stan, kind, channel, amount, masked, rrn, auth_code, code, text,"
-            " original_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (time.time(), batch, stan, kind, channel, amount, masked, rrn, auth_code, code, text[:99],
-             original.id if original else None))
-        if original is not None and code == "00":
-            if kind == "void":
-                self._db.execute("UPDATE history SET voided=1 WHERE id=?", (original.id,))
-            elif kind == "refund":
-                self._db.execute("UPDATE history SET refunded=refunded+? WHERE id=?", (amount, original.id))
-        self._db.execute("COMMIT")
+        with self._db:  # COMMIT at the end; ROLLBACK if a statement fails, leaving the connection usable
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute(
+                "INSERT INTO history (at, batch, stan, kind, channel, amount, masked, rrn, auth_code, code, text,"
+                " original_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (time.time(), batch, stan, kind, channel, amount, masked, rrn, auth_code, code, text[:99],
+                 original.id if original else None))
+            if original is not None and code == "00":
+                if kind == "void":
+                    self._db.execute("UPDATE history SET voided=1 WHERE id=?", (original.id,))
+                elif kind == "refund":
+                    self._db.execute("UPDATE history SET refunded=refunded+? WHERE id=?", (amount, original.id))
         return self.get(cur.lastrowid)
 
     def note_alert(self, kind: str, text: str) -> None:
