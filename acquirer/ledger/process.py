@@ -141,6 +141,12 @@ class ProcessLedgerWriter:
     in (one group in flight, as with the thread). Companion stores are flushed on the
     loop just before their group leaves, so the order stays: companion writes committed,
     then the units that depend on them, then the answers.
+
+    Known gap: a ledger process that dies after its COMMIT but before its answer leaves
+    that group committed while its callers hear "ledger unavailable" (96, and the card
+    flow gives the authorisation back at the issuer). Only the child dying alone does
+    this (a killed host leaves its terminals to reverse); closing it means looking each
+    unit up in the file after the restart before answering.
     """
 
     def __init__(self, store, companions: tuple = (), *, max_group: int = 2_000):
