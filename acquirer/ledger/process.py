@@ -142,11 +142,11 @@ class ProcessLedgerWriter:
     loop just before their group leaves, so the order stays: companion writes committed,
     then the units that depend on them, then the answers.
 
-    Known gap: a ledger process that dies after its COMMIT but before its answer leaves
-    that group committed while its callers hear "ledger unavailable" (96, and the card
-    flow gives the authorisation back at the issuer). Only the child dying alone does
-    this (a killed host leaves its terminals to reverse); closing it means looking each
-    unit up in the file after the restart before answering.
+    A ledger process that dies with a group in flight may have committed it before it
+    could answer. So the group is not answered "unavailable" blindly: once a new process
+    runs, each unit is looked up in the file (`_outcome`). A unit whose exact response,
+    or whose transactions with their RRNs, are there was committed and is answered as
+    such; any other is refused (96). A batch close or upload is refused unless it shows.
     """
 
     def __init__(self, store, companions: tuple = (), *, max_group: int = 2_000):
@@ -233,18 +233,41 @@ class ProcessLedgerWriter:
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
             pass
         finally:
-            if self._busy is not None:  # its outcome is unknown: the terminals reverse
-                log.error("ledger process ended with a group of %d units unanswered", len(self._busy))
-                self._answer(self._busy, [LedgerUnavailable("ledger process ended")] * len(self._busy))
             if not self._closing:
                 asyncio.get_running_loop().create_task(self._restart())
+            elif self._busy is not None:
+                self._answer(self._busy, [LedgerUnavailable("ledger process ended")] * len(self._busy))
 
     async def _restart(self) -> None:
         try:
             await self.start()
         except LedgerUnavailable as exc:
             log.error("%s", exc)
-        self._send()
+        group = self._busy
+        if group is not None:  # answered by what the file says (class docstring)
+            log.error("ledger process ended with a group of %d units unanswered", len(group))
+            results = [self._outcome(unit) for unit, _ in group]
+            self.store._remember([unit for unit, _ in group], results)
+            self._answer(group, results)
+        else:
+            self._send()
+
+    def _outcome(self, unit: CommitUnit):
+        """A Receipt if the file shows `unit` committed, else the error that refuses it."""
+        unknown = LedgerUnavailable("ledger process ended before this unit was committed")
+        try:
+            if unit.upload is not None or unit.close is not None:
+                return unknown  # the terminal settles again: the host says what the batch is then
+            r = unit.response
+            if r is not None:
+                found = self.store.stored_response(r.terminal_id, r.batch, r.stan, reversal=r.reversal)
+                return Receipt() if found is not None and found[1] == bytes(r.response) else unknown
+            records = [e.record for e in unit.entries if e.record is not None]
+            if records and all((t := self.store.get(rec.txn_id)) is not None and t.rrn == rec.rrn for rec in records):
+                return Receipt()
+        except Exception as exc:  # the file cannot be read either
+            log.error("looking up an unanswered unit failed: %s", exc)
+        return unknown
 
     async def aclose(self) -> None:
         """Commits everything already queued, then stops. Later commits raise `LedgerClosed`."""

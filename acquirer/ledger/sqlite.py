@@ -94,6 +94,11 @@ class SQLiteLedger(LedgerStore):
             keys = self._answered_keys(terminal_id, batch)
             if keys is not None and (stan, int(reversal)) not in keys:
                 return None  # never answered in the open batch (module docstring)
+        return self.stored_response(terminal_id, batch, stan, reversal=reversal)
+
+    def stored_response(self, terminal_id: str, batch: str, stan: str, *,
+                        reversal: bool = False) -> tuple[bytes, bytes] | None:
+        """What the file holds, whatever the caches say (a group whose answer never came)."""
         row = self._r().execute("SELECT request_digest, response FROM responses WHERE terminal_id = ? AND batch = ? "
                                 "AND stan = ? AND reversal = ?", (terminal_id, batch, stan, int(reversal))).fetchone()
         return (bytes(row[0]), bytes(row[1])) if row else None

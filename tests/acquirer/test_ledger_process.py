@@ -138,3 +138,46 @@ def test_the_event_loop_writer_groups_commits_flushes_companions_first_and_survi
         assert len(store.journal()) == 302
     finally:
         store.close()
+
+
+def test_a_group_left_unanswered_by_a_dead_ledger_process_is_answered_by_what_the_file_holds(tmp_path):
+    """The child may die after its COMMIT and before its answer: each unit of that group is
+    looked up in the file once a new child runs."""
+    import signal
+
+    from acquirer.ledger import BatchClose, CommitUnit, JournalEntry
+    from acquirer.ledger.process import ProcessLedgerWriter
+
+    from .ledger_helpers import record
+
+    store = SQLiteLedger(tmp_path / "ledger.db")
+    store.open_batch(TID)
+    committed, lost = sale_unit(store, 1, 100), sale_unit(store, 2, 200)
+    quiet = record(store, 3, 300)  # a unit with no stored response (a static-code booking)
+    store.commit(committed)  # as if the dead child had committed it
+    store.commit(CommitUnit((JournalEntry.authorised(quiet),)))
+    writer = ProcessLedgerWriter(store)
+    assert isinstance(writer._outcome(committed), Receipt)
+    assert isinstance(writer._outcome(CommitUnit((JournalEntry.authorised(quiet),))), Receipt)
+    assert isinstance(writer._outcome(lost), errors.LedgerUnavailable)
+    assert isinstance(writer._outcome(CommitUnit((), close=BatchClose(TID, "000001", None))), errors.LedgerUnavailable)
+
+    async def main():
+        await writer.start()
+        try:
+            os.kill(writer._proc.pid, signal.SIGSTOP)  # the group reaches a child that never answers...
+            pending = asyncio.ensure_future(writer.commit(lost))
+            await asyncio.sleep(0.2)
+            os.kill(writer._proc.pid, signal.SIGKILL)  # ...and dies
+            with pytest.raises(errors.LedgerUnavailable):
+                await pending
+            assert writer.started == 2
+            assert isinstance(await writer.commit(sale_unit(store, 4, 400)), Receipt)
+        finally:
+            await writer.aclose()
+
+    try:
+        asyncio.run(main())
+        assert sorted(t.stan for t in store.transactions()) == ["000001", "000003", "000004"]
+    finally:
+        store.close()
