@@ -185,8 +185,11 @@ class FenceMonitor:
         if last is None or last.report_digest is None:
             return None
         kept = self._latest.get(terminal.terminal_id)
-        if kept is None or kept[0] != report or kept[1].counter != last.counter:
-            if sm3(report) != last.report_digest:  # e.g. after a restart: the stored digest says
+        if kept is not None and kept[1].counter == last.counter:  # the latest accepted report is in memory
+            if kept[0] != report:
+                return None  # a new report (or an old one): no digest needed to say so
+        else:  # not kept here (a restart, another process): the stored digest says
+            if sm3(report) != last.report_digest:
                 return None
             try:
                 kept = (report, parse(report)[0])
