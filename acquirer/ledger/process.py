@@ -6,16 +6,17 @@ busy with the next requests, so in one process a group commit of ten statements 
 sale spent about three times its CPU waiting for the lock (`bench/host_steps.py`
 measured 1,140 us of wall time for 314 us of CPU per unit): the writer thread, not
 the CPU, capped the host. Here the statements run in a child process with its own
-interpreter and its own core; the host's writer thread sends a whole group and waits
-once for the answer.
+interpreter and its own core.
+
+Two clients of the same child: `ProcessLedgerWriter`, which the host's event loop
+feeds itself (no thread in the host), and `LedgerProcess`, a blocking one behind
+`SQLiteLedger(writer_process=True)` (what the ledger tests run every rule through).
 
 Nothing about durability changes: the child COMMITs with synchronous=FULL before it
-answers, and the host releases no response before that answer. `SQLiteLedger` keeps
-its caches from the answers (`_remember`), as before. If the child dies, the group in
-flight is answered "ledger unavailable" (as a failed COMMIT is: its units were
-refused or are unknown, and the terminals reverse) and the next group starts a new
-child; a host that dies closes the child's stdin, and the child exits after the group
-it is applying.
+answers, and no response is released before that answer. `SQLiteLedger` keeps its
+caches from the answers (`_remember`), as before. A host that dies closes the child's
+stdin, and the child exits after the group it is applying. A child that dies is
+replaced; what its unanswered group gets is said by each client.
 
 Wire (stdin/stdout of the child, acquirer.childproc): request ("apply", at, units) ->
 the list of results (Receipt or LedgerError), or ("close",).
@@ -41,7 +42,8 @@ log = logging.getLogger("acquirer.ledger.process")
 
 
 class LedgerProcess:
-    """The host's side: applies groups in the child, starting one when there is none."""
+    """A blocking client: applies groups in the child, starting one when there is none. A
+    child that dies fails the group in flight ("ledger unavailable")."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -63,14 +65,6 @@ class LedgerProcess:
             self._proc = proc
             self.started += 1
         return self._proc
-
-    def start(self) -> None:
-        """Start the child now (the host does, before it listens), not at the first commit."""
-        with self._lock:
-            try:
-                self._child()
-            except (EOFError, OSError) as exc:
-                raise LedgerUnavailable(f"ledger process did not start: {exc}") from None
 
     def apply(self, units: Sequence[CommitUnit], at: float) -> list:
         """Apply and COMMIT one group in the child; its results, one per unit."""

@@ -175,11 +175,6 @@ class SQLiteLedger(LedgerStore):
                 # included: none may be answered but "system malfunction"
                 return [_unavailable(exc) for _ in units]
 
-    def start_writer_process(self) -> None:
-        """With `writer_process`: start it now rather than at the first group commit."""
-        if self._process is not None:
-            self._process.start()
-
     def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit], at: float
                      ) -> list[Receipt | LedgerError]:
         if len(units) > 1:  # most groups pass whole: one savepoint for all, not one per unit
