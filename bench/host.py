@@ -233,26 +233,38 @@ def drive(coro):
     return uvloop.run(coro)
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and all its threads so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
+def stat_cpu_s(stat: str) -> float:
+    """User + system CPU seconds so far from a /proc stat file (a process's, or one thread's
+    under /proc/PID/task/TID)."""
+    with open(stat) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and all its threads so far (Linux /proc)."""
+    return stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def child_pids(pid: int) -> list[int]:
+    """A process's children: each is listed under the thread that started it."""
+    pids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            pids += map(int, (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+    return pids
 
 
 def host_cpu_s(pid: int) -> float:
     """CPU seconds of the host and its child processes (ledger, issuer) so far."""
     total = process_cpu_s(pid)
-    for task in Path(f"/proc/{pid}/task").iterdir():  # a child is listed under the thread that started it
+    for child in child_pids(pid):
         try:
-            children = (task / "children").read_text().split()
+            total += process_cpu_s(child)
         except FileNotFoundError:
-            continue  # the thread ended meanwhile
-        for child in children:
-            try:
-                total += process_cpu_s(int(child))
-            except FileNotFoundError:
-                pass  # ended meanwhile
+            pass  # ended meanwhile
     return total
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -39,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from acquirer.protocol import Frame, decode  # noqa: E402
 from acquirer.server import HostServer  # noqa: E402
 from acquirer.service import HostService, ThreadedHost  # noqa: E402
-from bench.host import build_sales, closed_loop, drive, prepare, provision  # noqa: E402
+from bench.host import (build_sales, child_pids, closed_loop, drive, prepare, process_cpu_s,  # noqa: E402
+                        provision, stat_cpu_s)
 
 TERMINALS = 16
 
@@ -84,10 +86,12 @@ STEPS = (
 )
 
 
-def instrument(svc: HostService, timers: Timers) -> None:
+def instrument(svc: HostService, timers: Timers) -> set[str]:
+    """Wrap the steps in timers; the labels of the steps that run in this process."""
     from acquirer import host as host_module, pipeline
 
     h = svc.host
+    skipped = set()
     for label, where, attr, _depth in STEPS:
         if where is None:
             continue
@@ -96,13 +100,15 @@ def instrument(svc: HostService, timers: Timers) -> None:
         elif where == "pipeline":
             h.steps[0] = timers.wrap(label, getattr(pipeline, attr))
         elif where in ("issuer", "hsm") and svc.issuer_process is not None:
-            continue  # the issuer decides in its own process: counted there
+            skipped.add(label)  # the issuer decides in its own process: counted there
+            continue
         else:
             obj = {"host": h, "ledger": svc.ledger, "card_flows": h.card_flows, "issuer": svc.issuer,
                    "hsm": svc.hsm, "vault": svc.vault, "risk": svc.risk, "fences": svc.risk.fences,
                    "engine": svc.risk.engine}[where]
             setattr(obj, attr, timers.wrap(label, getattr(obj, attr)))
     assert host_module  # the module is imported so a renamed step fails here, not silently
+    return {label for label, *_ in STEPS} - skipped
 
 
 async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, float], float, int]:
@@ -111,7 +117,7 @@ async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, floa
         timers = Timers()
         warm, timed = frames[:200], frames[200:]
         await _drive(svc, warm)
-        instrument(svc, timers)
+        timed_steps = instrument(svc, timers)
         thread = getattr(svc.writer, "_thread", None)  # none when the event loop hands groups to the ledger process
         writer_cpu = _thread_cpu_probe(thread) if thread is not None else (lambda: 0)
         children = _children()  # started by the warm-up: the ledger's and the issuer's processes
@@ -122,7 +128,7 @@ async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, floa
         writer_ns = writer_cpu() - before
         children_ns = {name: _process_cpu_ns(pid) - children_before[name] for name, pid in children.items()}
         others_ns = time.process_time_ns() - process_before - loop_ns - writer_ns
-        rows = {label: timers.ns[label] / 1000 / len(timed) for label, *_ in STEPS}
+        rows = {label: timers.ns[label] / 1000 / len(timed) for label, *_ in STEPS if label in timed_steps}
         per = 1000 * len(timed)
         return rows, writer_ns / per, {k: v / per for k, v in children_ns.items()}, others_ns / per, declined
     finally:
@@ -145,38 +151,22 @@ async def _drive(svc: HostService, frames: list[Frame]) -> int:
 
 def _thread_cpu_probe(thread: threading.Thread):
     """CPU ns of another thread of this process, from /proc (Linux)."""
-    import os
-
-    tid = thread.native_id
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def read() -> int:
-        with open(f"/proc/self/task/{tid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // ticks  # utime + stime
-    return read
+    stat = f"/proc/self/task/{thread.native_id}/stat"
+    return lambda: int(stat_cpu_s(stat) * 1e9)
 
 
 def _children() -> dict[str, int]:
     """This process's child processes by module (`python -m MODULE`): pid."""
-    import os
-
     found = {}
-    for task in os.listdir("/proc/self/task"):  # a child is listed under the thread that started it
-        for pid in open(f"/proc/self/task/{task}/children").read().split():
-            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            if b"-m" in argv:
-                found[argv[argv.index(b"-m") + 1].decode()] = int(pid)
+    for pid in child_pids(os.getpid()):
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        if b"-m" in argv:
+            found[argv[argv.index(b"-m") + 1].decode()] = pid
     return found
 
 
 def _process_cpu_ns(pid: int) -> int:
-    """CPU ns (user + system, all threads) of another process, from /proc (Linux)."""
-    import os
-
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return int(process_cpu_s(pid) * 1e9)
 
 
 def server_cost(frames_per_conn: list[list[bytes]], seconds: float) -> tuple[float, float]:
@@ -227,11 +217,12 @@ def main() -> int:
         rows, writer_us, children_us, others_us, declined = uvloop.run(run_pipeline(state, frames))
         server_us, server_rate = server_cost(build_sales(lanes, 400 // TERMINALS, first=per), 1.0)
     total = rows[STEPS[0][0]]
-    covered = sum(v for (label, _w, _a, depth) in STEPS if depth == 1 for v in [rows[label]])
+    covered = sum(rows.get(label, 0.0) for (label, _w, _a, depth) in STEPS if depth == 1)
     print(f"{len(frames) - 200} sales through Host.handle, 16 in flight (not approved: {declined})")
     print(f"{'step':44s} {'us/sale':>8s}")
     for label, _w, _a, depth in STEPS:
-        print(f"{'  ' * depth + label:44s} {rows[label]:8.0f}")
+        print(f"{'  ' * depth + label:44s} {rows[label]:8.0f}" if label in rows
+              else f"{'  ' * depth + label:44s}        -   (in its own process, below)")
     print(f"{'  other (context, routing, glue)':44s} {total - covered:8.0f}")
     if writer_us:
         print(f"{'ledger writer thread':44s} {writer_us:8.0f}")
