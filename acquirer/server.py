@@ -108,10 +108,12 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def stop_reading(self) -> None:
-        if not self.closed and not self.transport.is_closing():
+        """Pause reading (and its timer): for good when finishing or shutting down, else
+        until `_resume` (too many requests in flight, or answers the peer does not read)."""
+        if not self.paused and not self.closed and not self.transport.is_closing():
+            self.paused = True
             self._disarm()
             self.transport.pause_reading()
-            self.paused = True
 
     def _finish(self) -> None:
         """Read no more; answer what is in flight, then close (a timeout, a bad frame, EOF)."""
@@ -184,13 +186,7 @@ class _Connection(asyncio.Protocol):
         server._in_flight.add(task)
         task.add_done_callback(server._in_flight.discard)
         if self.in_flight >= server.max_in_flight:
-            self._pause()
-
-    def _pause(self) -> None:
-        if not self.paused and not self.transport.is_closing():
-            self.paused = True
-            self._disarm()
-            self.transport.pause_reading()
+            self.stop_reading()
 
     def _resume(self) -> None:
         if self.paused and not self.closed and not self.finishing and not self.server._closing and self.writable \
@@ -221,7 +217,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:  # the peer does not read its answers: stop taking requests
         self.writable = False
-        self._pause()
+        self.stop_reading()
 
     def resume_writing(self) -> None:
         self.writable = True
