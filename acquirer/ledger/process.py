@@ -30,6 +30,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from collections import deque
 from typing import Sequence
 
 from acquirer.childproc import PROJECT_ROOT, command, pack, receive, receive_async, send, spawn, stop
@@ -130,28 +131,31 @@ class ProcessLedgerWriter:
     The thread of `LedgerWriter` spends most of a group waiting for the ledger process,
     and every time it wakes it takes the interpreter lock from the event loop, which then
     waits at each of its own system calls to get it back. Here the event loop itself
-    sends a group and reads the answer from the pipe: units that arrive while a group is
-    at the ledger process wait for the next one, which leaves as soon as the answer is
-    in (one group in flight, as with the thread). Companion stores are flushed on the
+    sends a group and reads the answer from the pipe. Up to `max_in_flight` groups are at
+    the ledger process at once (it applies them in order), so the next group is already
+    waiting in the pipe when one is committed: the ledger process does not idle while
+    the loop, busy with other sales, has not yet read the answer. Units that arrive
+    while that many groups are out wait for the next one. Companion stores are flushed on the
     loop just before their group leaves, so the order stays: companion writes committed,
     then the units that depend on them, then the answers.
 
-    A ledger process that dies with a group in flight may have committed it before it
-    could answer. So the group is not answered "unavailable" blindly: once a new process
+    A ledger process that dies with groups in flight may have committed them before it
+    could answer. So they are not answered "unavailable" blindly: once a new process
     runs, each unit is looked up in the file (`_outcome`). A unit whose exact response,
     or whose transactions with their RRNs, are there was committed and is answered as
     such; any other is refused (96). A batch close or upload is refused unless it shows.
     """
 
-    def __init__(self, store, companions: tuple = (), *, max_group: int = 2_000):
+    def __init__(self, store, companions: tuple = (), *, max_group: int = 2_000, max_in_flight: int = 2):
         self.store = store  # the host's SQLiteLedger: its caches learn from every answer
         self.companions = companions
         self.max_group = max_group
+        self.max_in_flight = max_in_flight
         self.groups = 0
         self.units = 0
         self.started = 0
         self._queue: list[tuple[CommitUnit, asyncio.Future]] = []
-        self._busy: list[tuple[CommitUnit, asyncio.Future]] | None = None
+        self._sent: deque[list[tuple[CommitUnit, asyncio.Future]]] = deque()  # at the process, oldest first
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._scheduled = False
@@ -181,7 +185,7 @@ class ProcessLedgerWriter:
         future = loop.create_future()
         self._queue.append((unit, future))
         self._idle.clear()
-        if self._busy is None and not self._scheduled:
+        if len(self._sent) < self.max_in_flight and not self._scheduled:
             self._scheduled = True  # everything queued in this turn of the loop leaves together
             loop.call_soon(self._send)
         return await future
@@ -193,12 +197,12 @@ class ProcessLedgerWriter:
 
     def _send(self) -> None:
         self._scheduled = False
-        if self._busy is not None or not self._queue:
-            if not self._queue and self._busy is None:
+        if len(self._sent) >= self.max_in_flight or not self._queue:
+            if not self._queue and not self._sent:
                 self._idle.set()
             return
         group, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
-        self._busy = group
+        self._sent.append(group)
         try:
             self.flush_companions()
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
@@ -209,7 +213,10 @@ class ProcessLedgerWriter:
             self._answer(group, [err] * len(group))
 
     def _answer(self, group, results) -> None:
-        self._busy = None
+        if self._sent and self._sent[0] is group:
+            self._sent.popleft()
+        else:  # a group that failed to leave (the newest)
+            self._sent = deque(g for g in self._sent if g is not group)
         self.groups += 1
         self.units += len(group)
         settle([(future, result) for (_, future), result in zip(group, results)])
@@ -219,9 +226,9 @@ class ProcessLedgerWriter:
         try:
             while True:
                 results = await receive_async(proc.stdout)
-                group = self._busy
-                if group is None:
+                if not self._sent:
                     continue
+                group = self._sent[0]  # the process answers its groups in order
                 self.store._remember([unit for unit, _ in group], results)
                 self._answer(group, results)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
@@ -229,22 +236,22 @@ class ProcessLedgerWriter:
         finally:
             if not self._closing:
                 asyncio.get_running_loop().create_task(self._restart())
-            elif self._busy is not None:
-                self._answer(self._busy, [LedgerUnavailable("ledger process ended")] * len(self._busy))
+            else:
+                for group in list(self._sent):
+                    self._answer(group, [LedgerUnavailable("ledger process ended")] * len(group))
 
     async def _restart(self) -> None:
         try:
             await self.start()
         except LedgerUnavailable as exc:
             log.error("%s", exc)
-        group = self._busy
-        if group is not None:  # answered by what the file says (class docstring)
+        if not self._sent:
+            self._send()
+        for group in list(self._sent):  # answered by what the file says (class docstring)
             log.error("ledger process ended with a group of %d units unanswered", len(group))
             results = [self._outcome(unit) for unit, _ in group]
             self.store._remember([unit for unit, _ in group], results)
             self._answer(group, results)
-        else:
-            self._send()
 
     def _outcome(self, unit: CommitUnit):
         """A Receipt if the file shows `unit` committed, else the error that refuses it."""
@@ -266,7 +273,7 @@ class ProcessLedgerWriter:
     async def aclose(self) -> None:
         """Commits everything already queued, then stops. Later commits raise `LedgerClosed`."""
         self._closing = True
-        if self._queue or self._busy is not None:
+        if self._queue or self._sent:
             await self._idle.wait()
         proc, self._proc = self._proc, None
         if proc is not None:
