@@ -141,8 +141,8 @@ def test_the_event_loop_writer_groups_commits_flushes_companions_first_and_survi
 
 
 def test_a_group_left_unanswered_by_a_dead_ledger_process_is_answered_by_what_the_file_holds(tmp_path):
-    """The child may die after its COMMIT and before its answer: each unit of that group is
-    looked up in the file once a new child runs."""
+    """The child may die after its COMMIT and before its answer: each unit of the groups it
+    left unanswered (two may be out at once) is looked up in the file once a new child runs."""
     import signal
 
     from acquirer.ledger import BatchClose, CommitUnit, JournalEntry
@@ -152,7 +152,7 @@ def test_a_group_left_unanswered_by_a_dead_ledger_process_is_answered_by_what_th
 
     store = SQLiteLedger(tmp_path / "ledger.db")
     store.open_batch(TID)
-    committed, lost = sale_unit(store, 1, 100), sale_unit(store, 2, 200)
+    committed, lost, also_lost = sale_unit(store, 1, 100), sale_unit(store, 2, 200), sale_unit(store, 6, 600)
     quiet = record(store, 3, 300)  # a unit with no stored response (a static-code booking)
     store.commit(committed)  # as if the dead child had committed it
     store.commit(CommitUnit((JournalEntry.authorised(quiet),)))
@@ -165,12 +165,19 @@ def test_a_group_left_unanswered_by_a_dead_ledger_process_is_answered_by_what_th
     async def main():
         await writer.start()
         try:
-            os.kill(writer._proc.pid, signal.SIGSTOP)  # the group reaches a child that never answers...
+            os.kill(writer._proc.pid, signal.SIGSTOP)  # two groups reach a child that never answers...
             pending = asyncio.ensure_future(writer.commit(lost))
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
+            also_pending = asyncio.ensure_future(writer.commit(also_lost))
+            await asyncio.sleep(0.1)
+            queued = asyncio.ensure_future(writer.commit(sale_unit(store, 5, 500)))  # a third waits its turn
+            await asyncio.sleep(0.1)
+            assert len(writer._sent) == 2 and len(writer._queue) == 1
             os.kill(writer._proc.pid, signal.SIGKILL)  # ...and dies
-            with pytest.raises(errors.LedgerUnavailable):
-                await pending
+            for unanswered in (pending, also_pending):
+                with pytest.raises(errors.LedgerUnavailable):
+                    await unanswered
+            assert isinstance(await queued, Receipt)  # went to the new child
             assert writer.started == 2
             assert isinstance(await writer.commit(sale_unit(store, 4, 400)), Receipt)
         finally:
@@ -178,6 +185,6 @@ def test_a_group_left_unanswered_by_a_dead_ledger_process_is_answered_by_what_th
 
     try:
         asyncio.run(main())
-        assert sorted(t.stan for t in store.transactions()) == ["000001", "000003", "000004"]
+        assert sorted(t.stan for t in store.transactions()) == ["000001", "000003", "000004", "000005"]
     finally:
         store.close()
