@@ -13,6 +13,11 @@ and sets it aside; `flush` (the ledger writer's thread, before it commits the gr
 writes what was set aside in one statement and commits it. A card set aside is found by
 `card` as one in the file is. A flush that fails keeps its cards set aside for the next
 one, so no unit commits after a flush that lost a card of it.
+
+The host's ledger writer on the event loop (`ProcessLedgerWriter`) does not flush: it
+takes the cards set aside (`take_writes`) and sends them with the group, and the ledger
+process writes and commits them just before the group's units. The event loop then runs
+no SQLite write for the vault at all (a commit and, now and then, a checkpoint's fsync).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ class CardVault(CompanionStore):
         for name, usage in ((VAULT_KEY, "TDK"), (TOKEN_KEY, "TOKEN")):
             if not hsm.exists(name):
                 hsm.generate(name, "SM4", usage)
+        self.path = os.fspath(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL, not FULL: a sale's money is durable in the ledger's group commit; losing the
@@ -45,6 +51,7 @@ class CardVault(CompanionStore):
         self._lock = threading.RLock()  # the connection (and a flush in progress)
         self._deferred = grouped
         self._pending: dict[str, bytes] = {}  # grouped: txn_id -> sealed card, not yet written
+        self._sending: list[dict[str, bytes]] = []  # taken by `take_writes`, not yet known written
         self._pending_lock = threading.Lock()  # held only to put a card aside or take them all
 
     def token(self, pan: str) -> str:
@@ -62,6 +69,10 @@ class CardVault(CompanionStore):
     def card(self, txn_id: str) -> tuple[str, str, str] | None:
         with self._lock:  # after a flush in progress: its cards are in the file, or set aside again
             sealed = self._pending.get(txn_id)
+            for batch in reversed(self._sending) if sealed is None else ():  # the newest first
+                sealed = batch.get(txn_id)
+                if sealed is not None:
+                    break
             if sealed is None:
                 row = self._db.execute("SELECT sealed FROM cards WHERE txn_id=?", (txn_id,)).fetchone()
                 if row is None:
@@ -69,6 +80,26 @@ class CardVault(CompanionStore):
                 sealed = row[0]
         pan, expiry, psn = json.loads(self._hsm.open_data(VAULT_KEY, sealed))
         return pan, expiry, psn
+
+    def take_writes(self):
+        """The cards set aside, for the ledger process to write and commit before the group
+        it sends with them (acquirer/ledger/process.py): ((path, sql, rows), token), or None.
+        They are still found by `card` until `written(token, ...)` says how it went."""
+        with self._pending_lock:
+            if not self._pending:
+                return None
+            batch, self._pending = self._pending, {}
+            self._sending.append(batch)
+        return (self.path, _INSERT, list(batch.items())), batch
+
+    def written(self, token, ok: bool) -> None:
+        """The ledger process committed the cards of `token` (ok), or may not have: then they
+        are set aside again, under what was kept meanwhile (a second write replaces the row)."""
+        with self._pending_lock:
+            self._sending = [b for b in self._sending if b is not token]
+            if not ok:
+                token.update(self._pending)
+                self._pending = token
 
     def flush(self) -> None:
         """Write and commit the cards set aside (the ledger writer calls this before each group)."""

@@ -18,8 +18,8 @@ caches from the answers (`_remember`), as before. A host that dies closes the ch
 stdin, and the child exits after the group it is applying. A child that dies is
 replaced; what its unanswered group gets is said by each client.
 
-Wire (stdin/stdout of the child, acquirer.childproc): request ("apply", at, units) ->
-the list of results (Receipt or LedgerError), or ("close",).
+Wire (stdin/stdout of the child, acquirer.childproc): request ("apply", at, units[,
+companion writes]) -> the list of results (Receipt or LedgerError), or ("close",).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import asyncio
 import logging
 import os
 import pickle
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -105,6 +106,7 @@ def main(path: str) -> int:
     from .sqlite import SQLiteLedger
 
     ledger = SQLiteLedger(path)
+    companions = _CompanionFiles()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     send(stdout, ("ready",))
     try:
@@ -115,10 +117,46 @@ def main(path: str) -> int:
                 return 0
             if request[0] == "close":
                 return 0
-            _, at, units = request
+            _, at, units, *writes = request
+            try:
+                companions.write(writes[0] if writes else ())
+            except sqlite3.Error as exc:  # no unit goes in after companion writes that may be lost
+                send(stdout, [LedgerUnavailable(f"companion store write failed: {exc}")] * len(units))
+                continue
             send(stdout, ledger.commit_many(units, at=at))
     finally:
+        companions.close()
         ledger.close()
+
+
+class _CompanionFiles:
+    """The child's connections to the companion stores whose rows ride with a group (the
+    card vault): each write is (path, sql, rows), committed in a transaction of its own
+    before the group's units. The store's own connection made the file and its table and
+    keeps its settings; this one uses the vault's (WAL, synchronous NORMAL: see
+    acquirer/vault.py for why a vault row needs no fsync of its own)."""
+
+    def __init__(self):
+        self._conns: dict[str, sqlite3.Connection] = {}
+
+    def write(self, writes) -> None:
+        for path, sql, rows in writes:
+            conn = self._conns.get(path)
+            if conn is None:
+                conn = self._conns[path] = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
 
 
 if __name__ == "__main__":
@@ -135,9 +173,15 @@ class ProcessLedgerWriter:
     the ledger process at once (it applies them in order), so the next group is already
     waiting in the pipe when one is committed: the ledger process does not idle while
     the loop, busy with other sales, has not yet read the answer. Units that arrive
-    while that many groups are out wait for the next one. Companion stores are flushed on the
-    loop just before their group leaves, so the order stays: companion writes committed,
-    then the units that depend on them, then the answers.
+    while that many groups are out wait for the next one.
+
+    Companion stores keep their order: companion writes committed, then the units that
+    depend on them, then the answers. A companion that can hand its writes over
+    (`take_writes`: the card vault) sends them with the group, and the ledger process
+    commits them just before the group's units, so the event loop runs no SQLite write
+    for it; `written` then tells it whether they are in its file (if not, they are sent
+    again with the next group). Any other companion is flushed on the loop just before
+    its group leaves.
 
     A ledger process that dies with groups in flight may have committed them before it
     could answer. So they are not answered "unavailable" blindly: once a new process
@@ -156,6 +200,7 @@ class ProcessLedgerWriter:
         self.started = 0
         self._queue: list[tuple[CommitUnit, asyncio.Future]] = []
         self._sent: deque[list[tuple[CommitUnit, asyncio.Future]]] = deque()  # at the process, oldest first
+        self._writes: dict[int, list] = {}  # id(group) -> the companion writes sent with it
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._scheduled = False
@@ -202,21 +247,36 @@ class ProcessLedgerWriter:
                 self._idle.set()
             return
         group, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
+        taken: list = []  # (companion, token) of the writes that go with this group
         self._sent.append(group)
+        self._writes[id(group)] = taken
         try:
-            self.flush_companions()
+            writes = []
+            for companion in self.companions:
+                take = getattr(companion, "take_writes", None)
+                if take is None:
+                    companion.flush()
+                elif (found := take()) is not None:
+                    writes.append(found[0])
+                    taken.append((companion, found[1]))
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 raise LedgerUnavailable("ledger process is not running")
-            self._proc.stdin.write(pack(("apply", self.store._clock(), [unit for unit, _ in group])))
+            self._proc.stdin.write(pack(("apply", self.store._clock(), [unit for unit, _ in group], writes)))
         except Exception as exc:  # nothing of this group is known to be durable
             err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
             self._answer(group, [err] * len(group))
 
-    def _answer(self, group, results) -> None:
+    def _answer(self, group, results, written: bool | None = None) -> None:
+        """`written`: whether the companion writes sent with the group were committed (None:
+        as its units were, all of them)."""
         if self._sent and self._sent[0] is group:
             self._sent.popleft()
         else:  # a group that failed to leave (the newest)
             self._sent = deque(g for g in self._sent if g is not group)
+        if written is None:  # the child commits them before the units: one unit committed says so
+            written = any(not isinstance(r, BaseException) for r in results)
+        for companion, token in self._writes.pop(id(group), ()):
+            companion.written(token, written)
         self.groups += 1
         self.units += len(group)
         settle([(future, result) for (_, future), result in zip(group, results)])

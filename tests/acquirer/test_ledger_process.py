@@ -188,3 +188,68 @@ def test_a_group_left_unanswered_by_a_dead_ledger_process_is_answered_by_what_th
         assert sorted(t.stan for t in store.transactions()) == ["000001", "000003", "000004", "000005"]
     finally:
         store.close()
+
+
+def test_the_vault_cards_of_a_group_are_committed_by_the_ledger_process_before_its_units(tmp_path):
+    """The event loop sends the cards a group's sales kept; the ledger process writes them
+    first. If it cannot, no unit of the group goes in and the cards wait for the next group."""
+    import sqlite3
+
+    from acquirer.ledger.process import ProcessLedgerWriter
+    from acquirer.vault import CardVault
+    from keys.hsm import HSM
+
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    vault = CardVault(tmp_path / "vault.db", hsm, grouped=True)
+    store = SQLiteLedger(tmp_path / "ledger.db")
+    store.open_batch(TID)
+
+    def cards_in_file() -> set[str]:
+        with sqlite3.connect(tmp_path / "vault.db") as other:
+            return {t for (t,) in other.execute("SELECT txn_id FROM cards")}
+
+    async def main():
+        writer = await ProcessLedgerWriter(store, (vault,)).start()
+        try:
+            units = [sale_unit(store, i, 100 + i) for i in (1, 2)]
+            for unit in units:
+                vault.keep(unit.entries[0].txn_id, "6214988660100000304", "2712", "01")
+            assert all(isinstance(r, Receipt) for r in await asyncio.gather(*map(writer.commit, units)))
+            assert cards_in_file() == {u.entries[0].txn_id for u in units}
+            assert vault.take_writes() is None and not vault._sending
+
+            broken = _BrokenCompanion(str(tmp_path / "vault.db"))  # a write the child cannot do
+            writer.companions = (vault, broken)
+            later = sale_unit(store, 3, 300)
+            vault.keep(later.entries[0].txn_id, "6214988660100000304", "2712", "01")
+            with pytest.raises(errors.LedgerUnavailable, match="companion"):
+                await writer.commit(later)
+            assert len(store.journal()) == 2  # no unit went in after it
+            assert broken.told == [False] and vault.card(later.entries[0].txn_id) is not None
+            writer.companions = (vault,)
+            assert isinstance(await writer.commit(sale_unit(store, 4, 400)), Receipt)
+            assert later.entries[0].txn_id in cards_in_file()  # set aside again, sent with the next group
+        finally:
+            await writer.aclose()
+
+    try:
+        asyncio.run(main())
+        assert len(store.journal()) == 3
+    finally:
+        store.close()
+        vault.close()
+        hsm.close()
+
+
+class _BrokenCompanion:
+    def __init__(self, path: str):
+        self.path, self.told = path, []
+
+    def take_writes(self):
+        return (self.path, "INSERT INTO no_such_table VALUES (?)", [(1,)]), "token"
+
+    def written(self, token, ok: bool) -> None:
+        self.told.append(ok)
+
+    def flush(self) -> None:
+        pass

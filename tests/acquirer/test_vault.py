@@ -63,3 +63,23 @@ def test_a_failed_flush_keeps_its_cards_for_the_next_one(tmp_path, hsm):
     assert set(rows(tmp_path / "vault.db")) == {TXN, "00000001:000001:000043"}
     assert vault.card("00000001:000001:000043") == (PAN, "2712", "02")
     vault.close()
+
+
+def test_cards_handed_to_the_ledger_process_are_found_until_written_and_kept_if_not(tmp_path, hsm):
+    """`take_writes`/`written`: the host's ledger writer sends the cards with a group, and the
+    ledger process writes them (acquirer/ledger/process.py)."""
+    vault = CardVault(tmp_path / "vault.db", hsm, grouped=True)
+    vault.keep(TXN, PAN, "2712", "01")
+    (path, sql, cards), token = vault.take_writes()
+    assert vault.take_writes() is None  # taken once
+    assert path == vault.path and [t for t, _ in cards] == [TXN]
+    assert vault.card(TXN) == (PAN, "2712", "01")  # found while it is on its way
+    vault.written(token, ok=False)  # the group may not have been committed: set aside again
+    assert vault.card(TXN) == (PAN, "2712", "01") and rows(tmp_path / "vault.db") == {}
+    (path, sql, cards), token = vault.take_writes()
+    with sqlite3.connect(path, isolation_level=None) as writer:  # what the ledger process does
+        writer.executemany(sql, cards)
+    vault.written(token, ok=True)
+    assert vault.take_writes() is None and set(rows(tmp_path / "vault.db")) == {TXN}
+    assert vault.card(TXN) == (PAN, "2712", "01")  # now from the file
+    vault.close()
