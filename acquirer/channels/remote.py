@@ -87,10 +87,12 @@ class IssuerProcess:
 
     async def authorise_async(self, request: CardAuthorisation) -> CardResult:
         request = self._under_zpk(request)
-        try:
-            proc = await self._child()
-        except (ConnectionError, OSError) as exc:
-            return _no_answer(str(exc))
+        proc = self._proc
+        if proc is None or proc.returncode is not None or self._reader.done():  # else no lock to take
+            try:
+                proc = await self._child()
+            except (ConnectionError, OSError) as exc:
+                return _no_answer(str(exc))
         if self._advices:
             advices, self._advices = self._advices, []
             for advice in advices:
