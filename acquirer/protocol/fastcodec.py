@@ -51,6 +51,28 @@ def _compile(spec: dict) -> tuple[tuple[_Field, ...], int]:
 
 _FIELDS, _KNOWN_BITS = _compile(SPEC)
 _KEYS = frozenset(x.key for x in _FIELDS) | {"t", "p", "h"}
+_BY_KEY = {x.key: x for x in _FIELDS}
+
+
+def _by_bitmap_byte() -> tuple[tuple[tuple[_Field, ...], ...], ...]:
+    """For each of the bitmap's 8 bytes, for each value of it: the fields it marks, in order.
+    A message walks only the fields it has (a sale has half of the table's)."""
+    tables = []
+    for i in range(8):
+        shift = 8 * (7 - i)
+        tables.append(tuple(tuple(x for x in _FIELDS if (x.bit >> shift) & 0xFF & value) for value in range(256)))
+    return tuple(tables)
+
+
+_PRESENT = _by_bitmap_byte()
+
+
+def _fields_of(bitmap: int) -> list[_Field]:
+    present: list[_Field] = []
+    for table, value in zip(_PRESENT, bitmap.to_bytes(8)):
+        if value:
+            present += table[value]
+    return present
 _MTI_BINARY = SPEC["t"]["data_enc"] == "b" and SPEC["p"]["data_enc"] == "b" and SPEC["h"]["max_len"] <= 0
 
 
@@ -66,9 +88,7 @@ def decode(s: bytes) -> dict | None:
         return None
     doc = {"t": s[:2].hex().upper(), "p": s[2:10].hex().upper()}
     idx, end, bcd = 10, len(s), _BCD
-    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _FIELDS:
-        if not bitmap & bit:
-            continue
+    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _fields_of(bitmap):
         if len_type:
             if idx + len_type > end:
                 return None
@@ -127,14 +147,14 @@ def encode(doc: dict) -> bytes | None:
     except (ValueError, binascii.Error):
         return None
     bitmap = 0
+    for key in doc:
+        f = _BY_KEY.get(key)
+        if f is not None:
+            bitmap |= f.bit
     parts = []
-    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _FIELDS:
-        value = doc.get(key)
-        if value is None:
-            if key in doc:
-                return None
-            continue
-        if value.__class__ is not str:
+    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _fields_of(bitmap):
+        value = doc[key]
+        if value.__class__ is not str:  # None too
             return None
         if binary:
             text = value
