@@ -45,6 +45,18 @@ async def receive_async(reader):
     return pickle.loads(await reader.readexactly(_LEN.unpack(head)[0]))
 
 
+async def receive_many(reader, messages: "Messages") -> list:
+    """Every message whole in what an asyncio StreamReader has now (at least one): one
+    wake-up per read of the pipe, not two per message. EOFError when the other side is gone."""
+    while True:
+        data = await reader.read(1 << 16)
+        if not data:
+            raise EOFError("the other side closed the pipe")
+        found = messages.feed(data)
+        if found:
+            return found
+
+
 class Messages:
     """Messages out of the bytes a pipe gave so far (a child reads all that is waiting)."""
 

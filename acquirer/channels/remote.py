@@ -40,7 +40,7 @@ import os
 import select
 import sys
 
-from acquirer.childproc import Messages, pack, receive_async, spawn, stop
+from acquirer.childproc import Messages, pack, receive_many, spawn, stop
 from acquirer.protocol import ResponseCode
 from keys.errors import CryptoError
 from keys.hsm import HSM
@@ -132,11 +132,12 @@ class IssuerProcess:
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         try:
+            messages = Messages()
             while True:
-                ident, result = await receive_async(proc.stdout)
-                future, _ = self._pending.pop(ident, (None, None))
-                if future is not None and not future.done():
-                    future.set_result(result)
+                for ident, result in await receive_many(proc.stdout, messages):
+                    future, _ = self._pending.pop(ident, (None, None))
+                    if future is not None and not future.done():
+                        future.set_result(result)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
             pass
         finally:

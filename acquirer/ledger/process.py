@@ -34,7 +34,7 @@ import threading
 from collections import deque
 from typing import Sequence
 
-from acquirer.childproc import PROJECT_ROOT, command, pack, receive, receive_async, send, spawn, stop
+from acquirer.childproc import PROJECT_ROOT, Messages, command, pack, receive, receive_many, send, spawn, stop
 
 from .errors import LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Receipt
@@ -284,13 +284,14 @@ class ProcessLedgerWriter:
 
     async def _read(self, proc) -> None:
         try:
+            messages = Messages()
             while True:
-                results = await receive_async(proc.stdout)
-                if not self._sent:
-                    continue
-                group = self._sent[0]  # the process answers its groups in order
-                self.store._remember([unit for unit, _ in group], results)
-                self._answer(group, results)
+                for results in await receive_many(proc.stdout, messages):
+                    if not self._sent:
+                        continue
+                    group = self._sent[0]  # the process answers its groups in order
+                    self.store._remember([unit for unit, _ in group], results)
+                    self._answer(group, results)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
             pass
         finally:
