@@ -163,7 +163,8 @@ def _cmd_serve(args) -> int:
                               static_qr_port=args.static_qr_port, static_qr_url=args.static_qr_url or "",
                               qr_wait=args.qr_wait, face_liveness=args.face_liveness == "on",
                               ledger_process=args.ledger_writer == "process",
-                              issuer_process=args.issuer == "process")
+                              issuer_process=args.issuer == "process", issuer_answer_every=args.issuer_answer_every,
+                              ledger_groups=args.ledger_groups)
         await service.start()
         print(f"acquirer host listening on {args.host}:{service.port}"
               + (f", metrics on :{service.metrics_port}" if service.metrics_port else ""), flush=True)
@@ -331,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="who applies the ledger's group commits: a child process (default) or a thread")
     p.add_argument("--issuer", choices=("process", "inline"), default="process",
                    help="the simulated issuer: its own process (default) or on the event loop")
+    p.add_argument("--issuer-answer-every", type=int, default=4, metavar="N",
+                   help="tuning: the issuer process answers at least every N decisions (0: when no request waits)")
+    p.add_argument("--ledger-groups", type=int, default=2, metavar="N",
+                   help="tuning: group commits at the ledger process at once (default 2)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_serve)
 

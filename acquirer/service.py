@@ -24,7 +24,7 @@ from pathlib import Path
 
 from acquirer.card_flows import CardFlows
 from acquirer.channels.issuer import IssuerSimulator
-from acquirer.channels.remote import IssuerProcess
+from acquirer.channels.remote import ANSWER_EVERY, IssuerProcess
 from acquirer.channels.qr import PollPolicy
 from acquirer.face import FacePay
 from acquirer.face_flows import FaceFlows
@@ -50,14 +50,17 @@ class HostService:
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
                  static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
                  static_orders_per_minute: int = 60, require_fix: bool | None = None, ledger_process: bool = True,
-                 issuer_process: bool = True):
+                 issuer_process: bool = True, issuer_answer_every: int = ANSWER_EVERY, ledger_groups: int = 2):
         """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
         fix to every payment); False lets payments without one through (terminals without a
         location source, during a roll-out) while still judging every fix that comes.
         `ledger_process`: group commits are applied by a child process (False: by a thread
         of this one, as before; `acquirer serve --ledger-writer thread`). `issuer_process`: the
         simulated issuer authorises in a process of its own (False: on the event loop, its
-        decisions riding on the ledger's group commit)."""
+        decisions riding on the ledger's group commit). `issuer_answer_every`: the issuer
+        process answers at least every so many decisions (0: only when no request waits);
+        `ledger_groups`: group commits at the ledger process at once. Both trade CPU per
+        sale (bigger groups) against the three processes working at the same time."""
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
@@ -74,7 +77,9 @@ class HostService:
         # decisions ride on the ledger's group commit
         self.issuer = IssuerSimulator(self.hsm, self.state / "issuer.db", durable=False, grouped=not issuer_process)
         self.issuer_process = IssuerProcess(self.hsm, self.state / "hsm.db", self.state / "lmk",
-                                            self.state / "issuer.db", self.issuer.zpk_name) if issuer_process else None
+                                            self.state / "issuer.db", self.issuer.zpk_name,
+                                            answer_every=issuer_answer_every) if issuer_process else None
+        self._ledger_groups = ledger_groups
         self.face = FacePay(self.state / "face.db", self.hsm, require_liveness=face_liveness)
         self.fence_store = FenceStore(self.state / "fence.db", grouped=True)
         self.fences = FenceMonitor(self.fence_store)
@@ -102,7 +107,7 @@ class HostService:
         channel = self.issuer_process or self.issuer
         companions = (self.vault, self.fence_store) + ((self.issuer,) if channel is self.issuer else ())
         if self._ledger_process:
-            self.writer = await ProcessLedgerWriter(self.ledger, companions).start()
+            self.writer = await ProcessLedgerWriter(self.ledger, companions, max_in_flight=self._ledger_groups).start()
         else:
             self.writer = LedgerWriter(self.ledger, companions=companions)
         flows = CardFlows(self.hsm, self.ledger, self.writer, self.vault, channel, risk=self.risk)

@@ -49,6 +49,11 @@ from .base import CardAuthorisation, CardResult, Operation
 
 log = logging.getLogger("acquirer.issuer.remote")
 
+# decisions the child holds back at most while more requests keep coming: small enough that
+# the host's loop and ledger get work while the issuer decides the rest of a burst, large
+# enough that a busy issuer commits a group, not every decision (module docstring)
+ANSWER_EVERY = 4
+
 
 class IssuerProcess:
     """A `CardChannel` whose `authorise_async` is answered by the issuer simulator's process."""
@@ -56,10 +61,10 @@ class IssuerProcess:
     name = "issuer-sim"
 
     def __init__(self, hsm: HSM, hsm_path: str | os.PathLike, lmk_path: str | os.PathLike,
-                 db_path: str | os.PathLike, zpk_name: str):
+                 db_path: str | os.PathLike, zpk_name: str, *, answer_every: int = ANSWER_EVERY):
         self._hsm = hsm  # the host's: PIN translation before a request leaves
         self.zpk_name = zpk_name
-        self._args = (os.fspath(hsm_path), os.fspath(lmk_path), os.fspath(db_path), zpk_name)
+        self._args = (os.fspath(hsm_path), os.fspath(lmk_path), os.fspath(db_path), zpk_name, str(answer_every))
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._pending: dict[int, tuple[asyncio.Future, CardAuthorisation]] = {}
@@ -163,13 +168,7 @@ def _no_answer(text: str) -> CardResult:
     return CardResult(ResponseCode.ISSUER_TIMEOUT, text=text)
 
 
-# decisions the child holds back at most while more requests keep coming: small enough that
-# the host's loop and ledger get work while the issuer decides the rest of a burst, large
-# enough that a busy issuer commits a group, not every decision (module docstring)
-ANSWER_EVERY = 4
-
-
-def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str) -> int:
+def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str, answer_every: str = str(ANSWER_EVERY)) -> int:
     from .issuer import IssuerSimulator
 
     hsm = HSM.open(hsm_path, lmk_path)
@@ -179,6 +178,7 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str) -> int:
     out.write(pack(("ready",)))
     out.flush()
     answers: list[bytes] = []
+    every = int(answer_every) or 1 << 30  # 0: only when nothing more is waiting
 
     def answer() -> None:
         issuer.flush()  # the decisions are committed before anyone hears of them
@@ -192,7 +192,7 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str) -> int:
                 return 0  # the host closed the pipe (or is gone)
             for ident, request in messages.feed(data):
                 answers.append(pack((ident, issuer.authorise(request))))
-                if len(answers) >= ANSWER_EVERY:
+                if len(answers) >= every:
                     answer()
             if answers and not select.select([0], [], [], 0)[0]:  # nothing more has come meanwhile
                 answer()
@@ -202,4 +202,4 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:5]))
+    sys.exit(main(*sys.argv[1:6]))
