@@ -98,6 +98,8 @@ def check_new(conn: sqlite3.Connection, entry: JournalEntry, *, probe: bool = Tr
     asked of a decline), a refund or void its original does not allow."""
     rec = entry.record
     assert rec is not None
+    if entry.txn_id != rec.txn_id:  # the classmethods make it so; the id ranges rely on it (projection.id_range)
+        raise InvalidEntry("txn_id", "must be terminal:batch:stan of its record")
     if probe and conn.execute("SELECT 1 FROM transactions WHERE txn_id = ?", (entry.txn_id,)).fetchone():
         raise DuplicateTransaction(f"transaction {entry.txn_id} exists already")
     reversed_first, batch_open = conn.execute(_ARRIVAL, (rec.terminal_id, rec.batch, rec.stan)).fetchone()
@@ -177,8 +179,8 @@ def close_batch(conn: sqlite3.Connection, close: BatchClose, at: float, seqs: li
     if row[0] is not None:
         raise BatchNotOpen(f"batch {close.batch} of terminal {close.terminal_id} is closed already")
     txns = [projection.row_to_txn(r) for r in conn.execute(
-        f"{projection.SELECT_TXN} WHERE terminal_id = ? AND batch = ? ORDER BY txn_id",
-        (close.terminal_id, close.batch))]
+        f"{projection.SELECT_TXN} WHERE txn_id > ? AND txn_id < ? AND terminal_id = ? AND batch = ? ORDER BY txn_id",
+        (*projection.id_range(close.terminal_id, close.batch), close.terminal_id, close.batch))]
     host = totals_of(txns)
     for t in txns:
         if t.status is Status.APPROVED:

@@ -21,6 +21,14 @@ _CREATED_STATUS = {Event.AUTHORISED: Status.APPROVED, Event.REFUNDED: Status.APP
                    Event.VOIDED: Status.APPROVED, Event.DECLINED: Status.DECLINED}
 
 
+def id_range(terminal_id: str, batch: str | None = None) -> tuple[str, str]:
+    """The bounds (both excluded) of the ids of a terminal's transactions, or of one of its
+    batches': an id is "terminal:batch:stan" (`txn_id_for`; a terminal id has no ':') and
+    ';' sorts right after ':'. `txn_id > ? AND txn_id < ?` is then a range of the primary key."""
+    prefix = f"{terminal_id}:" if batch is None else f"{terminal_id}:{batch}:"
+    return prefix, prefix[:-1] + ";"
+
+
 def row_to_txn(row: tuple) -> Transaction:
     values = dict(zip(COLUMNS, row))
     values["kind"] = TxnKind(values["kind"])

@@ -20,7 +20,11 @@ journal            append-only; BEFORE UPDATE/DELETE triggers abort any change
 
 transactions       projection of the journal, written in the same DB transaction as
                    the entry; `rebuild_projection()` recreates it from the journal alone
-  txn_id PK, terminal_id, merchant_id, batch, stan, rrn, auth_code,
+  txn_id PK        "terminal:batch:stan", so the primary key also finds a terminal's or a
+                   batch's transactions (a range of ids, `projection.id_range`): no index
+                   on (terminal_id, batch), whose leaf per terminal cost every sale a page
+                   written to the WAL (bench/ledger.py)
+  terminal_id, merchant_id, batch, stan, rrn, auth_code,
   kind             sale | qr | qr_merchant | face | refund | void
   channel          CD (card) | QR | FC (face)
   amount, currency, status (approved | declined | voided | reversed | settled),
@@ -90,7 +94,7 @@ CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
 BEGIN SELECT RAISE(ABORT, 'journal is append-only: DELETE refused'); END;
 
 {TRANSACTIONS_DDL}
-CREATE INDEX IF NOT EXISTS transactions_batch ON transactions (terminal_id, batch);
+DROP INDEX IF EXISTS transactions_batch; -- files made before: the primary key serves (projection.id_range)
 CREATE INDEX IF NOT EXISTS transactions_rrn ON transactions (rrn) WHERE rrn <> '';
 CREATE INDEX IF NOT EXISTS transactions_merchant ON transactions (merchant_id, created_at);
 

@@ -111,12 +111,13 @@ class SQLiteLedger(LedgerStore):
 
     def find_original(self, terminal_id: str, batch: str | None = None, stan: str | None = None,
                       rrn: str | None = None) -> Transaction | None:
-        if rrn:
-            sql, args = "terminal_id = ? AND rrn = ?", (terminal_id, rrn)
+        if rrn:  # rrn <> '' lets SQLite use the partial index on rrn
+            sql, args = "rrn = ? AND rrn <> '' AND terminal_id = ?", (rrn, terminal_id)
         elif stan and batch:
             sql, args = "txn_id = ?", (txn_id_for(terminal_id, batch, stan),)
         elif stan:
-            sql, args = "terminal_id = ? AND stan = ?", (terminal_id, stan)
+            sql, args = "txn_id > ? AND txn_id < ? AND terminal_id = ? AND stan = ?", (
+                *projection.id_range(terminal_id), terminal_id, stan)
         else:
             raise InvalidEntry("original", "name a STAN (with or without its batch) or an RRN")
         row = self._r().execute(f"{projection.SELECT_TXN} WHERE {sql} ORDER BY created_at DESC LIMIT 1",
@@ -126,8 +127,8 @@ class SQLiteLedger(LedgerStore):
     def transactions(self, terminal_id: str | None = None, batch: str | None = None) -> list[Transaction]:
         where, args = [], []
         if terminal_id is not None:
-            where.append("terminal_id = ?")
-            args.append(terminal_id)
+            where.append("txn_id > ? AND txn_id < ? AND terminal_id = ?")
+            args += [*projection.id_range(terminal_id, batch), terminal_id]
         if batch is not None:
             where.append("batch = ?")
             args.append(batch)
