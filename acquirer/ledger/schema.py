@@ -17,6 +17,11 @@ journal            append-only; BEFORE UPDATE/DELETE triggers abort any change
                    transaction (merchant, batch, STAN, RRN, auth code, kind, channel,
                    currency, response code, masked PAN, PAN token, extra); for
                    REVERSED the reason; for SETTLED the batch. Never a full PAN.
+  A transaction's entries (`SQLiteLedger.journal`) are found by three indexes: the
+  one that creates it by (at, txn_id), `at` being the transaction's created_at, so
+  a sale's entry lands at the end of that index, not in its terminal's leaf (a page
+  written per sale); the REVERSED and SETTLED ones on it by txn_id (a batch's are
+  settled together, in txn_id order); those on it as an original by original_txn_id.
 
 transactions       projection of the journal, written in the same DB transaction as
                    the entry; `rebuild_projection()` recreates it from the journal alone
@@ -86,8 +91,10 @@ CREATE TABLE IF NOT EXISTS journal (
     original_txn_id TEXT,
     details TEXT NOT NULL CHECK (json_valid(details))
 );
-CREATE INDEX IF NOT EXISTS journal_txn ON journal (txn_id);
+CREATE INDEX IF NOT EXISTS journal_at ON journal (at, txn_id);
+CREATE INDEX IF NOT EXISTS journal_changes ON journal (txn_id) WHERE event IN ('REVERSED', 'SETTLED');
 CREATE INDEX IF NOT EXISTS journal_original ON journal (original_txn_id) WHERE original_txn_id IS NOT NULL;
+DROP INDEX IF EXISTS journal_txn; -- files made before: journal_at and journal_changes serve (see above)
 CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
 BEGIN SELECT RAISE(ABORT, 'journal is append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal

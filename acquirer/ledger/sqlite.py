@@ -141,11 +141,12 @@ class SQLiteLedger(LedgerStore):
         return [projection.row_to_txn(r) for r in rows]
 
     def journal(self, txn_id: str | None = None, after_seq: int = 0) -> list[JournalRecord]:
-        sql = "SELECT seq, txn_id, event, amount, at, details FROM journal WHERE seq > ?"
+        sql = "SELECT seq, txn_id, event, amount, at, details FROM journal WHERE seq > ?1"
         args: tuple = (after_seq,)
-        if txn_id is not None:
-            sql += " AND (txn_id = ? OR original_txn_id = ?)"
-            args += (txn_id, txn_id)
+        if txn_id is not None:  # its entries and those on it as an original, each by its index (schema)
+            sql += (" AND (txn_id = ?2 AND (at = (SELECT created_at FROM transactions WHERE txn_id = ?2) OR "
+                    "event IN ('REVERSED', 'SETTLED')) OR original_txn_id = ?2)")
+            args += (txn_id,)
         return [JournalRecord(s, t, Event(e), a, at, json.loads(d))
                 for s, t, e, a, at, d in self._r().execute(sql + " ORDER BY seq", args)]
 

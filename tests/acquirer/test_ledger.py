@@ -89,7 +89,9 @@ def test_card_data_beyond_a_masked_pan_is_refused(store):
     assert err.value.field == "stan"
 
 
-def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, clock):
+def mixed_series(store, clock) -> tuple[str, str]:
+    """Sales, a decline, refunds, voids, reversals of each, a batch closed, more after it:
+    the batch closed and the one opened."""
     for i, (channel, amount) in enumerate([(Channel.CARD, 1000), (Channel.QR, 2500), (Channel.FACE, 800),
                                            (Channel.CARD, 4000), (Channel.CARD, 600)], start=1):
         store.commit(sale_unit(store, i, amount, channel=channel))
@@ -107,6 +109,36 @@ def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, cloc
     clock.advance(3600)
     store.commit(sale_unit(store, 11, 5000))
     store.commit(refund_unit(store, 12, 100, f"{TID}:{old_batch}:000001"))
+    return old_batch, new_batch
+
+
+def test_a_transactions_journal_is_its_entries_and_those_on_it_as_an_original(store, clock):
+    mixed_series(store, clock)  # entries of a transaction share their `at` with others' (clock not moved)
+    conn = raw(store)
+    try:
+        for t in store.transactions():
+            for after in (0, 5):
+                expected = [seq for (seq,) in conn.execute(
+                    "SELECT seq FROM journal WHERE seq > ? AND (txn_id = ? OR original_txn_id = ?) ORDER BY seq",
+                    (after, t.txn_id, t.txn_id))]
+                assert [e.seq for e in store.journal(t.txn_id, after)] == expected
+        sale = txn(store, 1, batch="000001")
+        assert [(e.event, e.txn_id[-6:]) for e in store.journal(sale)] == [
+            (Event.AUTHORISED, "000001"), (Event.REFUNDED, "000007"), (Event.REFUNDED, "000008"),
+            (Event.REVERSED, "000008"), (Event.SETTLED, "000001"), (Event.SETTLED, "000007"),
+            (Event.REFUNDED, "000012")]
+        statements = []
+        store._r().set_trace_callback(statements.append)
+        store.journal(sale)
+        store._r().set_trace_callback(None)
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}")]
+        assert not [p for p in plan if p.startswith("SCAN")], plan
+    finally:
+        conn.close()
+
+
+def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, clock):
+    old_batch, new_batch = mixed_series(store, clock)
 
     live = store.transactions()
     assert store.project_journal() == live
@@ -360,8 +392,9 @@ def test_a_terminals_or_a_batchs_transactions_are_a_range_of_ids_searched_not_sc
     path = tmp_path / "ledger.db"
     with SQLiteLedger(path, clock=clock):
         pass
-    conn = sqlite3.connect(path)  # a file from before: it had an index of its own on (terminal_id, batch)
+    conn = sqlite3.connect(path)  # a file from before: an index on (terminal_id, batch), one on the journal's txn_id
     conn.execute("CREATE INDEX transactions_batch ON transactions (terminal_id, batch)")
+    conn.execute("CREATE INDEX journal_txn ON journal (txn_id)")
     conn.close()
     with SQLiteLedger(path, clock=clock) as s:
         terminals = ("T1", "T10", "T1;", "T0")  # neighbours of T1 in the ids' order
@@ -373,8 +406,9 @@ def test_a_terminals_or_a_batchs_transactions_are_a_range_of_ids_searched_not_sc
         clock.advance(60)
         s.commit(sale_unit(s, 1, 200, tid="T1"))
         s.commit(sale_unit(s, 2, 300, tid="T1"))
-        index_names = [r[1] for r in s._r().execute("PRAGMA index_list(transactions)")]
-        assert "transactions_batch" not in index_names
+        index_names = {r[0] for r in s._r().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert not index_names & {"transactions_batch", "journal_txn"}  # each cost a page written per sale
+        assert {"journal_at", "journal_changes"} <= index_names
         statements = []
         s._r().set_trace_callback(statements.append)
         assert [t.amount for t in s.transactions("T1")] == [100, 200, 300]
