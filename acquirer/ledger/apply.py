@@ -2,8 +2,9 @@
 
 Every check reads through the writer connection, so it sees the units applied before
 it in the same group commit: two refunds racing for the last amount meet here, one
-after the other, and the second is refused. A refused unit raises; the caller rolls
-back to the unit's savepoint so nothing of it stays.
+after the other, and the second is refused. A refused unit raises; the caller undoes
+it so nothing of it stays (the group's transaction rolled back, then each unit applied
+again in a savepoint of its own: `SQLiteLedger._apply_group`).
 
 These statements are most of the ledger process's work per sale, so a creating entry
 is journaled and projected from its record (no details dict, no generic JSON encoder:

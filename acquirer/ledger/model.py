@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 import json
 import re
-from json.encoder import encode_basestring_ascii as _json_str  # json.dumps' own string encoder (ensure_ascii)
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_str  # json.dumps' own string encoder (ensure_ascii)
 from typing import TYPE_CHECKING, Any, Mapping
 
 from acquirer.protocol import ProtocolError, mac_input

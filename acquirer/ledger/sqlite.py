@@ -143,7 +143,8 @@ class SQLiteLedger(LedgerStore):
     def journal(self, txn_id: str | None = None, after_seq: int = 0) -> list[JournalRecord]:
         sql = "SELECT seq, txn_id, event, amount, at, details FROM journal WHERE seq > ?1"
         args: tuple = (after_seq,)
-        if txn_id is not None:  # its entries and those on it as an original, each by its index (schema)
+        if txn_id is not None:  # its entries and those on it as an original, each by an index (schema): the
+            # one that creates it is the one dated as the projection says it was created
             sql += (" AND (txn_id = ?2 AND (at = (SELECT created_at FROM transactions WHERE txn_id = ?2) OR "
                     "event IN ('REVERSED', 'SETTLED')) OR original_txn_id = ?2)")
             args += (txn_id,)
