@@ -2,12 +2,17 @@
 
 Every check reads through the writer connection, so it sees the units applied before
 it in the same group commit: two refunds racing for the last amount meet here, one
-after the other, and the second is refused. A refused unit raises; the caller rolls
-back to the unit's savepoint so nothing of it stays.
+after the other, and the second is refused. A refused unit raises; the caller undoes
+it so nothing of it stays (the group's transaction rolled back, then each unit applied
+again in a savepoint of its own: `SQLiteLedger._apply_group`).
+
+These statements are most of the ledger process's work per sale, so a creating entry
+is journaled and projected from its record (no details dict, no generic JSON encoder:
+`TxnRecord.details_json`, `projection.project_created`), and the reads that may refuse
+it are one query (`_ARRIVAL`).
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any, Mapping
 
@@ -15,15 +20,15 @@ from . import projection
 from .errors import (AlreadyAnswered, BatchNotOpen, DedupConflict, DuplicateTransaction, InvalidEntry,
                      OriginalNotFound, RefundExceedsRemaining, RefundNotAllowed, ReversedBeforeArrival, UnknownBatch,
                      VoidNotAllowed)
-from .model import CommitUnit, Event, JournalEntry, Receipt, ReversalOutcome, Status, StoredResponse, reversal_outcome
+from .model import (CommitUnit, Event, JournalEntry, Receipt, ReversalOutcome, Status, StoredResponse,
+                    details_dumps as dumps, reversal_outcome)
 from .settlement import BatchClose, BatchUpload, difference_json, totals_of
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float) -> Receipt:
+def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float, *, probe: bool = True) -> Receipt:
+    """`probe=False`: a new transaction's id is not looked up first; the projection's primary
+    key refuses one that exists (an IntegrityError, not `DuplicateTransaction`: only for a
+    caller that then applies the unit again with probes, `SQLiteLedger._apply_group`)."""
     seqs: list[int] = []
     reversals: dict[str, ReversalOutcome] = {}
     if unit.response is not None:
@@ -41,21 +46,31 @@ def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float) -> Receipt
         elif entry.event is Event.SETTLED:
             raise InvalidEntry("event", "SETTLED is journaled by closing the batch, not by the pipeline")
         else:
-            check_new(conn, entry)
-            assert entry.record is not None
-            seqs.append(journal(conn, entry.event, entry.txn_id, entry.amount, at, entry.record.original_txn_id,
-                                entry.journal_details()))
+            check_new(conn, entry, probe=probe)
+            seqs.append(journal_created(conn, entry, at))
     if unit.upload is not None:
         store_upload(conn, unit.upload, at)
     next_batch = close_batch(conn, unit.close, at, seqs) if unit.close is not None else None
     return Receipt(tuple(seqs), reversals, next_batch)
 
 
+_JOURNAL = "INSERT INTO journal (txn_id, event, amount, at, original_txn_id, details) VALUES (?, ?, ?, ?, ?, ?)"
+
+
 def journal(conn: sqlite3.Connection, event: Event, txn_id: str, amount: int, at: float, original: str | None,
             details: Mapping[str, Any]) -> int:
-    cur = conn.execute("INSERT INTO journal (txn_id, event, amount, at, original_txn_id, details) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (txn_id, event.value, amount, at, original, dumps(details)))
+    cur = conn.execute(_JOURNAL, (txn_id, event.value, amount, at, original, dumps(details)))
     projection.project(conn, event, txn_id, amount, at, details)
+    return cur.lastrowid
+
+
+def journal_created(conn: sqlite3.Connection, entry: JournalEntry, at: float) -> int:
+    """`journal` of an entry that creates a transaction: the same row, the same projection."""
+    rec = entry.record
+    assert rec is not None
+    cur = conn.execute(_JOURNAL, (entry.txn_id, entry.event.value, entry.amount, at, rec.original_txn_id,
+                                  rec.details_json()))
+    projection.project_created(conn, entry.event, entry.txn_id, entry.amount, at, rec)
     return cur.lastrowid
 
 
@@ -73,23 +88,27 @@ def store_response(conn: sqlite3.Connection, r: StoredResponse, at: float) -> No
     raise DedupConflict(f"terminal {r.terminal_id} batch {r.batch} STAN {r.stan} was used by another request")
 
 
-def batch_is_open(conn: sqlite3.Connection, terminal_id: str, batch: str) -> bool:
-    row = conn.execute("SELECT closed_at FROM batches WHERE terminal_id = ? AND batch = ?",
-                       (terminal_id, batch)).fetchone()
-    return row is not None and row[0] is None
+# whether the terminal reversed this STAN already; whether the batch is open (None: no such batch)
+_ARRIVAL = ("SELECT EXISTS (SELECT 1 FROM responses WHERE terminal_id = ?1 AND batch = ?2 AND stan = ?3 "
+            "AND reversal = 1), (SELECT closed_at IS NULL FROM batches WHERE terminal_id = ?1 AND batch = ?2)")
 
 
-def check_new(conn: sqlite3.Connection, entry: JournalEntry) -> None:
+def check_new(conn: sqlite3.Connection, entry: JournalEntry, *, probe: bool = True) -> None:
+    """Refuses a new transaction, in this order: it exists (unless `probe` is off: see
+    `apply_unit`), its STAN was reversed before it arrived, its batch is not open (not
+    asked of a decline), a refund or void its original does not allow."""
     rec = entry.record
     assert rec is not None
-    if conn.execute("SELECT 1 FROM transactions WHERE txn_id = ?", (entry.txn_id,)).fetchone():
+    if entry.txn_id != rec.txn_id:  # the classmethods make it so; the id ranges rely on it (projection.id_range)
+        raise InvalidEntry("txn_id", "must be terminal:batch:stan of its record")
+    if probe and conn.execute("SELECT 1 FROM transactions WHERE txn_id = ?", (entry.txn_id,)).fetchone():
         raise DuplicateTransaction(f"transaction {entry.txn_id} exists already")
-    if conn.execute("SELECT 1 FROM responses WHERE terminal_id = ? AND batch = ? AND stan = ? AND reversal = 1",
-                    (rec.terminal_id, rec.batch, rec.stan)).fetchone():
+    reversed_first, batch_open = conn.execute(_ARRIVAL, (rec.terminal_id, rec.batch, rec.stan)).fetchone()
+    if reversed_first:
         raise ReversedBeforeArrival(f"the terminal reversed {entry.txn_id} before it arrived")
     if entry.event is Event.DECLINED:
         return  # a decline is kept whatever its batch: it moves no money
-    if not batch_is_open(conn, rec.terminal_id, rec.batch):
+    if not batch_open:
         raise BatchNotOpen(f"batch {rec.batch} is not open for terminal {rec.terminal_id}")
     if entry.event is Event.REFUNDED:
         check_refund(conn, entry)
@@ -161,8 +180,8 @@ def close_batch(conn: sqlite3.Connection, close: BatchClose, at: float, seqs: li
     if row[0] is not None:
         raise BatchNotOpen(f"batch {close.batch} of terminal {close.terminal_id} is closed already")
     txns = [projection.row_to_txn(r) for r in conn.execute(
-        f"{projection.SELECT_TXN} WHERE terminal_id = ? AND batch = ? ORDER BY txn_id",
-        (close.terminal_id, close.batch))]
+        f"{projection.SELECT_TXN} WHERE txn_id > ? AND txn_id < ? AND terminal_id = ? AND batch = ? ORDER BY txn_id",
+        (*projection.id_range(close.terminal_id, close.batch), close.terminal_id, close.batch))]
     host = totals_of(txns)
     for t in txns:
         if t.status is Status.APPROVED:

@@ -123,7 +123,7 @@ def main(path: str) -> int:
             except sqlite3.Error as exc:  # no unit goes in after companion writes that may be lost
                 send(stdout, [LedgerUnavailable(f"companion store write failed: {exc}")] * len(units))
                 continue
-            send(stdout, ledger.commit_many(units, at=at))
+            send(stdout, ledger.commit_here(units, at))  # the host's ledger keeps the read caches
     finally:
         companions.close()
         ledger.close()

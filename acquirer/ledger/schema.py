@@ -17,10 +17,19 @@ journal            append-only; BEFORE UPDATE/DELETE triggers abort any change
                    transaction (merchant, batch, STAN, RRN, auth code, kind, channel,
                    currency, response code, masked PAN, PAN token, extra); for
                    REVERSED the reason; for SETTLED the batch. Never a full PAN.
+  A transaction's entries (`SQLiteLedger.journal`) are found by three indexes: the
+  one that creates it by (at, txn_id), `at` being the transaction's created_at, so
+  a sale's entry lands at the end of that index, not in its terminal's leaf (a page
+  written per sale); the REVERSED and SETTLED ones on it by txn_id (a batch's are
+  settled together, in txn_id order); those on it as an original by original_txn_id.
 
 transactions       projection of the journal, written in the same DB transaction as
                    the entry; `rebuild_projection()` recreates it from the journal alone
-  txn_id PK, terminal_id, merchant_id, batch, stan, rrn, auth_code,
+  txn_id PK        "terminal:batch:stan", so the primary key also finds a terminal's or a
+                   batch's transactions (a range of ids, `projection.id_range`): no index
+                   on (terminal_id, batch), whose leaf per terminal cost every sale a page
+                   written to the WAL (bench/ledger.py)
+  terminal_id, merchant_id, batch, stan, rrn, auth_code,
   kind             sale | qr | qr_merchant | face | refund | void
   channel          CD (card) | QR | FC (face)
   amount, currency, status (approved | declined | voided | reversed | settled),
@@ -82,15 +91,17 @@ CREATE TABLE IF NOT EXISTS journal (
     original_txn_id TEXT,
     details TEXT NOT NULL CHECK (json_valid(details))
 );
-CREATE INDEX IF NOT EXISTS journal_txn ON journal (txn_id);
+CREATE INDEX IF NOT EXISTS journal_at ON journal (at, txn_id);
+CREATE INDEX IF NOT EXISTS journal_changes ON journal (txn_id) WHERE event IN ('REVERSED', 'SETTLED');
 CREATE INDEX IF NOT EXISTS journal_original ON journal (original_txn_id) WHERE original_txn_id IS NOT NULL;
+DROP INDEX IF EXISTS journal_txn; -- files made before: journal_at and journal_changes serve (see above)
 CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
 BEGIN SELECT RAISE(ABORT, 'journal is append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
 BEGIN SELECT RAISE(ABORT, 'journal is append-only: DELETE refused'); END;
 
 {TRANSACTIONS_DDL}
-CREATE INDEX IF NOT EXISTS transactions_batch ON transactions (terminal_id, batch);
+DROP INDEX IF EXISTS transactions_batch; -- files made before: the primary key serves (projection.id_range)
 CREATE INDEX IF NOT EXISTS transactions_rrn ON transactions (rrn) WHERE rrn <> '';
 CREATE INDEX IF NOT EXISTS transactions_merchant ON transactions (merchant_id, created_at);
 

@@ -74,6 +74,8 @@ class SQLiteLedger(LedgerStore):
         conn.execute("PRAGMA busy_timeout=30000")
         if reader:
             conn.execute("PRAGMA query_only=ON")
+        else:  # the statement journal that undoes a refused unit: past 64 KiB SQLite spills it to a temporary
+            conn.execute("PRAGMA temp_store=MEMORY")  # file, a write() per page (tens of us per sale)
         return conn
 
     def _r(self) -> sqlite3.Connection:
@@ -109,12 +111,13 @@ class SQLiteLedger(LedgerStore):
 
     def find_original(self, terminal_id: str, batch: str | None = None, stan: str | None = None,
                       rrn: str | None = None) -> Transaction | None:
-        if rrn:
-            sql, args = "terminal_id = ? AND rrn = ?", (terminal_id, rrn)
+        if rrn:  # rrn <> '' lets SQLite use the partial index on rrn
+            sql, args = "rrn = ? AND rrn <> '' AND terminal_id = ?", (rrn, terminal_id)
         elif stan and batch:
             sql, args = "txn_id = ?", (txn_id_for(terminal_id, batch, stan),)
         elif stan:
-            sql, args = "terminal_id = ? AND stan = ?", (terminal_id, stan)
+            sql, args = "txn_id > ? AND txn_id < ? AND terminal_id = ? AND stan = ?", (
+                *projection.id_range(terminal_id), terminal_id, stan)
         else:
             raise InvalidEntry("original", "name a STAN (with or without its batch) or an RRN")
         row = self._r().execute(f"{projection.SELECT_TXN} WHERE {sql} ORDER BY created_at DESC LIMIT 1",
@@ -124,8 +127,8 @@ class SQLiteLedger(LedgerStore):
     def transactions(self, terminal_id: str | None = None, batch: str | None = None) -> list[Transaction]:
         where, args = [], []
         if terminal_id is not None:
-            where.append("terminal_id = ?")
-            args.append(terminal_id)
+            where.append("txn_id > ? AND txn_id < ? AND terminal_id = ?")
+            args += [*projection.id_range(terminal_id, batch), terminal_id]
         if batch is not None:
             where.append("batch = ?")
             args.append(batch)
@@ -138,11 +141,13 @@ class SQLiteLedger(LedgerStore):
         return [projection.row_to_txn(r) for r in rows]
 
     def journal(self, txn_id: str | None = None, after_seq: int = 0) -> list[JournalRecord]:
-        sql = "SELECT seq, txn_id, event, amount, at, details FROM journal WHERE seq > ?"
+        sql = "SELECT seq, txn_id, event, amount, at, details FROM journal WHERE seq > ?1"
         args: tuple = (after_seq,)
-        if txn_id is not None:
-            sql += " AND (txn_id = ? OR original_txn_id = ?)"
-            args += (txn_id, txn_id)
+        if txn_id is not None:  # its entries and those on it as an original, each by an index (schema): the
+            # one that creates it is the one dated as the projection says it was created
+            sql += (" AND (txn_id = ?2 AND (at = (SELECT created_at FROM transactions WHERE txn_id = ?2) OR "
+                    "event IN ('REVERSED', 'SETTLED')) OR original_txn_id = ?2)")
+            args += (txn_id,)
         return [JournalRecord(s, t, Event(e), a, at, json.loads(d))
                 for s, t, e, a, at, d in self._r().execute(sql + " ORDER BY seq", args)]
 
@@ -159,35 +164,42 @@ class SQLiteLedger(LedgerStore):
                     results = self._process.apply(units, at)
                 except LedgerUnavailable as exc:
                     return [exc for _ in units]
-                self._remember(units, results)
-                return results
-            w = self._w
-            try:
-                w.execute("BEGIN IMMEDIATE")
-                results = self._apply_group(w, units, at)
-                w.execute("COMMIT")
-                self._remember(units, results)
-                return results
-            except Exception as exc:
-                if w.in_transaction:
-                    w.execute("ROLLBACK")
-                # every verdict was reached against state that is now gone, a replayed response
-                # included: none may be answered but "system malfunction"
-                return [_unavailable(exc) for _ in units]
+            else:
+                results = self.commit_here(units, at)
+            self._remember(units, results)
+            return results
+
+    def commit_here(self, units: Sequence[CommitUnit], at: float) -> list[Receipt | LedgerError]:
+        """`commit_many` on this connection, leaving the read caches alone: what the ledger
+        process runs (nothing reads through its ledger). The caller holds the write lock or
+        is the only thread."""
+        w = self._w
+        try:
+            w.execute("BEGIN IMMEDIATE")
+            results = self._apply_group(w, units, at)
+            w.execute("COMMIT")
+            return results
+        except Exception as exc:
+            if w.in_transaction:
+                w.execute("ROLLBACK")
+            # every verdict was reached against state that is now gone, a replayed response
+            # included: none may be answered but "system malfunction"
+            return [_unavailable(exc) for _ in units]
 
     def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit], at: float
                      ) -> list[Receipt | LedgerError]:
-        if len(units) > 1:  # most groups pass whole: one savepoint for all, not one per unit
-            w.execute("SAVEPOINT group_")
-            try:
-                results = [apply.apply_unit(w, unit, at) for unit in units]
-                w.execute("RELEASE group_")
-                return results
-            except Exception:
-                if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
-                    raise
-                w.execute("ROLLBACK TO group_")  # a unit was refused: again, each on its own
-                w.execute("RELEASE group_")
+        # Most groups pass whole: applied with no savepoint, which would make SQLite copy every
+        # page the group touches, and without looking for an existing transaction first (its
+        # primary key refuses a second one). A unit refused, or any error: the transaction is
+        # rolled back and the group applied again, each unit in a savepoint of its own, with
+        # every check in its order, so the refusals are the same as ever.
+        try:
+            return [apply.apply_unit(w, unit, at, probe=False) for unit in units]
+        except Exception:
+            if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
+                raise
+        w.execute("ROLLBACK")
+        w.execute("BEGIN IMMEDIATE")
         results: list[Receipt | LedgerError] = []
         for unit in units:
             w.execute("SAVEPOINT unit")

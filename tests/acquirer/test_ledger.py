@@ -89,7 +89,9 @@ def test_card_data_beyond_a_masked_pan_is_refused(store):
     assert err.value.field == "stan"
 
 
-def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, clock):
+def mixed_series(store, clock) -> tuple[str, str]:
+    """Sales, a decline, refunds, voids, reversals of each, a batch closed, more after it:
+    the batch closed and the one opened."""
     for i, (channel, amount) in enumerate([(Channel.CARD, 1000), (Channel.QR, 2500), (Channel.FACE, 800),
                                            (Channel.CARD, 4000), (Channel.CARD, 600)], start=1):
         store.commit(sale_unit(store, i, amount, channel=channel))
@@ -107,6 +109,36 @@ def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, cloc
     clock.advance(3600)
     store.commit(sale_unit(store, 11, 5000))
     store.commit(refund_unit(store, 12, 100, f"{TID}:{old_batch}:000001"))
+    return old_batch, new_batch
+
+
+def test_a_transactions_journal_is_its_entries_and_those_on_it_as_an_original(store, clock):
+    mixed_series(store, clock)  # entries of a transaction share their `at` with others' (clock not moved)
+    conn = raw(store)
+    try:
+        for t in store.transactions():
+            for after in (0, 5):
+                expected = [seq for (seq,) in conn.execute(
+                    "SELECT seq FROM journal WHERE seq > ? AND (txn_id = ? OR original_txn_id = ?) ORDER BY seq",
+                    (after, t.txn_id, t.txn_id))]
+                assert [e.seq for e in store.journal(t.txn_id, after)] == expected
+        sale = txn(store, 1, batch="000001")
+        assert [(e.event, e.txn_id[-6:]) for e in store.journal(sale)] == [
+            (Event.AUTHORISED, "000001"), (Event.REFUNDED, "000007"), (Event.REFUNDED, "000008"),
+            (Event.REVERSED, "000008"), (Event.SETTLED, "000001"), (Event.SETTLED, "000007"),
+            (Event.REFUNDED, "000012")]
+        statements = []
+        store._r().set_trace_callback(statements.append)
+        store.journal(sale)
+        store._r().set_trace_callback(None)
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}")]
+        assert not [p for p in plan if p.startswith("SCAN")], plan
+    finally:
+        conn.close()
+
+
+def test_rebuilt_projection_equals_the_live_one_after_a_mixed_series(store, clock):
+    old_batch, new_batch = mixed_series(store, clock)
 
     live = store.transactions()
     assert store.project_journal() == live
@@ -356,6 +388,45 @@ def test_find_original_by_batch_and_stan_by_stan_or_by_rrn(store):
         store.find_original(TID)
 
 
+def test_a_terminals_or_a_batchs_transactions_are_a_range_of_ids_searched_not_scanned(tmp_path, clock):
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path, clock=clock):
+        pass
+    conn = sqlite3.connect(path)  # a file from before: an index on (terminal_id, batch), one on the journal's txn_id
+    conn.execute("CREATE INDEX transactions_batch ON transactions (terminal_id, batch)")
+    conn.execute("CREATE INDEX journal_txn ON journal (txn_id)")
+    conn.close()
+    with SQLiteLedger(path, clock=clock) as s:
+        terminals = ("T1", "T10", "T1;", "T0")  # neighbours of T1 in the ids' order
+        for tid in terminals:
+            s.open_batch(tid)
+        for tid in terminals:
+            s.commit(sale_unit(s, 1, 100, tid=tid))
+        s.close_batch("T1", "000001")
+        clock.advance(60)
+        s.commit(sale_unit(s, 1, 200, tid="T1"))
+        s.commit(sale_unit(s, 2, 300, tid="T1"))
+        index_names = {r[0] for r in s._r().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert not index_names & {"transactions_batch", "journal_txn"}  # each cost a page written per sale
+        assert {"journal_at", "journal_changes"} <= index_names
+        statements = []
+        s._r().set_trace_callback(statements.append)
+        assert [t.amount for t in s.transactions("T1")] == [100, 200, 300]
+        assert [t.amount for t in s.transactions("T1", "000002")] == [200, 300]
+        assert [t.terminal_id for t in s.transactions(batch="000001")] == ["T0", "T10", "T1", "T1;"]
+        assert s.find_original("T1", stan="000001").amount == 200  # the latest
+        t10 = s.get(txn(s, 1, tid="T10"))
+        assert s.find_original("T10", rrn=t10.rrn) == t10 and s.find_original("T1", rrn=t10.rrn) is None
+        assert s.find_original("T1", stan="000003") is None
+        s._r().set_trace_callback(None)
+        assert s.close_batch("T1", "000002") == "000003"
+        assert [t.status for t in s.transactions("T1")] == [Status.SETTLED] * 3
+        assert s.get(t10.txn_id).status is Status.APPROVED
+        plans = [row[3] for sql in statements if "terminal_id" in sql and "batch = '000001'" not in sql
+                 for row in s._r().execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert plans and not [p for p in plans if p.startswith("SCAN")], plans
+
+
 def test_sale_in_a_batch_the_host_has_not_open_is_refused(store):
     with pytest.raises(BatchNotOpen):
         store.commit(sale_unit(store, 1, 1000, batch="000042"))
@@ -387,6 +458,21 @@ def test_a_refused_unit_stores_nothing_while_the_rest_of_its_group_commits(store
     assert isinstance(results[1], Rejected)
     assert sorted(t.stan for t in store.transactions()) == ["000001", "000002", "000004"]
     assert store.lookup_response(TID, "000001", "000003") is None
+
+
+def test_a_transaction_twice_in_a_group_or_again_later_is_a_duplicate_before_anything_else(store):
+    # a group is applied whole without looking for existing transactions first: the refusals must
+    # still be the precise ones, in their order (a duplicate before a closed batch)
+    first = sale_unit(store, 1, 100)
+    again = CommitUnit(first.entries)  # the same transaction, no response kept
+    results = store.commit_many([first, sale_unit(store, 2, 200), again, sale_unit(store, 3, 300)])
+    assert [type(r).__name__ for r in results] == ["Receipt", "Receipt", "DuplicateTransaction", "Receipt"]
+    assert [r.seqs for r in results if not isinstance(r, Exception)] == [(1,), (2,), (3,)]
+    store.close_batch(TID, "000001")
+    results = store.commit_many([sale_unit(store, 4, 400), again])
+    assert [type(r).__name__ for r in results] == ["Receipt", "DuplicateTransaction"]
+    assert sorted(t.stan for t in store.transactions()) == ["000001", "000002", "000003", "000004"]
+    assert store.project_journal() == store.transactions()
 
 
 def test_request_digest_is_sm3_of_the_message_without_its_mac():
