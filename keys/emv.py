@@ -18,7 +18,8 @@ import functools
 import hmac
 
 from Crypto.Cipher import DES as _DES
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers.algorithms import SM4  # not through the module's deprecation wrapper
 
 from .errors import CryptoError, InvalidKey
 from .symmetric import Algorithm, BlockCipher, pad_iso9797_m2
@@ -150,21 +151,22 @@ def derive_session_key(
     """
     family = _family(family)
     atc = _fixed(atc, 2, "ATC")
-    return _session_key(family, _cipher(family, icc_master_key, "ICC master key"), atc, un)
+    return _session_key(family, _cipher(family, icc_master_key, "ICC master key").encrypt_ecb, atc, un)
 
 
-def _session_key(family: CardFamily, cipher: BlockCipher, atc: bytes, un: bytes | None = None) -> bytes:
-    """`derive_session_key` under the ICC master key's cipher, for a checked 2-byte ATC."""
+def _session_key(family: CardFamily, encrypt_ecb, atc: bytes, un: bytes | None = None) -> bytes:
+    """`derive_session_key` with the ICC master key's ECB encryption, for a checked 2-byte ATC."""
     if family is CardFamily.PBOC_SM4:
         if un is not None:
             raise EMVDataError("PBOC_SM4 session keys take no unpredictable number")
-        return cipher.encrypt_ecb(bytes(6) + atc + bytes(6) + _xor(atc, b"\xff\xff"))
+        return encrypt_ecb(bytes(6) + atc + bytes(6) + _xor(atc, b"\xff\xff"))
     tail = bytes(4) if un is None else _fixed(un, 4, "unpredictable number")
-    return _odd_parity(cipher.encrypt_ecb(atc + b"\xf0\x00" + tail + atc + b"\x0f\x00" + tail))
+    return _odd_parity(encrypt_ecb(atc + b"\xf0\x00" + tail + atc + b"\x0f\x00" + tail))
 
 
 _ZERO_BLOCK = bytes(16)
-_CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)  # a mode object holds only its IV: one serves every session key
+_CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)  # a mode object holds only its IV: one serves every key
+_ECB = modes.ECB()
 
 
 class _SessionCipher:
@@ -188,7 +190,7 @@ class _SessionCipher:
         self.family = family
         if family is CardFamily.PBOC_SM4:
             self._last = _ZERO_BLOCK  # what the CBC context chains from
-            self._encrypt = Cipher(algorithms.SM4(key), _CBC_ZERO_IV).encryptor().update
+            self._encrypt = Cipher(SM4(key), _CBC_ZERO_IV).encryptor().update
         else:
             self._encrypt = _DES.new(key[:8], _DES.MODE_ECB).encrypt  # DES ignores the parity bits
             self._decrypt_k2 = _DES.new(key[8:], _DES.MODE_ECB).decrypt
@@ -272,11 +274,14 @@ class CardKey:
 
     Holds a clear key: only the HSM keeps these (keys.hsm), and never shows them."""
 
-    __slots__ = ("family", "_cipher")
+    __slots__ = ("family", "_encrypt_ecb")
 
     def __init__(self, family: CardFamily | str, issuer_master_key: bytes, pan: str, psn: str = "00"):
         self.family = family = _family(family)
-        self._cipher = BlockCipher(family.algorithm, derive_icc_master_key(family, issuer_master_key, pan, psn))
+        key = derive_icc_master_key(family, issuer_master_key, pan, psn)
+        # it only ever encrypts whole blocks (session keys): for SM4 the bare ECB context is enough
+        self._encrypt_ecb = (Cipher(SM4(key), _ECB).encryptor().update if family is CardFamily.PBOC_SM4
+                             else BlockCipher(family.algorithm, key).encrypt_ecb)
 
     def __repr__(self) -> str:
         return f"<CardKey {self.family.value}>"
@@ -284,7 +289,7 @@ class CardKey:
     def check_arqc(self, atc: bytes, data: bytes, arqc: bytes, arc: bytes) -> bytes | None:
         """The ARPC (method 1, under the AC session key) answering `arc` when `arqc` is the
         card's cryptogram of `data` at this ATC; None when it is not. Compared in constant time."""
-        session = _SessionCipher(self.family, _session_key(self.family, self._cipher, _fixed(atc, 2, "ATC")))
+        session = _SessionCipher(self.family, _session_key(self.family, self._encrypt_ecb, _fixed(atc, 2, "ATC")))
         expected = session.mac(data)
         if not (isinstance(arqc, (bytes, bytearray)) and hmac.compare_digest(expected, bytes(arqc))):
             return None

@@ -57,8 +57,9 @@ class _Verified:
 
 
 def _day(now: datetime) -> str:
-    """YYYYMMDD, the day a decision counts in; its [2:6] is the YYMM an expiry compares with."""
-    return now.strftime("%Y%m%d")
+    """YYYYMMDD, the day a decision counts in; its [2:6] is the YYMM an expiry compares with.
+    (strftime("%Y%m%d") says the same at about three times the cost.)"""
+    return f"{now.year:04d}{now.month:02d}{now.day:02d}"
 
 
 class IssuerSimulator:
