@@ -24,6 +24,19 @@ from cryptography.hazmat.primitives.ciphers.algorithms import SM4  # not through
 from .errors import CryptoError, InvalidKey
 from .symmetric import Algorithm, BlockCipher, pad_iso9797_m2
 
+try:
+    # What Cipher(algorithm, mode).encryptor() calls once its checks have passed. The issuer
+    # makes an SM4 context per authorisation (the session key's), and those checks (ABC
+    # isinstance, the mode's validation) cost more than the OpenSSL context itself; here
+    # the algorithm is always SM4 with a checked 16-byte key and the modes are the two
+    # below. cryptography is pinned (pyproject.toml); without this entry point, the public way.
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    _new_encryptor = _rust_openssl.ciphers.create_encryption_ctx
+except (ImportError, AttributeError):  # pragma: no cover - another cryptography release
+    def _new_encryptor(algorithm, mode):
+        return Cipher(algorithm, mode).encryptor()
+
 __all__ = [
     "CardFamily",
     "EMVDataError",
@@ -190,7 +203,7 @@ class _SessionCipher:
         self.family = family
         if family is CardFamily.PBOC_SM4:
             self._last = _ZERO_BLOCK  # what the CBC context chains from
-            self._encrypt = Cipher(SM4(key), _CBC_ZERO_IV).encryptor().update
+            self._encrypt = _new_encryptor(SM4(key), _CBC_ZERO_IV).update
         else:
             self._encrypt = _DES.new(key[:8], _DES.MODE_ECB).encrypt  # DES ignores the parity bits
             self._decrypt_k2 = _DES.new(key[8:], _DES.MODE_ECB).decrypt
@@ -280,7 +293,7 @@ class CardKey:
         self.family = family = _family(family)
         key = derive_icc_master_key(family, issuer_master_key, pan, psn)
         # it only ever encrypts whole blocks (session keys): for SM4 the bare ECB context is enough
-        self._encrypt_ecb = (Cipher(SM4(key), _ECB).encryptor().update if family is CardFamily.PBOC_SM4
+        self._encrypt_ecb = (_new_encryptor(SM4(key), _ECB).update if family is CardFamily.PBOC_SM4
                              else BlockCipher(family.algorithm, key).encrypt_ecb)
 
     def __repr__(self) -> str:
