@@ -120,8 +120,8 @@ def _odd_parity(key: bytes) -> bytes:
 
 
 def _cbc_last_block(encrypt_block, padded: bytes, size: int) -> bytes:
-    """The last block of CBC under a zero IV, chained one block call at a time: a session
-    key serves one authorisation, and a CBC context costs more to make than its few blocks."""
+    """The last block of CBC under a zero IV, chained one block call at a time on an ECB
+    context (the 3DES MAC's single-DES part: a CBC context would be one more to make)."""
     h, from_bytes = 0, int.from_bytes
     for i in range(0, len(padded), size):
         h = from_bytes(encrypt_block((h ^ from_bytes(padded[i : i + size])).to_bytes(size)))

@@ -341,6 +341,31 @@ def test_grouped_a_failed_decision_leaves_nothing_and_the_decisions_before_it_st
         assert other.execute("SELECT balance, last_atc FROM accounts").fetchall() == [(99_000, 1)]
 
 
+def test_grouped_a_sale_decision_keeps_its_changes_in_memory_and_cannot_write_the_file(hsm, tmp_path, clock):
+    """A sale or refund decision has no savepoint: what it may change is the columns the
+    flush writes, and a statement on earlier decisions needs a decision opened for that."""
+    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True) as issuer:
+        card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
+        store = issuer._store
+        with pytest.raises(RuntimeError, match="reads_decisions=True"):
+            with store.decision() as db:
+                store.update(db, store.find(db, card.pan), balance=5)
+                store.reopen(db, 1)
+        with pytest.raises(RuntimeError, match="a decision changes only"):
+            with store.decision() as db:
+                store.update(db, store.find(db, card.pan), profile="other")
+        assert issuer.account(card.pan).balance == 100_000 and issuer.account(card.pan).profile == "test-pboc_sm4"
+        assert issuer.authorise(sale(card, 1_000)).code is R.APPROVED
+
+
+def test_the_pan_token_is_sm3_of_the_salt_and_the_pan(issuer):
+    from keys.hashes import sm3
+
+    store = issuer._store
+    assert store.token(PANS[CardFamily.PBOC_SM4]) == sm3(store._salt + PANS[CardFamily.PBOC_SM4].encode()).hex()
+    assert store.token("6214988600000000001") != store.token("6214988600000000002")
+
+
 def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
     card = personalise(hsm, issuer, CardFamily.EMV_TDES, daily_limit=5_000)
     assert issuer.authorise(sale(card, 5_000)).code is R.APPROVED
