@@ -144,10 +144,21 @@ _WRITE_DECIDED = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _DECIDED)} W
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
 
 
+_ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))  # the Account's fields, in its order
+_FAMILIES = {family.value: family for family in CardFamily}
+_STATUSES = {status.value: status for status in AccountStatus}
+
+
 def _account(row: tuple) -> Account:
-    values = list(row)
-    values[3], values[6] = CardFamily(values[3]), AccountStatus(values[6])
-    return Account(*values)
+    """The Account of a row of `_ACCOUNT_COLUMNS`, made as `_changed` makes one (the row is
+    the file's: its CHECK constraints have done what __init__ would not do anyway)."""
+    account = object.__new__(Account)
+    fields = account.__dict__
+    fields.update(zip(_ACCOUNT_FIELDS, row))
+    family, status = fields["family"], fields["status"]
+    fields["family"] = _FAMILIES.get(family) or CardFamily(family)
+    fields["status"] = _STATUSES.get(status) or AccountStatus(status)
+    return account
 
 
 def _decided_row(account: Account) -> tuple:
