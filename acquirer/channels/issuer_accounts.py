@@ -15,8 +15,11 @@ depends on it (acquirer.ledger.companion), not a transaction of their own per re
 Grouped, the accounts read and the authorisation code sequence are also kept in
 memory: while this connection holds the write transaction no other can change them,
 and at each BEGIN `PRAGMA data_version` says whether another one did in between (then
-they are read again). The sequence is written back before each COMMIT, and so are the
-accounts a decision changed (only the columns a decision changes, one executemany) and
+they are read again). The sequence is kept in the file as a reservation: the COMMIT that
+gives out the first number above the one stored also stores _AUTH_BLOCK - 1 more, so
+most groups do not rewrite it; a clean close stores the last number given, and after a
+crash numbers go on above the reservation (a gap, never a number given twice). Written
+back before each COMMIT are also the accounts a decision changed (only the columns a decision changes, one executemany) and
 the decision records of sales and refunds: nothing reads them back from the file within
 the group (accounts are read from memory; a void or a reversal, which looks up
 decisions, writes those pending first, outside its own savepoint). A decision that fails
@@ -142,8 +145,7 @@ _DECIDED = ("balance", "day", "day_total", "pin_tries_left", "last_atc")
 _DECIDED_SET = frozenset(_DECIDED)
 _WRITE_DECIDED = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _DECIDED)} WHERE token=?"
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
-
-
+_AUTH_BLOCK = 1000  # authorisation numbers a grouped store reserves in the file at a time
 _ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))  # the Account's fields, in its order
 _FAMILIES = {family.value: family for family in CardFamily}
 _STATUSES = {status.value: status for status in AccountStatus}
@@ -196,7 +198,9 @@ class AccountStore(CompanionStore):
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}  # grouped: token -> the account as this connection has it
         self._auth_seq: int | None = None  # grouped: the last authorisation number given
+        self._auth_reserved = 0  # grouped: the number stored (or to be, when dirty): none up to it is given again
         self._auth_dirty = False
+        self._auth_recheck = False  # grouped: another connection wrote the file: it may have given numbers
         self._decisions: list[tuple] = []  # grouped: decision rows not yet written (module docstring)
         self._unwritten: dict[str, Account] = {}  # grouped: token -> account changed, not yet written
         # in a grouped decision: token -> (kept, unwritten) as they were before it changed that account
@@ -229,13 +233,26 @@ class AccountStore(CompanionStore):
                 self._write_decisions(self._db)
             if self._grouped is not None and self._auth_dirty and self._db.in_transaction:
                 self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
-                                 (str(self._auth_seq),))
+                                 (str(self._auth_reserved),))
                 self._auth_dirty = False
             super().flush()
 
+    def close(self) -> None:
+        """Give back the reserved authorisation numbers not given (module docstring), unless
+        another connection has given numbers since; then commit and close."""
+        with self._lock:
+            if (not self._closed and self._grouped is not None and self._auth_seq is not None
+                    and self._auth_seq < self._auth_reserved):
+                if self._auth_dirty:  # the reservation is not in the file yet
+                    self._auth_reserved = self._auth_seq
+                else:
+                    self._grouped.execute("UPDATE meta SET v=? WHERE k='auth_seq' AND v=?",
+                                          (str(self._auth_seq), str(self._auth_reserved)))
+            super().close()
+
     def _forget(self) -> None:
         self._accounts.clear()
-        self._auth_seq = None
+        self._auth_recheck = True
 
     def token(self, pan: str) -> str:
         """SM3(salt || PAN), hex; the salt's part of the hash is done once (`_salted`)."""
@@ -256,7 +273,8 @@ class AccountStore(CompanionStore):
 
     @contextmanager
     def decision(self, reads_decisions: bool = False) -> Iterator[sqlite3.Connection]:
-        """The unit of one authorisation: its own transaction, or (grouped) a savepoint.
+        """The unit of one authorisation: its own transaction or, grouped, a savepoint (a void
+        or a reversal) or changes kept in memory (the others).
 
         `reads_decisions`: it looks up earlier decisions and updates them (a void, a
         reversal), so the ones pending are written first, outside its savepoint: they are
@@ -358,12 +376,17 @@ class AccountStore(CompanionStore):
         return self._keep(changed)
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
-        if self._grouped is not None:  # kept in memory, written back before the COMMIT
-            if self._auth_seq is None:
+        if self._grouped is not None:  # kept in memory, reserved in the file (module docstring)
+            if self._auth_seq is None or self._auth_recheck:
                 row = db.execute("SELECT v FROM meta WHERE k='auth_seq'").fetchone()
-                self._auth_seq = int(row[0]) if row else 0
+                stored = int(row[0]) if row else 0
+                if self._auth_seq is None or stored != self._auth_reserved:  # first, or another gave numbers
+                    self._auth_seq = self._auth_reserved = stored
+                self._auth_recheck = False
             self._auth_seq += 1
-            self._auth_dirty = True
+            if self._auth_seq > self._auth_reserved:
+                self._auth_reserved = self._auth_seq + _AUTH_BLOCK - 1
+                self._auth_dirty = True
             return f"{self._auth_seq % 1_000_000:06d}"
         (seq,), = db.execute("INSERT INTO meta VALUES ('auth_seq', '1') ON CONFLICT(k) DO UPDATE SET "
                              "v = CAST(v AS INTEGER) + 1 RETURNING CAST(v AS INTEGER)").fetchall()

@@ -396,6 +396,34 @@ def test_grouped_decisions_commit_at_flush_and_see_other_connections_writes(tmp_
     hsm.close()
 
 
+def test_grouped_authorisation_numbers_are_never_given_twice_after_a_crash_or_by_another_connection(tmp_path,
+                                                                                                    clock):
+    """Grouped, the file holds a reservation of numbers, not the last one given: a crash
+    leaves a gap, never a number given again; a store on the same file that gives numbers
+    meanwhile (the desk's, own transactions) goes on above the reservation."""
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4, balance=10**9)
+    given = [issuer.authorise(sale(card, 100, stan=f"{n:06d}")).auth_code for n in range(1, 4)]
+    issuer.flush()
+    desk = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock)
+    other = personalise(hsm, desk, CardFamily.EMV_TDES, pan="4761739001010028", balance=10**9)
+    given.append(desk.authorise(sale(other, 100, stan="000010")).auth_code)
+    given += [issuer.authorise(sale(card, 100, stan=f"{n:06d}")).auth_code for n in range(4, 6)]
+    issuer.flush()
+    issuer._store._db.close()  # the process dies: no close() to give back what it reserved
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    given.append(issuer.authorise(sale(card, 100, stan="000006")).auth_code)
+    numbers = [int(code) for code in given]
+    assert len(set(numbers)) == len(numbers) and numbers[:3] == [1, 2, 3] and numbers[-1] > max(numbers[:-1])
+    issuer.close()
+    reopened = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    assert int(reopened.authorise(sale(card, 100, stan="000007")).auth_code) == numbers[-1] + 1  # a clean close
+    reopened.close()
+    desk.close()
+    hsm.close()
+
+
 def test_balances_and_counters_survive_a_restart(tmp_path, clock):
     hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
     issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock)
