@@ -310,7 +310,7 @@ class HSM:
             return kept[1]
         card = emv.CardKey(family, imk.material, pan, psn)
         with self._lock:
-            if len(self._card_keys) >= _CARD_KEYS:
+            if slot not in self._card_keys and len(self._card_keys) >= _CARD_KEYS:
                 del self._card_keys[next(iter(self._card_keys))]
             self._card_keys[slot] = (imk, card)
         return card
