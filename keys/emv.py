@@ -6,6 +6,10 @@ PBOC_SM4  China UnionPay PBOC 3.0 cards on SM4 (16-byte blocks).
 
 The exact formulas, their sources and which parts are analogies rather than quotations
 are in docs/emv-crypto.md. Error messages never carry key bytes or a full PAN.
+
+An issuer verifies many cryptograms: `CardKey` keeps one card's ICC master key (derived
+once, as its key schedule) and checks an ARQC and makes its ARPC with one short-lived
+cipher context for the session key (`_SessionCipher`), which serves that ATC only.
 """
 from __future__ import annotations
 
@@ -13,8 +17,25 @@ import enum
 import functools
 import hmac
 
+from Crypto.Cipher import DES as _DES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers.algorithms import SM4  # not through the module's deprecation wrapper
+
 from .errors import CryptoError, InvalidKey
 from .symmetric import Algorithm, BlockCipher, pad_iso9797_m2
+
+try:
+    # What Cipher(algorithm, mode).encryptor() calls once its checks have passed. The issuer
+    # makes an SM4 context per authorisation (the session key's), and those checks (ABC
+    # isinstance, the mode's validation) cost more than the OpenSSL context itself; here
+    # the algorithm is always SM4 with a checked 16-byte key and the modes are the two
+    # below. cryptography is pinned (pyproject.toml); without this entry point, the public way.
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    _new_encryptor = _rust_openssl.ciphers.create_encryption_ctx
+except (ImportError, AttributeError):  # pragma: no cover - another cryptography release
+    def _new_encryptor(algorithm, mode):
+        return Cipher(algorithm, mode).encryptor()
 
 __all__ = [
     "CardFamily",
@@ -25,6 +46,7 @@ __all__ = [
     "verify_ac",
     "generate_arpc_method1",
     "arqc_session",
+    "CardKey",
 ]
 
 AC_LENGTH = 8  # ARQC/TC/AAC and ARPC are 8 bytes in both families
@@ -58,12 +80,16 @@ def _family(family: CardFamily | str) -> CardFamily:
         raise EMVDataError(f"unknown card family {family!r}; use EMV_TDES or PBOC_SM4") from None
 
 
-def _cipher(family: CardFamily, key: bytes, role: str) -> BlockCipher:
+def _key(family: CardFamily, key: bytes, role: str) -> bytes:
     if not isinstance(key, (bytes, bytearray)):
         raise InvalidKey(f"{role} must be bytes")
     if len(key) != _KEY_LENGTH:
         raise InvalidKey(f"{role} must be {_KEY_LENGTH} bytes for {family.value}, got {len(key)}")
-    return _cached_cipher(family.algorithm, bytes(key))
+    return bytes(key)
+
+
+def _cipher(family: CardFamily, key: bytes, role: str) -> BlockCipher:
+    return _cached_cipher(family.algorithm, _key(family, key, role))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -94,8 +120,8 @@ def _odd_parity(key: bytes) -> bytes:
 
 
 def _cbc_last_block(encrypt_block, padded: bytes, size: int) -> bytes:
-    """The last block of CBC under a zero IV, chained one block call at a time: a session
-    key serves one authorisation, and a CBC context costs more to make than its few blocks."""
+    """The last block of CBC under a zero IV, chained one block call at a time on an ECB
+    context (the 3DES MAC's single-DES part: a CBC context would be one more to make)."""
     h, from_bytes = 0, int.from_bytes
     for i in range(0, len(padded), size):
         h = from_bytes(encrypt_block((h ^ from_bytes(padded[i : i + size])).to_bytes(size)))
@@ -138,29 +164,88 @@ def derive_session_key(
     """
     family = _family(family)
     atc = _fixed(atc, 2, "ATC")
-    cipher = _cipher(family, icc_master_key, "ICC master key")
+    return _session_key(family, _cipher(family, icc_master_key, "ICC master key").encrypt_ecb, atc, un)
+
+
+def _session_key(family: CardFamily, encrypt_ecb, atc: bytes, un: bytes | None = None) -> bytes:
+    """`derive_session_key` with the ICC master key's ECB encryption, for a checked 2-byte ATC."""
     if family is CardFamily.PBOC_SM4:
         if un is not None:
             raise EMVDataError("PBOC_SM4 session keys take no unpredictable number")
-        return cipher.encrypt_ecb(bytes(6) + atc + bytes(6) + _xor(atc, b"\xff\xff"))
+        return encrypt_ecb(bytes(6) + atc + bytes(6) + _xor(atc, b"\xff\xff"))
     tail = bytes(4) if un is None else _fixed(un, 4, "unpredictable number")
-    return _odd_parity(cipher.encrypt_ecb(atc + b"\xf0\x00" + tail + atc + b"\x0f\x00" + tail))
+    return _odd_parity(encrypt_ecb(atc + b"\xf0\x00" + tail + atc + b"\x0f\x00" + tail))
+
+
+_ZERO_BLOCK = bytes(16)
+_CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)  # a mode object holds only its IV: one serves every key
+_ECB = modes.ECB()
+
+
+class _SessionCipher:
+    """Block encryption under one AC session key, for the one authorisation it serves: the
+    cryptogram's MAC, then the ARPC, from as few cipher contexts as the family allows.
+    (A session key never comes back, so keeping its key schedule, as `_cached_cipher`
+    does for keys that recur, would only push those out.)
+
+    PBOC_SM4: one SM4-CBC context under a zero IV. The MAC is the last block it puts out
+    for the padded data; after that, one block X is encrypted alone (ECB) by feeding it
+    X XOR the last ciphertext block, since the context chains from that block.
+    EMV_TDES: single-DES contexts for the two halves K1, K2 of the key. The MAC's CBC
+    part is single DES under K1, and 3DES (K1, K2, K1) is E_K1(D_K2(E_K1(x))): two
+    single-DES contexts cost less than the DES3 one and the DES one they replace, and a
+    degenerate key (K1 = K2 up to parity) gives single DES by itself, as BlockCipher runs it.
+    """
+
+    __slots__ = ("family", "_encrypt", "_decrypt_k2", "_last")
+
+    def __init__(self, family: CardFamily, key: bytes):
+        self.family = family
+        if family is CardFamily.PBOC_SM4:
+            self._last = _ZERO_BLOCK  # what the CBC context chains from
+            self._encrypt = _new_encryptor(SM4(key), _CBC_ZERO_IV).update
+        else:
+            self._encrypt = _DES.new(key[:8], _DES.MODE_ECB).encrypt  # DES ignores the parity bits
+            self._decrypt_k2 = _DES.new(key[8:], _DES.MODE_ECB).decrypt
+
+    def _tdes(self, block: bytes) -> bytes:
+        e = self._encrypt
+        return e(self._decrypt_k2(e(block)))
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        """ENC(K)[block] for one whole block."""
+        if self.family is CardFamily.PBOC_SM4:
+            self._last = self._encrypt(_xor(block, self._last))
+            return self._last
+        return self._tdes(block)
+
+    def mac(self, data: bytes) -> bytes:
+        """The 8-byte application cryptogram of `data` (ISO 9797-1 padding method 2)."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise EMVDataError("cryptogram data must be bytes")
+        if self.family is CardFamily.PBOC_SM4:
+            # Plain CBC-MAC (ISO 9797-1 algorithm 1), leftmost 8 bytes of the last ciphertext block.
+            self._last = self._encrypt(pad_iso9797_m2(bytes(data), 16))[-16:]
+            return self._last[:AC_LENGTH]
+        # ISO 9797-1 MAC algorithm 3: single-DES CBC under K1 for all blocks but the last,
+        # then full 3DES (K1, K2, K1) on the last one.
+        padded = pad_iso9797_m2(bytes(data), 8)
+        chain = _cbc_last_block(self._encrypt, padded[:-8], 8)
+        return self._tdes(_xor(chain, padded[-8:]))
+
+    def arpc(self, arqc: bytes, arc: bytes) -> bytes:
+        """ARPC method 1 under this key (`generate_arpc_method1`)."""
+        return self.encrypt_block(_arpc_input(self.family, arqc, arc))[:AC_LENGTH]
+
+
+def _arpc_input(family: CardFamily, arqc: bytes, arc: bytes) -> bytes:
+    """ARQC XOR (ARC || 00*6), zero-padded to the family's block."""
+    y = _xor(_fixed(arqc, AC_LENGTH, "ARQC"), _fixed(arc, 2, "ARC") + bytes(6))
+    return y.ljust(family.algorithm.block_size, b"\x00")
 
 
 def _mac(family: CardFamily, session_key: bytes, data: bytes) -> bytes:
-    if not isinstance(data, (bytes, bytearray)):
-        raise EMVDataError("cryptogram data must be bytes")
-    cipher = _cipher(family, session_key, "session key")
-    padded = pad_iso9797_m2(bytes(data), cipher.block_size)
-    if family is CardFamily.PBOC_SM4:
-        # Plain CBC-MAC (ISO 9797-1 algorithm 1), leftmost 8 bytes of the last ciphertext block.
-        return _cbc_last_block(cipher.ecb_block_function, padded, cipher.block_size)[:AC_LENGTH]
-    # ISO 9797-1 MAC algorithm 3: single-DES CBC under the left half for all blocks but the
-    # last, then full 3DES (K1, K2, K1) on the last one. K1||K1 makes BlockCipher single DES;
-    # chain by hand because BlockCipher's CBC path refuses such degenerate keys.
-    des = _cached_cipher(Algorithm.TDES, bytes(session_key[:8]) * 2)
-    chain = _cbc_last_block(des.ecb_block_function, padded[:-8], 8)
-    return cipher.encrypt_ecb(_xor(chain, padded[-8:]))
+    return _SessionCipher(family, _key(family, session_key, "session key")).mac(data)
 
 
 def generate_ac(family: CardFamily | str, session_key: bytes, data: bytes) -> bytes:
@@ -184,8 +269,7 @@ def generate_arpc_method1(
     """
     family = _family(family)
     cipher = _cipher(family, session_key, "ARPC key")
-    y = _xor(_fixed(arqc, AC_LENGTH, "ARQC"), _fixed(arc, 2, "ARC") + bytes(6))
-    return cipher.encrypt_ecb(y.ljust(cipher.block_size, b"\x00"))[:AC_LENGTH]
+    return cipher.encrypt_ecb(_arpc_input(family, arqc, arc))[:AC_LENGTH]
 
 
 def arqc_session(
@@ -195,3 +279,31 @@ def arqc_session(
     family = _family(family)
     _fixed(atc, 2, "ATC")  # fail on the cheap check before any key work
     return derive_session_key(family, derive_icc_master_key(family, issuer_master_key, pan, psn), atc)
+
+
+class CardKey:
+    """The issuer's side of one card: its ICC master key (option A), derived from the
+    issuer master key once and kept as its key schedule, for the card's next ARQCs.
+
+    Holds a clear key: only the HSM keeps these (keys.hsm), and never shows them."""
+
+    __slots__ = ("family", "_encrypt_ecb")
+
+    def __init__(self, family: CardFamily | str, issuer_master_key: bytes, pan: str, psn: str = "00"):
+        self.family = family = _family(family)
+        key = derive_icc_master_key(family, issuer_master_key, pan, psn)
+        # it only ever encrypts whole blocks (session keys): for SM4 the bare ECB context is enough
+        self._encrypt_ecb = (_new_encryptor(SM4(key), _ECB).update if family is CardFamily.PBOC_SM4
+                             else BlockCipher(family.algorithm, key).encrypt_ecb)
+
+    def __repr__(self) -> str:
+        return f"<CardKey {self.family.value}>"
+
+    def check_arqc(self, atc: bytes, data: bytes, arqc: bytes, arc: bytes) -> bytes | None:
+        """The ARPC (method 1, under the AC session key) answering `arc` when `arqc` is the
+        card's cryptogram of `data` at this ATC; None when it is not. Compared in constant time."""
+        session = _SessionCipher(self.family, _session_key(self.family, self._encrypt_ecb, _fixed(atc, 2, "ATC")))
+        expected = session.mac(data)
+        if not (isinstance(arqc, (bytes, bytearray)) and hmac.compare_digest(expected, bytes(arqc))):
+            return None
+        return session.arpc(arqc, arc)

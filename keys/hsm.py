@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS keys (
 );
 """
 MAC_METHODS = ("cbc", "cup_ecb", "x919", "cmac")
+_CARD_KEYS = 4096  # cards whose ICC master key verify_arqc keeps (each a key schedule, ~1 KB)
 _PIN_FORMATS = {KeyAlgorithm.TDES: PinBlockFormat.ISO0, KeyAlgorithm.SM4: PinBlockFormat.SM4,
                 KeyAlgorithm.AES: PinBlockFormat.ISO4}
 
@@ -97,6 +98,7 @@ class HSM:
         self._cache: dict[str, Key] = {}
         self._macs: dict[tuple[str, str, int], CBCMAC] = {}
         self._sm2: dict[str, object] = {}  # SM2PrivateKey per name: importing one costs a scalar multiplication
+        self._card_keys: dict[tuple, tuple[Key, emv.CardKey]] = {}  # verify_arqc's, see _card_key
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -117,6 +119,7 @@ class HSM:
             self._cache.clear()
             self._macs.clear()
             self._sm2.clear()
+            self._card_keys.clear()
 
     def __repr__(self) -> str:
         return f"<HSM lmk_kcv={self._lmk.kcv}>"
@@ -290,11 +293,27 @@ class HSM:
         """Check an ARQC with the issuer master key; return the ARPC (method 1) for `arc`.
 
         Raises MACError when the cryptogram does not verify."""
-        imk = self._get(imk_name, KeyUsage.IMK_AC)  # keys.emv checks the family
-        session_key = emv.arqc_session(family, imk.material, pan, psn, atc)
-        if not emv.verify_ac(family, session_key, data, arqc):
+        arpc = self._card_key(imk_name, family, pan, psn).check_arqc(atc, data, arqc, arc)
+        if arpc is None:
             raise MACError("ARQC does not verify")
-        return emv.generate_arpc_method1(family, session_key, arqc, arc)
+        return arpc
+
+    def _card_key(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str) -> emv.CardKey:
+        """The card's ICC master key derived from the IMK, kept for the card's next ARQCs
+        (at most _CARD_KEYS cards, the oldest dropped first). Each is kept with the IMK
+        it came from and served only while that IMK is still the one under its name: a
+        rotated or deleted IMK is never answered from an old derivation."""
+        imk = self._get(imk_name, KeyUsage.IMK_AC)  # keys.emv checks the family
+        slot = (imk_name, family, pan, psn)
+        kept = self._card_keys.get(slot)
+        if kept is not None and kept[0] is imk:
+            return kept[1]
+        card = emv.CardKey(family, imk.material, pan, psn)
+        with self._lock:
+            if slot not in self._card_keys and len(self._card_keys) >= _CARD_KEYS:
+                del self._card_keys[next(iter(self._card_keys))]
+            self._card_keys[slot] = (imk, card)
+        return card
 
     def export_icc_master_key(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str,
                               under: str) -> str:

@@ -14,6 +14,7 @@ exception or a `CardResult`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -56,9 +57,16 @@ class _Verified:
     approval_arpc: bytes
 
 
+@functools.lru_cache(maxsize=256)
+def _imk_name(profile: str) -> str:
+    """The HSM name of a profile's IMK_AC (asked for at every ARQC)."""
+    return issuer_key_name(profile, KeyUsage.IMK_AC)
+
+
 def _day(now: datetime) -> str:
-    """YYYYMMDD, the day a decision counts in; its [2:6] is the YYMM an expiry compares with."""
-    return now.strftime("%Y%m%d")
+    """YYYYMMDD, the day a decision counts in; its [2:6] is the YYMM an expiry compares with.
+    (strftime("%Y%m%d") says the same at about three times the cost.)"""
+    return f"{now.year:04d}{now.month:02d}{now.day:02d}"
 
 
 class IssuerSimulator:
@@ -311,7 +319,7 @@ class IssuerSimulator:
 
     def _verify_arqc(self, account: Account, request: CardAuthorisation, cryptogram: OnlineCryptogram,
                      arc: bytes) -> bytes:
-        name = issuer_key_name(account.profile, KeyUsage.IMK_AC)
+        name = _imk_name(account.profile)
         try:
             return self._hsm.verify_arqc(name, account.family, request.pan, account.psn, cryptogram.atc,
                                          cryptogram.data, cryptogram.ac, arc)

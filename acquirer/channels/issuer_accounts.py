@@ -9,18 +9,24 @@ Accounts are keyed by a PAN token, SM3(per-issuer salt || PAN); the clear PAN is
 stored, only its masked form for people. The PIN is kept as a PIN block under the
 issuer's ZPK (the "PIN reference"), never in clear.
 
-In the host the store is also `grouped`: a decision is a savepoint in one long write
+In the host the store is also `grouped`: its decisions ride in one long write
 transaction that the ledger writer commits before the group of ledger units that
-depends on it (acquirer.ledger.companion), not a transaction of its own per request.
+depends on it (acquirer.ledger.companion), not a transaction of their own per request.
 Grouped, the accounts read and the authorisation code sequence are also kept in
 memory: while this connection holds the write transaction no other can change them,
 and at each BEGIN `PRAGMA data_version` says whether another one did in between (then
-they are read again). The sequence is written back before each COMMIT, and so are the
-accounts a decision changed and the decision records of sales and refunds: nothing reads
-them back from the file within the group (accounts are read from memory; a void or a
-reversal, which looks up decisions, writes those pending first, outside its own
-savepoint). A decision that fails part-way puts back the accounts as they were before it
-and drops its pending record, as the rollback to its savepoint does in the file.
+they are read again). The sequence is kept in the file as a reservation: the COMMIT that
+gives out the first number above the one stored also stores _AUTH_BLOCK - 1 more, so
+most groups do not rewrite it; a clean close stores the last number given, and after a
+crash numbers go on above the reservation (a gap, never a number given twice). Written
+back before each COMMIT are also the accounts a decision changed (only the columns a decision changes, one executemany) and
+the decision records of sales and refunds: nothing reads them back from the file within
+the group (accounts are read from memory; a void or a reversal, which looks up
+decisions, writes those pending first, outside its own savepoint). A decision that fails
+part-way puts back the accounts as they were before it and drops its pending record, as
+the rollback to its savepoint does in the file. A sale or a refund writes nothing to the
+file until the flush, so it needs no savepoint (a void or a reversal, which updates
+earlier decisions in the file, has one).
 """
 from __future__ import annotations
 
@@ -34,10 +40,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from cryptography.hazmat.primitives import hashes
+
 from acquirer.ledger.companion import CompanionStore, GroupedWrites
 from acquirer.sqlite_tx import write_transaction
 from keys.emv import CardFamily
-from keys.hashes import sm3
 from keys.tlv import mask_pan
 
 _SCHEMA = """
@@ -132,21 +139,33 @@ _INSERT_DECISION = ("INSERT INTO decisions (token, operation, terminal_id, merch
                     " effect, day, undoes, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 _ACCOUNT_COLUMNS = ("token, masked_pan, profile, family, psn, expiry, status, balance, per_transaction_limit,"
                     " daily_limit, day, day_total, pin_reference, pin_try_limit, pin_tries_left, last_atc")
-_ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))
-_WRITE_ACCOUNT = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _ACCOUNT_FIELDS[1:])} WHERE token=?"
+# What a decision changes in its account (the rest changes only at the desk: open_account,
+# set_status), kept in memory when grouped and written back by the flush.
+_DECIDED = ("balance", "day", "day_total", "pin_tries_left", "last_atc")
+_DECIDED_SET = frozenset(_DECIDED)
+_WRITE_DECIDED = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _DECIDED)} WHERE token=?"
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
+_AUTH_BLOCK = 1000  # authorisation numbers a grouped store reserves in the file at a time
+_ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))  # the Account's fields, in its order
+_FAMILIES = {family.value: family for family in CardFamily}
+_STATUSES = {status.value: status for status in AccountStatus}
 
 
 def _account(row: tuple) -> Account:
-    values = list(row)
-    values[3], values[6] = CardFamily(values[3]), AccountStatus(values[6])
-    return Account(*values)
+    """The Account of a row of `_ACCOUNT_COLUMNS`, made as `_changed` makes one (the row is
+    the file's: its CHECK constraints have done what __init__ would not do anyway)."""
+    account = object.__new__(Account)
+    fields = account.__dict__
+    fields.update(zip(_ACCOUNT_FIELDS, row))
+    family, status = fields["family"], fields["status"]
+    fields["family"] = _FAMILIES.get(family) or CardFamily(family)
+    fields["status"] = _STATUSES.get(status) or AccountStatus(status)
+    return account
 
 
-def _account_row(account: Account) -> tuple:
-    """The UPDATE parameters of `_WRITE_ACCOUNT`: every column but the token, then the token."""
-    values = [getattr(account, c) for c in _ACCOUNT_FIELDS[1:]]
-    return (*[v.value if isinstance(v, enum.Enum) else v for v in values], account.token)
+def _decided_row(account: Account) -> tuple:
+    """The UPDATE parameters of `_WRITE_DECIDED`."""
+    return (account.balance, account.day, account.day_total, account.pin_tries_left, account.last_atc, account.token)
 
 
 def _put(kept: dict, key: str, value) -> None:
@@ -179,11 +198,14 @@ class AccountStore(CompanionStore):
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}  # grouped: token -> the account as this connection has it
         self._auth_seq: int | None = None  # grouped: the last authorisation number given
+        self._auth_reserved = 0  # grouped: the number stored (or to be, when dirty): none up to it is given again
         self._auth_dirty = False
+        self._auth_recheck = False  # grouped: another connection wrote the file: it may have given numbers
         self._decisions: list[tuple] = []  # grouped: decision rows not yet written (module docstring)
         self._unwritten: dict[str, Account] = {}  # grouped: token -> account changed, not yet written
         # in a grouped decision: token -> (kept, unwritten) as they were before it changed that account
         self._before: dict[str, tuple[Account | None, Account | None]] | None = None
+        self._savepoint = False  # in a grouped decision: whether it has one (it may write to the file)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -195,6 +217,8 @@ class AccountStore(CompanionStore):
                 row = (os.urandom(16).hex(),)
                 db.execute("INSERT INTO meta VALUES ('pan_salt', ?)", row)
         self._salt = bytes.fromhex(row[0])
+        self._salted = hashes.Hash(hashes.SM3())  # SM3 after the salt: each token goes on from a copy
+        self._salted.update(self._salt)
         if grouped:
             self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
 
@@ -204,21 +228,37 @@ class AccountStore(CompanionStore):
         with self._lock:
             if self._grouped is not None and self._db.in_transaction:
                 if self._unwritten:
-                    self._db.executemany(_WRITE_ACCOUNT, [_account_row(a) for a in self._unwritten.values()])
+                    self._db.executemany(_WRITE_DECIDED, [_decided_row(a) for a in self._unwritten.values()])
                     self._unwritten.clear()
                 self._write_decisions(self._db)
             if self._grouped is not None and self._auth_dirty and self._db.in_transaction:
                 self._db.execute("INSERT INTO meta VALUES ('auth_seq', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v",
-                                 (str(self._auth_seq),))
+                                 (str(self._auth_reserved),))
                 self._auth_dirty = False
             super().flush()
 
+    def close(self) -> None:
+        """Give back the reserved authorisation numbers not given (module docstring), unless
+        another connection has given numbers since; then commit and close."""
+        with self._lock:
+            if (not self._closed and self._grouped is not None and self._auth_seq is not None
+                    and self._auth_seq < self._auth_reserved):
+                if self._auth_dirty:  # the reservation is not in the file yet
+                    self._auth_reserved = self._auth_seq
+                else:
+                    self._grouped.execute("UPDATE meta SET v=? WHERE k='auth_seq' AND v=?",
+                                          (str(self._auth_seq), str(self._auth_reserved)))
+            super().close()
+
     def _forget(self) -> None:
         self._accounts.clear()
-        self._auth_seq = None
+        self._auth_recheck = True
 
     def token(self, pan: str) -> str:
-        return sm3(self._salt + pan.encode("ascii", "replace")).hex()
+        """SM3(salt || PAN), hex; the salt's part of the hash is done once (`_salted`)."""
+        h = self._salted.copy()
+        h.update(pan.encode("ascii", "replace"))
+        return h.finalize().hex()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -233,10 +273,14 @@ class AccountStore(CompanionStore):
 
     @contextmanager
     def decision(self, reads_decisions: bool = False) -> Iterator[sqlite3.Connection]:
-        """The unit of one authorisation: its own transaction, or (grouped) a savepoint.
+        """The unit of one authorisation: its own transaction or, grouped, a savepoint (a void
+        or a reversal) or changes kept in memory (the others).
 
-        `reads_decisions`: it looks up earlier decisions (a void, a reversal), so the ones
-        pending are written first, outside its savepoint: they are not its to roll back."""
+        `reads_decisions`: it looks up earlier decisions and updates them (a void, a
+        reversal), so the ones pending are written first, outside its savepoint: they are
+        not its to roll back. Any other decision (a sale, a refund) keeps all it changes in
+        memory until the flush (module docstring): it gets no savepoint, and what it
+        changed in memory is put back if it fails."""
         if self._grouped is None:
             with self.transaction() as db:
                 yield db
@@ -245,18 +289,24 @@ class AccountStore(CompanionStore):
             if reads_decisions and self._decisions:
                 with self._grouped.change() as db:
                     self._write_decisions(db)
-            pending, self._before = len(self._decisions), {}
+            elif not reads_decisions and not self._db.in_transaction:
+                with self._grouped.change():  # BEGIN IMMEDIATE and the data_version check, nothing else
+                    pass
+            pending, self._before, self._savepoint = len(self._decisions), {}, reads_decisions
             try:
-                with self._grouped.change() as db:
-                    yield db
-            except BaseException:  # the file is back at the savepoint: memory goes back too
+                if reads_decisions:
+                    with self._grouped.change() as db:
+                        yield db
+                else:
+                    yield self._db
+            except BaseException:  # the file is back at the savepoint (if any): memory goes back too
                 for token, (kept, unwritten) in self._before.items():
                     _put(self._accounts, token, kept)
                     _put(self._unwritten, token, unwritten)
                 del self._decisions[pending:]
                 raise
             finally:
-                self._before = None
+                self._before, self._savepoint = None, False
 
     def _write_decisions(self, db: sqlite3.Connection) -> None:
         if self._decisions:
@@ -264,7 +314,9 @@ class AccountStore(CompanionStore):
             self._decisions.clear()
 
     def _read_decisions(self, db: sqlite3.Connection) -> sqlite3.Connection:
-        if self._decisions:  # a lookup would miss them: the caller did not open its decision to read
+        """`db` for a statement on earlier decisions: only in a decision opened for that
+        (a lookup would miss the pending ones; a change would have no savepoint)."""
+        if self._decisions or (self._before is not None and not self._savepoint):
             raise RuntimeError("decisions pending: open the decision with reads_decisions=True")
         return db
 
@@ -311,6 +363,8 @@ class AccountStore(CompanionStore):
             changes["status"] = AccountStatus(changes["status"])
         changed = _changed(account, changes)
         if self._before is not None:  # in a grouped decision: written by the flush (module docstring)
+            if not _DECIDED_SET.issuperset(changes):
+                raise RuntimeError(f"a decision changes only {', '.join(_DECIDED)}, not {', '.join(changes)}")
             token = account.token
             if token not in self._before:
                 self._before[token] = (self._accounts.get(token), self._unwritten.get(token))
@@ -322,12 +376,17 @@ class AccountStore(CompanionStore):
         return self._keep(changed)
 
     def next_auth_code(self, db: sqlite3.Connection) -> str:
-        if self._grouped is not None:  # kept in memory, written back before the COMMIT
-            if self._auth_seq is None:
+        if self._grouped is not None:  # kept in memory, reserved in the file (module docstring)
+            if self._auth_seq is None or self._auth_recheck:
                 row = db.execute("SELECT v FROM meta WHERE k='auth_seq'").fetchone()
-                self._auth_seq = int(row[0]) if row else 0
+                stored = int(row[0]) if row else 0
+                if self._auth_seq is None or stored != self._auth_reserved:  # first, or another gave numbers
+                    self._auth_seq = self._auth_reserved = stored
+                self._auth_recheck = False
             self._auth_seq += 1
-            self._auth_dirty = True
+            if self._auth_seq > self._auth_reserved:
+                self._auth_reserved = self._auth_seq + _AUTH_BLOCK - 1
+                self._auth_dirty = True
             return f"{self._auth_seq % 1_000_000:06d}"
         (seq,), = db.execute("INSERT INTO meta VALUES ('auth_seq', '1') ON CONFLICT(k) DO UPDATE SET "
                              "v = CAST(v AS INTEGER) + 1 RETURNING CAST(v AS INTEGER)").fetchall()

@@ -109,11 +109,12 @@ def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCr
     cid = icc.get(0x9F27)
     if cid is not None and len(cid) != 1:
         raise IccDataError(f"field 55 tag 9F27 must be 1 byte, got {len(cid)}")
+    # ac_data has checked that the ATC, the amount and the currency are there at their lengths
     return OnlineCryptogram(
         ac=ac,
-        atc=_value(icc, 0x9F36, 2),
+        atc=bytes(icc[0x9F36]),
         data=data,
-        amount=int(_bcd(0x9F02, _value(icc, 0x9F02, 6))),
-        currency=_bcd(0x5F2A, _value(icc, 0x5F2A, 2))[-3:],
+        amount=int(_bcd(0x9F02, icc[0x9F02])),
+        currency=_bcd(0x5F2A, icc[0x5F2A])[-3:],
         cid=None if cid is None else cid[0],
     )

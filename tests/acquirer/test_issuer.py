@@ -341,6 +341,31 @@ def test_grouped_a_failed_decision_leaves_nothing_and_the_decisions_before_it_st
         assert other.execute("SELECT balance, last_atc FROM accounts").fetchall() == [(99_000, 1)]
 
 
+def test_grouped_a_sale_decision_keeps_its_changes_in_memory_and_cannot_write_the_file(hsm, tmp_path, clock):
+    """A sale or refund decision has no savepoint: what it may change is the columns the
+    flush writes, and a statement on earlier decisions needs a decision opened for that."""
+    with IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True) as issuer:
+        card = personalise(hsm, issuer, CardFamily.PBOC_SM4)
+        store = issuer._store
+        with pytest.raises(RuntimeError, match="reads_decisions=True"):
+            with store.decision() as db:
+                store.update(db, store.find(db, card.pan), balance=5)
+                store.reopen(db, 1)
+        with pytest.raises(RuntimeError, match="a decision changes only"):
+            with store.decision() as db:
+                store.update(db, store.find(db, card.pan), profile="other")
+        assert issuer.account(card.pan).balance == 100_000 and issuer.account(card.pan).profile == "test-pboc_sm4"
+        assert issuer.authorise(sale(card, 1_000)).code is R.APPROVED
+
+
+def test_the_pan_token_is_sm3_of_the_salt_and_the_pan(issuer):
+    from keys.hashes import sm3
+
+    store = issuer._store
+    assert store.token(PANS[CardFamily.PBOC_SM4]) == sm3(store._salt + PANS[CardFamily.PBOC_SM4].encode()).hex()
+    assert store.token("6214988600000000001") != store.token("6214988600000000002")
+
+
 def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):
     card = personalise(hsm, issuer, CardFamily.EMV_TDES, daily_limit=5_000)
     assert issuer.authorise(sale(card, 5_000)).code is R.APPROVED
@@ -368,6 +393,34 @@ def test_grouped_decisions_commit_at_flush_and_see_other_connections_writes(tmp_
     assert [int(r.auth_code) for r in (first, second, third)] == [1, 2, 3]
     issuer.close()
     outside.close()
+    hsm.close()
+
+
+def test_grouped_authorisation_numbers_are_never_given_twice_after_a_crash_or_by_another_connection(tmp_path,
+                                                                                                    clock):
+    """Grouped, the file holds a reservation of numbers, not the last one given: a crash
+    leaves a gap, never a number given again; a store on the same file that gives numbers
+    meanwhile (the desk's, own transactions) goes on above the reservation."""
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4, balance=10**9)
+    given = [issuer.authorise(sale(card, 100, stan=f"{n:06d}")).auth_code for n in range(1, 4)]
+    issuer.flush()
+    desk = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock)
+    other = personalise(hsm, desk, CardFamily.EMV_TDES, pan="4761739001010028", balance=10**9)
+    given.append(desk.authorise(sale(other, 100, stan="000010")).auth_code)
+    given += [issuer.authorise(sale(card, 100, stan=f"{n:06d}")).auth_code for n in range(4, 6)]
+    issuer.flush()
+    issuer._store._db.close()  # the process dies: no close() to give back what it reserved
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    given.append(issuer.authorise(sale(card, 100, stan="000006")).auth_code)
+    numbers = [int(code) for code in given]
+    assert len(set(numbers)) == len(numbers) and numbers[:3] == [1, 2, 3] and numbers[-1] > max(numbers[:-1])
+    issuer.close()
+    reopened = IssuerSimulator(hsm, tmp_path / "issuer.db", clock=clock, durable=False, grouped=True)
+    assert int(reopened.authorise(sale(card, 100, stan="000007")).auth_code) == numbers[-1] + 1  # a clean close
+    reopened.close()
+    desk.close()
     hsm.close()
 
 

@@ -89,3 +89,34 @@ def test_requests_and_answers_cross_the_pipe_whole():
     answer = CardResult(ResponseCode.APPROVED, "A1B2C3", bytes(10), "refunded", 12_345)
     assert pickle.loads(pickle.dumps(request)) == request and pickle.loads(pickle.dumps(answer)) == answer
     assert "6214988600000100001" not in repr(request)
+
+
+def test_the_issuer_process_reads_the_same_requests_as_the_pipe_carries():
+    """The child builds requests without the dataclass __init__ (remote._Requests): it must
+    give exactly what `Messages` gives, whatever pieces the pipe delivers them in, with
+    objects repeated inside a message (the unpickler's memo) and messages of every kind."""
+    import random
+
+    from acquirer.channels.base import CardAuthorisation, Operation
+    from acquirer.channels.remote import _Requests
+    from acquirer.childproc import Messages, pack
+
+    rng = random.Random(5)
+    same = b"\x01\x56"  # one object twice in a message: the second is a memo reference
+    sent = [(n, CardAuthorisation(op, f"62149886{n:011d}", "01", "2712", 100 + n, "156", f"T{n % 3:07d}",
+                                  "898440358120001", f"{n:06d}",
+                                  {0x9F1A: same, 0x5F2A: same, 0x9F26: bytes([n]) * 8} if n % 4 else {},
+                                  bytes(16) if n % 5 == 0 else None, "channel/issuer-sim/ZPK" if n % 5 == 0 else None,
+                                  500 if op is not Operation.SALE else None, "000001" if n % 2 else None,
+                                  ("relay-suspected",) if n % 7 == 0 else ()))
+            for n, op in zip(range(60), [*Operation] * 15)]
+    wire = b"".join(pack(m) for m in sent)
+    plain, cheap, got_plain, got_cheap, at = Messages(), _Requests(), [], [], 0
+    while at < len(wire):
+        piece = wire[at:at + rng.randrange(1, 700)]
+        got_plain += plain.feed(piece)
+        got_cheap += cheap.feed(piece)
+        at += len(piece)
+    assert got_cheap == got_plain == sent
+    assert all(type(r) is CardAuthorisation and type(r.operation) is Operation and vars(r) == vars(s)
+               for (_, r), (_, s) in zip(got_cheap, sent))

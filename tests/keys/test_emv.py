@@ -157,6 +157,36 @@ def test_sm4_chain_matches_oracle(imk, pan, psn, atc, data, arc):
     assert emv.generate_arpc_method1(F.PBOC_SM4, sk, arqc, arc) == oracle_arpc(sk, arqc, arc)
 
 
+@FAST
+@given(family=families, imk=tdes_keys, pan=pans, psn=psns, atc=atcs, data=datas, arc=atcs, bit=st.integers(0, 63))
+def test_card_key_checks_and_answers_as_the_step_by_step_functions(family, imk, pan, psn, atc, data, arc, bit):
+    """CardKey (what the HSM keeps per card) gives the ARPC of the published chain, one
+    session-key context for both the MAC and the ARPC, and None for any other ARQC."""
+    sk = emv.arqc_session(family, imk, pan, psn, atc)
+    arqc = emv.generate_ac(family, sk, data)
+    card = emv.CardKey(family, imk, pan, psn)
+    assert card.check_arqc(atc, data, arqc, arc) == emv.generate_arpc_method1(family, sk, arqc, arc)
+    wrong = bytearray(arqc)
+    wrong[bit // 8] ^= 1 << bit % 8
+    assert card.check_arqc(atc, data, bytes(wrong), arc) is None
+    assert card.check_arqc(atc, data, arqc[:7], arc) is None
+
+
+def test_card_key_on_the_published_examples():
+    imk, pan, psn, atc = H("F23BF4AE92B554C116139D4F67322667"), "6214988660100000304", "00", H("0001")
+    data = H("00000000000000000000000001560000000800015616051800412AB4B67D00000103A00000")
+    arpc = emv.CardKey(F.PBOC_SM4, imk, pan, psn).check_arqc(atc, data, H("179E0D01A7D1791D"), b"00")
+    assert arpc == oracle_arpc(H("9ECF9220F32AE56187D3C2444967FC0E"), H("179E0D01A7D1791D"), b"00")
+    atc = H("0FFF")  # the Visa CVN 18 chain above
+    data = H("000000009999" "000000000000" "0840" "8000048000" "0840" "991231" "01" "52BF4585" "1800") + atc + H(
+        "06011203A0B800")
+    card = emv.CardKey(F.EMV_TDES, H("AA" * 16), "1234567890123456", "00")
+    sk = emv.arqc_session(F.EMV_TDES, H("AA" * 16), "1234567890123456", "00", atc)
+    assert card.check_arqc(atc, data, H("769577B5ABE9FE62"), b"00") == pyemv_ac.generate_arpc_1(
+        sk, H("769577B5ABE9FE62"), b"00")
+    assert "CardKey EMV_TDES" in repr(card) and "AA" not in repr(card)
+
+
 # --- both families: properties ---------------------------------------------------------------
 
 @FAST

@@ -140,6 +140,38 @@ def test_arqc_verification_and_arpc(hsm, family):
     assert icc.material == emv.derive_icc_master_key(family, imk, PAN, "01")
 
 
+@pytest.mark.parametrize("family", list(emv.CardFamily))
+def test_arqc_keys_kept_per_card_follow_the_imk(hsm, family, monkeypatch):
+    """verify_arqc keeps each card's derived key, bounded, and never serves it once the IMK
+    under that name is another key (regenerated) or gone (deleted)."""
+    import keys.hsm as hsm_module
+
+    monkeypatch.setattr(hsm_module, "_CARD_KEYS", 3)
+    name, algorithm = issuer_key_name("profile-b", "IMK_AC"), "SM4" if family is emv.CardFamily.PBOC_SM4 else "TDES"
+    atc, data = b"\x00\x07", b"covered data"
+
+    def card_arqc(pan):
+        sk = emv.arqc_session(family, hsm._get(name).material, pan, "01", atc)
+        return emv.generate_ac(family, sk, data), emv.generate_arpc_method1(family, sk, emv.generate_ac(
+            family, sk, data), b"00")
+
+    hsm.generate(name, algorithm, "IMK_AC", length=16)
+    pans = [f"621234567890{n:04d}" for n in range(5)]
+    for pan in pans + pans:  # more cards than kept: the oldest go, and come back derived again
+        arqc, arpc = card_arqc(pan)
+        assert hsm.verify_arqc(name, family, pan, "01", atc, data, arqc, b"00") == arpc
+    assert len(hsm._card_keys) == 3
+    old_arqc, _ = card_arqc(pans[-1])
+    hsm.generate(name, algorithm, "IMK_AC", length=16)  # the issuer rotates its IMK
+    with pytest.raises(MACError):
+        hsm.verify_arqc(name, family, pans[-1], "01", atc, data, old_arqc, b"00")
+    arqc, arpc = card_arqc(pans[-1])
+    assert hsm.verify_arqc(name, family, pans[-1], "01", atc, data, arqc, b"00") == arpc
+    hsm.delete(name)
+    with pytest.raises(KeyNotFound):
+        hsm.verify_arqc(name, family, pans[-1], "01", atc, data, arqc, b"00")
+
+
 def test_remote_key_download_envelope(hsm):
     hsm.generate("host/SIGN", "SM2", "SIGN")
     hsm.generate("terminal/T1/TMK", "SM4", "TMK")
