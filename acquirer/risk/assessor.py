@@ -32,6 +32,7 @@ _KINDS = {"22": "sale", "23": "void", "25": "refund", "31": "sale", "32": "sale"
 # looked up once: an enum's class attribute costs a metaclass lookup per use
 _LOCATION, _RISK_FLAGS, _PASSCODE_BLOCK = PrivateTag.LOCATION, PrivateTag.RISK_FLAGS, PrivateTag.PASSCODE_BLOCK
 _NO_FLAGS: frozenset[str] = frozenset()
+_ACTION_VALUE = {a: a.value for a in Action}  # `.value` of an enum member is a Python-level property
 # status, required, refusal, reason, offset, distance, fix age, cells without a fence check
 _NO_LOCATION = ("none", False, "", "", 0.0, -1.0, -1.0, "unknown")
 _FACTS_ORDER = ("txn_id", "terminal_id", "merchant_id", "amount", "at", "channel", "kind", "device_id",
@@ -60,9 +61,10 @@ class RiskAssessor:
         self._merchant_ttl_s = merchant_ttl_s
         self._merchants: dict[str, tuple[float, object]] = {}
 
-    def _merchant(self, merchant_id: str):
+    def _merchant(self, merchant_id: str, now: float | None = None):
         # the registry caches terminals, not merchants: a grade change shows within the TTL
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         cached = self._merchants.get(merchant_id)
         if cached is None or cached[0] < now:
             cached = self._merchants[merchant_id] = (now + self._merchant_ttl_s, self.registry.merchant(merchant_id))
@@ -71,8 +73,8 @@ class RiskAssessor:
     def assess(self, ctx) -> Decision:
         txn_id = txn_id_for(ctx.terminal_id, ctx.batch, ctx.stan)
         terminal = ctx.terminal
-        merchant = self._merchant(terminal.merchant_id)
         at = self.clock()
+        merchant = self._merchant(terminal.merchant_id, at)
         verdict = None
         if self.fences is not None:
             verdict = self.fences.check(terminal, ctx.private.get(_LOCATION), merchant=merchant, txn_id=txn_id,
@@ -110,7 +112,7 @@ class RiskAssessor:
     @staticmethod
     def _answer(ctx, decision: Decision, facts: Facts) -> None:
         if decision.hits:
-            ctx.notes.append(f"risk {decision.action.value}: " + ",".join(
+            ctx.notes.append(f"risk {_ACTION_VALUE[decision.action]}: " + ",".join(
                 f"{h.rule}{'(trial)' if h.status == 'trial' else ''}" for h in decision.hits))
         if not decision.blocks:
             return

@@ -136,14 +136,14 @@ class DecisionStore:
     def record(self, row: tuple) -> None:
         """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, then the
         facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded at the flush)."""
+        now = self._monotonic()
         with self._queue:
             pending = self._pending
             if not pending:
-                self._first_pending = self._monotonic()
+                self._first_pending = now
             pending.append(row)
             queued = len(pending)
-            wake = not self._woken and (queued >= self.flush_every or
-                                        self._monotonic() - self._first_pending >= self.flush_after_s)
+            wake = not self._woken and (queued >= self.flush_every or now - self._first_pending >= self.flush_after_s)
             if wake:
                 self._woken = True
         if wake:
