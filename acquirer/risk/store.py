@@ -74,6 +74,11 @@ _BY_TXN = ("SELECT * FROM decisions WHERE seq IN (SELECT seq FROM decisions_by_t
            " (SELECT value FROM store_meta WHERE key = 'txn_indexed_to') ORDER BY seq")
 FREEZE, HOLD = "freeze", "hold"
 _BACKSTOP = 8  # batches queued before `record` writes them itself
+_INSERT = ("INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round, action, code, text,"
+           " ruleset, facts, hits) VALUES ")
+_COLUMNS = 13
+_ROW = "(" + ",".join("?" * _COLUMNS) + ")"
+_ROWS_PER_INSERT = 64  # 832 parameters: below the 999 of SQLite builds before 3.32
 log = logging.getLogger("acquirer.risk")
 
 
@@ -159,11 +164,18 @@ class DecisionStore:
             if not rows:
                 return
             try:
-                encoded = [(*r[:11], encode_facts(r[11], r[12]), encode_hits(r[13])) for r in rows]
+                values = []
+                for r in rows:
+                    values += r[:11]
+                    values.append(encode_facts(r[11], r[12]))
+                    values.append(encode_hits(r[13]))
                 with write_transaction(self._writer) as db:
-                    db.executemany(
-                        "INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round,"
-                        " action, code, text, ruleset, facts, hits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", encoded)
+                    # many rows per statement: SQLite lets go of the GIL once per statement it runs, and
+                    # each time this thread wants it back the event loop must stop for it
+                    step = _ROWS_PER_INSERT * _COLUMNS
+                    for i in range(0, len(values), step):
+                        chunk = values[i:i + step]
+                        db.execute(_INSERT + ",".join([_ROW] * (len(chunk) // _COLUMNS)), chunk)
             except BaseException:
                 with self._queue:  # kept, ahead of what came since, for the next flush
                     self._pending[:0] = rows
