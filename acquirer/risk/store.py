@@ -205,8 +205,8 @@ class DecisionStore:
                     if now >= next_checkpoint:
                         next_checkpoint = now + checkpoint_every_s
                         checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never blocks the writer
-                except sqlite3.Error as exc:  # keep the rows; try again on the next round
-                    log.error("risk decision store upkeep failed: %s", exc)
+                except Exception as exc:  # keep the rows (and the thread); try again on the next round
+                    log.error("risk decision store upkeep failed: %s: %s", type(exc).__name__, exc)
         finally:
             checkpointer.close()
 
