@@ -99,7 +99,7 @@ class RiskAssessor:
                         0.0 if offset is None else offset, -1.0 if distance is None else distance,
                         -1.0 if age is None else age, verdict.cells)
         # positional, in `Facts` field order (checked at import, `_FACTS_ORDER`): keywords
-        # cost more than the rest of this method together (a dataclass of 28 fields)
+        # cost more than the rest of this method together (a dataclass of 27 fields)
         return Facts(
             txn_id, ctx.terminal_id, merchant.merchant_id, int(amount) if amount.isdigit() else 0,
             self.clock() if at is None else at, _CHANNELS.get(type_code, "card"), _KINDS.get(type_code, "sale"),
