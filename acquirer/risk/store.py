@@ -1,23 +1,14 @@
-"""Every risk decision with its reasons, and merchant freezes and holds (SQLite, WAL).
+"""Every risk decision with its reasons, and merchant freezes and settlement holds (SQLite, WAL).
 
 Decisions are written in batches: every `flush_every` decisions, or when the oldest
-waiting one is `flush_after_s` old, and at `explain` and close. One commit per decision
-would cost more than the decision itself. `record` only queues the decision (a list
-append: the decision's path pays nothing else); the background thread encodes the batch
-and inserts it, woken by `record` when a batch is full or its oldest decision is due, and
-by its own clock when traffic stops. SQLite releases the GIL while it writes, so that
-work runs beside the event loop instead of on it. If the thread falls behind (or dies),
-`record` writes the queue itself once it holds `_BACKSTOP` batches. A process crash
-loses at most that queue: a few decisions missing from `risk explain` and from the
-counters rebuilt at start. Freezes and holds change what happens next, so they are
-written at once.
-
-The batches go through a connection of their own (`_writer`, one batch at a time under
-`_lock`), so the holds the event loop reads and writes on the main connection never
-wait for one, nor run inside its transaction.
+waiting one is `flush_after_s` old (checked at each decision, and by a background
+thread when traffic stops), and at `explain` and close. One commit per decision would
+cost more than the decision itself. A process crash loses at most that buffer: a few
+decisions missing from `risk explain` and from the counters rebuilt at start. Freezes
+and holds change what happens next, so they are written at once.
 
 The background thread also checkpoints the WAL (autocheckpoint is off on the writing
-connections): a checkpoint fsyncs, and that wait belongs off the request path.
+connection): a checkpoint fsyncs, and that wait belongs off the request path.
 
 Looking a decision up by transaction id goes through `decisions_by_txn`, which the
 background thread brings up to date every `flush_after_s` in large sorted chunks
@@ -36,8 +27,6 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-
-from acquirer.sqlite_tx import write_transaction
 
 from .codec import encode_facts, encode_hits, facts_dict, hits_dicts
 
@@ -73,7 +62,6 @@ _BY_TXN = ("SELECT * FROM decisions WHERE seq IN (SELECT seq FROM decisions_by_t
            " UNION ALL SELECT * FROM decisions WHERE txn_id = :txn AND seq >"
            " (SELECT value FROM store_meta WHERE key = 'txn_indexed_to') ORDER BY seq")
 FREEZE, HOLD = "freeze", "hold"
-_BACKSTOP = 8  # batches queued before `record` writes them itself
 _INSERT = ("INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round, action, code, text,"
            " ruleset, facts, hits) VALUES ")
 _COLUMNS = 13
@@ -113,7 +101,10 @@ class DecisionStore:
     def __init__(self, path: str | os.PathLike, *, flush_every: int = 256, flush_after_s: float = 0.5,
                  checkpoint_every_s: float = 5.0, monotonic=time.monotonic):
         self.path = os.fspath(path)
-        self._db = _connect(self.path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the upkeep thread checkpoints instead
         self._db.executescript(_SCHEMA)
         if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'decisions_txn'").fetchone():
             try:
@@ -122,13 +113,9 @@ class DecisionStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        self._writer = _connect(self.path)  # decisions and their lookup table, under `_lock`
-        self._lock = threading.RLock()  # the writer connection, and the holds on the main one
-        self._queue = threading.Lock()  # `_pending` only: held for an append or a swap, never for SQL
+        self._lock = threading.RLock()
         self._pending: list[tuple] = []
         self._first_pending = 0.0
-        self._woken = False  # the thread was asked to write the queue as it is
-        self._wake = threading.Event()
         self.flush_every = flush_every
         self.flush_after_s = flush_after_s
         self._monotonic = monotonic
@@ -142,45 +129,35 @@ class DecisionStore:
         """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, then the
         facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded at the flush)."""
         now = self._monotonic()
-        with self._queue:
+        with self._lock:
             pending = self._pending
             if not pending:
                 self._first_pending = now
             pending.append(row)
-            queued = len(pending)
-            wake = not self._woken and (queued >= self.flush_every or now - self._first_pending >= self.flush_after_s)
-            if wake:
-                self._woken = True
-        if wake:
-            self._wake.set()
-        elif queued >= _BACKSTOP * self.flush_every:  # the thread is not keeping up: write here
-            self.flush()
+            if len(pending) >= self.flush_every or now - self._first_pending >= self.flush_after_s:
+                self.flush()
 
     def flush(self) -> None:
-        """Write every queued decision now, in the order they were decided."""
-        with self._lock:  # one batch at a time: the batches reach the table in their order
-            with self._queue:
-                rows, first, self._pending, self._woken = self._pending, self._first_pending, [], False
-            if not rows:
+        with self._lock:
+            if not self._pending:
                 return
+            values = []
+            for r in self._pending:
+                values += r[:11]
+                values.append(encode_facts(r[11], r[12]))
+                values.append(encode_hits(r[13]))
+            self._db.execute("BEGIN")
             try:
-                values = []
-                for r in rows:
-                    values += r[:11]
-                    values.append(encode_facts(r[11], r[12]))
-                    values.append(encode_hits(r[13]))
-                with write_transaction(self._writer) as db:
-                    # many rows per statement: SQLite lets go of the GIL once per statement it runs, and
-                    # each time this thread wants it back the event loop must stop for it
-                    step = _ROWS_PER_INSERT * _COLUMNS
-                    for i in range(0, len(values), step):
-                        chunk = values[i:i + step]
-                        db.execute(_INSERT + ",".join([_ROW] * (len(chunk) // _COLUMNS)), chunk)
+                # 64 rows per INSERT: one statement run instead of 64 (bind, step and reset each)
+                step = _ROWS_PER_INSERT * _COLUMNS
+                for i in range(0, len(values), step):
+                    chunk = values[i:i + step]
+                    self._db.execute(_INSERT + ",".join([_ROW] * (len(chunk) // _COLUMNS)), chunk)
+                self._db.execute("COMMIT")
             except BaseException:
-                with self._queue:  # kept, ahead of what came since, for the next flush
-                    self._pending[:0] = rows
-                    self._first_pending = first
+                self._db.execute("ROLLBACK")
                 raise
+            self._pending.clear()
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now (the upkeep thread does it every `checkpoint_every_s`)."""
@@ -189,41 +166,40 @@ class DecisionStore:
 
     def _run_upkeep(self, checkpoint_every_s: float) -> None:
         checkpointer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
-        next_index = next_checkpoint = self._monotonic()
-        next_checkpoint += checkpoint_every_s
+        next_checkpoint = self._monotonic() + checkpoint_every_s
         try:
-            while not self._stop.is_set():
-                woken = self._wake.wait(self.flush_after_s)
-                self._wake.clear()
+            while not self._stop.wait(self.flush_after_s):
                 try:
-                    if woken or (self._pending and self._monotonic() - self._first_pending >= self.flush_after_s):
+                    if self._pending and self._monotonic() - self._first_pending >= self.flush_after_s:
                         self.flush()
-                    now = self._monotonic()
-                    if now >= next_index:  # not after every batch: a chunk of rows at a time
-                        next_index = now + self.flush_after_s
-                        self.index_txns()
-                    if now >= next_checkpoint:
-                        next_checkpoint = now + checkpoint_every_s
+                    self.index_txns()
+                    if self._monotonic() >= next_checkpoint:
+                        next_checkpoint = self._monotonic() + checkpoint_every_s
                         checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never blocks the writer
-                except Exception as exc:  # keep the rows (and the thread); try again on the next round
-                    log.error("risk decision store upkeep failed: %s: %s", type(exc).__name__, exc)
+                except sqlite3.Error as exc:  # keep the rows; try again on the next round
+                    log.error("risk decision store upkeep failed: %s", exc)
         finally:
             checkpointer.close()
 
     def index_txns(self, chunk: int = 2048) -> None:
         """Bring `decisions_by_txn` up to the last decision written, `chunk` rows per
         transaction (the lock is let go between them: a flush waits for one chunk at most)."""
-        db = self._writer
         while True:
             with self._lock:
-                low = db.execute("SELECT value FROM store_meta WHERE key = 'txn_indexed_to'").fetchone()[0]
-                high = min(low + chunk, db.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()[0])
+                low = self._db.execute("SELECT value FROM store_meta WHERE key = 'txn_indexed_to'").fetchone()[0]
+                high = min(low + chunk, self._db.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()[0])
                 if high <= low:
                     return
-                with write_transaction(db):
-                    db.execute("INSERT OR IGNORE INTO decisions_by_txn SELECT txn_id, seq FROM decisions"
-                               " WHERE seq > ? AND seq <= ?", (low, high))
-                    db.execute("UPDATE store_meta SET value = max(value, ?) WHERE key = 'txn_indexed_to'", (high,))
+                self._db.execute("BEGIN")
+                try:
+                    self._db.execute("INSERT OR IGNORE INTO decisions_by_txn SELECT txn_id, seq FROM decisions"
+                                     " WHERE seq > ? AND seq <= ?", (low, high))
+                    self._db.execute("UPDATE store_meta SET value = max(value, ?) WHERE key = 'txn_indexed_to'",
+                                     (high,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
 
     def decisions(self, txn_id: str) -> list[StoredDecision]:
         """Every decision on `txn_id`, oldest first (a transaction is normally decided once):
@@ -271,21 +247,11 @@ class DecisionStore:
         if self._stop.is_set():
             return  # closed already (a service stopped twice)
         self._stop.set()
-        self._wake.set()
         self._upkeep.join(10)
         self.flush()
         self.index_txns()
-        self._writer.close()
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA wal_autocheckpoint=0")  # the upkeep thread checkpoints instead
-    return db
 
 
 def _decision(r: tuple) -> StoredDecision:
