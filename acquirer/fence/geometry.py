@@ -69,7 +69,7 @@ class Fence:
     @property
     def has_area(self) -> bool:
         """False for a fence still waiting for its site: nothing to be outside of yet."""
-        return self.has_site or bool(self.polygon) or bool(self.corridor)
+        return self.latitude is not None or bool(self.polygon) or bool(self.corridor)  # `has_site`, inline
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ INSIDE, OUTSIDE, UNFENCED, MISSING, REFUSED = "inside", "outside", "unfenced", "
 _KEPT = 4096  # parsed device keys, and pre-verified reports waiting for their check
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made on every sale, and a frozen __init__ costs ~1.5 us more here
 class FenceVerdict:
     status: str  # inside, outside, unfenced, missing, refused
     reason: str  # short, for the cashier (field 44) and the alert
@@ -77,6 +77,9 @@ class FenceMonitor:
         self._keys: OrderedDict[bytes, SM2PublicKey] = OrderedDict()
         self._preverified: OrderedDict[tuple, LocationReport] = OrderedDict()
         self._latest: dict[str, tuple[bytes, LocationReport]] = {}  # terminal -> its last accepted report
+        self._placed: dict[str, tuple] = {}  # terminal -> its last report placed against its fence (`_place`)
+        self._terms: dict[tuple[str, bool], tuple[bool, int]] = {}  # `_grade_terms`, for `_terms_of`
+        self._terms_of: FencePolicy | None = None
         self._lock = threading.Lock()  # preverify runs on worker threads
 
     # --- registration ---------------------------------------------------------------
@@ -128,48 +131,67 @@ class FenceMonitor:
         `required` overrides the policy's "a fenced terminal must attach a fix".
         """
         now = self.clock()
-        fence = self.store.fence(terminal.terminal_id)
+        terminal_id = terminal.terminal_id
+        fence = self.store.fence(terminal_id)
         grade, mobile = self._grade(fence, merchant)
         merchant_id = fence.merchant_id if fence else terminal.merchant_id
-        required = fence is not None and (self.policy.require_fix(grade) if required is None else required)
-        alert = _Alerts(self.store, now, terminal.terminal_id, merchant_id, txn_id)
+        fix_required, max_age = self._grade_terms(grade, mobile)
+        required = fence is not None and (fix_required if required is None else required)
+        names = (now, terminal_id, merchant_id, txn_id)  # what this check's alerts record besides their own
         if report is None:
             if fence is None:
                 return FenceVerdict(UNFENCED, "no fence registered")
             if not required:
                 return FenceVerdict(MISSING, "no signed location attached")
             reason = "no signed location attached: fix required"
-            return FenceVerdict(MISSING, reason, True, alert_id=alert("missing", reason))
+            return FenceVerdict(MISSING, reason, True, alert_id=self._alert(names, "missing", reason))
         try:
             rep = self.current(terminal, report) if txn_id else None
             if rep is not None:  # the latest accepted report, attached again: judged again, not taken again
                 age = rep.age_s(now)
-                self._fresh(rep, age, grade, mobile, terminal.terminal_id, now)
+                self._fresh(rep, age, max_age, terminal_id, now)
             else:
                 rep = self._verified(terminal, report)
-                last = self.store.last_fix(terminal.terminal_id)
+                last = self.store.last_fix(terminal_id)
                 if last is not None and rep.counter <= last.counter:
                     raise LocationReportError(
                         "replay", f"report counter {rep.counter} already used (last {last.counter}): replayed")
                 age = rep.age_s(now)
-                self._fresh(rep, age, grade, mobile, terminal.terminal_id, now)
+                self._fresh(rep, age, max_age, terminal_id, now)
                 plausible = self._plausible(rep, last, mobile)
-                if not self.store.advance(terminal.terminal_id, rep.counter, now, fix=(
+                if not self.store.advance(terminal_id, rep.counter, now, fix=(
                         rep.fix_time_ms, rep.latitude, rep.longitude, rep.accuracy_m) if plausible else None,
                         digest=sm3(report)):
                     raise LocationReportError("replay", f"report counter {rep.counter} already used: replayed")
-                self._latest[terminal.terminal_id] = (report, rep)
+                self._latest[terminal_id] = (report, rep)
         except LocationReportError as exc:
-            log.warning("location report of %s refused (%s): %s", terminal.terminal_id, exc.reason, exc)
+            log.warning("location report of %s refused (%s): %s", terminal_id, exc.reason, exc)
             return FenceVerdict(REFUSED, str(exc), required, exc.reason,
-                                alert_id=alert(exc.reason, str(exc)))
+                                alert_id=self._alert(names, exc.reason, str(exc)))
         if fence is None:
             return FenceVerdict(UNFENCED, "no fence registered", report=rep, fix_age_s=age)
         if not fence.has_area:
             if not self.adopt_first_fix:
                 return FenceVerdict(UNFENCED, "fence has no site yet", required, report=rep, fix_age_s=age)
             fence = self._adopt(fence, rep)
-        return self._judge(fence, rep, age, required, alert)
+        return self._judge(fence, rep, age, required, names)
+
+    def _grade_terms(self, grade: str, mobile: bool) -> tuple[bool, int]:
+        """(a fix is required, the oldest usable fix in s) for a grade: the policy's answers,
+        kept per policy object (it is frozen), since a sale asks for them every time."""
+        policy = self.policy
+        if policy is not self._terms_of:
+            self._terms, self._terms_of = {}, policy
+        terms = self._terms.get((grade, mobile))
+        if terms is None:
+            terms = self._terms[grade, mobile] = (policy.require_fix(grade), policy.max_fix_age_s(grade, mobile))
+        return terms
+
+    def _alert(self, names: tuple, kind: str, reason: str, counter=None, lat=None, lon=None, distance=None,
+               offset=None) -> int:
+        at, terminal_id, merchant_id, txn_id = names
+        return self.store.add_alert(at, terminal_id, merchant_id, kind, reason, txn_id, counter, lat, lon, distance,
+                                    offset)
 
     def current(self, terminal, report: bytes) -> LocationReport | None:
         """The report if it is this terminal's latest accepted one (its counter is still the
@@ -243,9 +265,7 @@ class FenceMonitor:
                     self._keys.popitem(last=False)
         return key
 
-    def _fresh(self, rep: LocationReport, age: float, grade: str, mobile: bool, terminal_id: str,
-               now: float) -> None:
-        limit = self.policy.max_fix_age_s(grade, mobile)
+    def _fresh(self, rep: LocationReport, age: float, limit: int, terminal_id: str, now: float) -> None:
         if age > limit or age < -self.policy.max_future_s:
             self.store.advance(terminal_id, rep.counter, now)  # signed by the device: never again
         if age > limit:
@@ -277,29 +297,27 @@ class FenceMonitor:
         log.info("fence of %s: site recorded from its first fix (counter %d)", fence.terminal_id, rep.counter)
         return adopted
 
-    def _judge(self, fence: Fence, rep: LocationReport, age: float, required: bool, alert) -> FenceVerdict:
+    def _judge(self, fence: Fence, rep: LocationReport, age: float, required: bool, names: tuple) -> FenceVerdict:
+        placed = self._placed.get(fence.terminal_id)
+        if placed is None or placed[0] is not fence or placed[1] is not rep or placed[2] is not self.policy:
+            placed = self._placed[fence.terminal_id] = self._place(fence, rep)
+        _, _, _, distance, offset, cells, outside = placed
+        if not outside:
+            return FenceVerdict(INSIDE, "inside the fence", required, "", rep, distance, offset, age, cells)
+        alert_id = self._alert(names, "outside", outside, rep.counter, rep.latitude, rep.longitude, distance, offset)
+        return FenceVerdict(OUTSIDE, outside, required, "", rep, distance, offset, age, cells, alert_id)
+
+    def _place(self, fence: Fence, rep: LocationReport) -> tuple:
+        """Where the fix lies against the fence: (fence, report, policy it was judged for, distance
+        from the site, offset, cells, "" inside or why outside). Kept per terminal: the same
+        report is attached to sale after sale while the terminal stands still, and every part
+        of this follows from the fence, the report and the policy alone (all three frozen)."""
         where = place(fence, rep.latitude, rep.longitude)
         cells = "unknown"
         if fence.cell_ids and rep.cell_ids:
             cells = "match" if fence.cell_ids.intersection(rep.cell_ids) else "mismatch"
-        common = dict(required=required, report=rep, distance_m=where.distance_m, offset_m=where.offset_m,
-                      fix_age_s=age, cells=cells)
-        if where.within(rep.accuracy_m, self.policy.accuracy_credit_m):
-            return FenceVerdict(INSIDE, "inside the fence", **common)
-        site = f", {where.distance_m / 1000:.1f} km from the site" if where.distance_m is not None else ""
-        reason = f"terminal {where.offset_m:.0f} m outside its fence{site}"
-        alert_id = alert("outside", reason, rep.counter, rep.latitude, rep.longitude, where.distance_m,
-                         where.offset_m)
-        return FenceVerdict(OUTSIDE, reason, alert_id=alert_id, **common)
-
-
-class _Alerts:
-    """Records alerts for one check, with what every alert of it shares."""
-
-    def __init__(self, store: FenceStore, at: float, terminal_id: str, merchant_id: str, txn_id: str):
-        self.store, self.at, self.terminal_id, self.merchant_id, self.txn_id = \
-            store, at, terminal_id, merchant_id, txn_id
-
-    def __call__(self, kind: str, reason: str, counter=None, lat=None, lon=None, distance=None, offset=None) -> int:
-        return self.store.add_alert(self.at, self.terminal_id, self.merchant_id, kind, reason, self.txn_id, counter,
-                                    lat, lon, distance, offset)
+        outside = ""
+        if not where.within(rep.accuracy_m, self.policy.accuracy_credit_m):
+            site = f", {where.distance_m / 1000:.1f} km from the site" if where.distance_m is not None else ""
+            outside = f"terminal {where.offset_m:.0f} m outside its fence{site}"
+        return fence, rep, self.policy, where.distance_m, where.offset_m, cells, outside

@@ -70,7 +70,7 @@ class LocationReport:
         return self.fix_time_ms / 1000.0
 
     def age_s(self, now: float) -> float:
-        return now - self.fix_time
+        return now - self.fix_time_ms / 1000.0  # `fix_time`, not read through the property: every sale asks
 
 
 def _seconds(when: float | dt.datetime) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import fields
 
 from acquirer.ledger import txn_id_for
 from acquirer.protocol import PrivateTag, ResponseCode, private_fields
@@ -28,6 +29,19 @@ log = logging.getLogger("acquirer.risk")
 
 _CHANNELS = {"22": "card", "23": "card", "25": "card", "31": "qr", "32": "qr", "33": "face"}
 _KINDS = {"22": "sale", "23": "void", "25": "refund", "31": "sale", "32": "sale", "33": "sale"}
+# looked up once: an enum's class attribute costs a metaclass lookup per use
+_LOCATION, _RISK_FLAGS, _PASSCODE_BLOCK = PrivateTag.LOCATION, PrivateTag.RISK_FLAGS, PrivateTag.PASSCODE_BLOCK
+_NO_FLAGS: frozenset[str] = frozenset()
+_ACTION_VALUE = {a: a.value for a in Action}  # `.value` of an enum member is a Python-level property
+# status, required, refusal, reason, offset, distance, fix age, cells without a fence check
+_NO_LOCATION = ("none", False, "", "", 0.0, -1.0, -1.0, "unknown")
+_FACTS_ORDER = ("txn_id", "terminal_id", "merchant_id", "amount", "at", "channel", "kind", "device_id",
+                "merchant_grade", "merchant_mcc", "merchant_mobile", "card_token", "masked_pan", "card_family",
+                "pin_present", "passcode_present", "cdcvm", "entry_mode", "flags", "location_status",
+                "location_required", "location_refusal", "location_reason", "location_offset_m",
+                "location_distance_m", "location_fix_age_s", "location_cells")
+if tuple(f.name for f in fields(Facts)) != _FACTS_ORDER:
+    raise ImportError("acquirer.risk.assessor builds Facts positionally: update it for the new Facts fields")
 _CTQ = 0x9F6C
 _CTQ2_CDCVM = 0x80  # card transaction qualifiers byte 2 bit 8: consumer device CVM performed
 
@@ -47,9 +61,10 @@ class RiskAssessor:
         self._merchant_ttl_s = merchant_ttl_s
         self._merchants: dict[str, tuple[float, object]] = {}
 
-    def _merchant(self, merchant_id: str):
+    def _merchant(self, merchant_id: str, now: float | None = None):
         # the registry caches terminals, not merchants: a grade change shows within the TTL
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         cached = self._merchants.get(merchant_id)
         if cached is None or cached[0] < now:
             cached = self._merchants[merchant_id] = (now + self._merchant_ttl_s, self.registry.merchant(merchant_id))
@@ -58,36 +73,46 @@ class RiskAssessor:
     def assess(self, ctx) -> Decision:
         txn_id = txn_id_for(ctx.terminal_id, ctx.batch, ctx.stan)
         terminal = ctx.terminal
-        merchant = self._merchant(terminal.merchant_id)
-        facts = self.facts(ctx, txn_id, merchant)
+        at = self.clock()
+        merchant = self._merchant(terminal.merchant_id, at)
+        verdict = None
         if self.fences is not None:
-            verdict = self.fences.check(terminal, ctx.private.get(PrivateTag.LOCATION), merchant=merchant,
-                                        txn_id=txn_id, required=self.require_fix)
-            _location(facts, verdict)
+            verdict = self.fences.check(terminal, ctx.private.get(_LOCATION), merchant=merchant, txn_id=txn_id,
+                                        required=self.require_fix)
+        facts = self.facts(ctx, txn_id, merchant, verdict, at)
         decision = self.engine.decide(facts)
         self._answer(ctx, decision, facts)
         return decision
 
-    def facts(self, ctx, txn_id: str, merchant) -> Facts:
+    def facts(self, ctx, txn_id: str, merchant, verdict=None, at: float | None = None) -> Facts:
+        """The engine's view of the request; `verdict`: the fence's on its signed fix, if checked."""
         doc, private = ctx.doc or {}, ctx.private
         amount = doc.get("4", "")
         type_code = ctx.f60.type_code if ctx.f60 else ""
-        flags = private.get(PrivateTag.RISK_FLAGS, b"").decode("ascii", "replace").split(",")
+        flags = private.get(_RISK_FLAGS)
         pin = "52" in doc
+        if verdict is None:
+            location = _NO_LOCATION
+        else:
+            offset, distance, age = verdict.offset_m, verdict.distance_m, verdict.fix_age_s
+            location = (verdict.status, verdict.required, verdict.refusal, verdict.reason,
+                        0.0 if offset is None else offset, -1.0 if distance is None else distance,
+                        -1.0 if age is None else age, verdict.cells)
+        # positional, in `Facts` field order (checked at import, `_FACTS_ORDER`): keywords
+        # cost more than the rest of this method together (a dataclass of 27 fields)
         return Facts(
-            txn_id, ctx.terminal_id, merchant.merchant_id, int(amount) if amount.isdigit() else 0, self.clock(),
-            channel=_CHANNELS.get(type_code, "card"), kind=_KINDS.get(type_code, "sale"),
-            device_id=ctx.terminal.device_id or "", merchant_grade=merchant.risk_grade, merchant_mcc=merchant.mcc,
-            merchant_mobile=bool(merchant.mobile), card_token=getattr(ctx, "pan_token", "") or "",
-            masked_pan=getattr(ctx, "masked_pan", "") or "", card_family=getattr(ctx, "card_family", "") or "",
-            pin_present=pin, passcode_present=PrivateTag.PASSCODE_BLOCK in private,
-            cdcvm=not pin and _cdcvm(ctx.icc, doc.get("55")), entry_mode=doc.get("22", ""),
-            flags=frozenset(normalise_flag(f) for f in flags if f.strip()))
+            txn_id, ctx.terminal_id, merchant.merchant_id, int(amount) if amount.isdigit() else 0,
+            self.clock() if at is None else at, _CHANNELS.get(type_code, "card"), _KINDS.get(type_code, "sale"),
+            ctx.terminal.device_id or "", merchant.risk_grade, merchant.mcc, bool(merchant.mobile),
+            getattr(ctx, "pan_token", "") or "", getattr(ctx, "masked_pan", "") or "",
+            getattr(ctx, "card_family", "") or "", pin, _PASSCODE_BLOCK in private,
+            not pin and _cdcvm(ctx.icc, doc.get("55")), doc.get("22", ""),
+            _flags(flags) if flags else _NO_FLAGS, *location)
 
     @staticmethod
     def _answer(ctx, decision: Decision, facts: Facts) -> None:
         if decision.hits:
-            ctx.notes.append(f"risk {decision.action.value}: " + ",".join(
+            ctx.notes.append(f"risk {_ACTION_VALUE[decision.action]}: " + ",".join(
                 f"{h.rule}{'(trial)' if h.status == 'trial' else ''}" for h in decision.hits))
         if not decision.blocks:
             return
@@ -100,18 +125,8 @@ class RiskAssessor:
         ctx.decide(ResponseCode(decision.code), text)
 
 
-def _location(facts: Facts, verdict) -> None:
-    facts.location_status = verdict.status
-    facts.location_required = verdict.required
-    facts.location_refusal = verdict.refusal
-    facts.location_reason = verdict.reason
-    if verdict.offset_m is not None:
-        facts.location_offset_m = verdict.offset_m
-    if verdict.distance_m is not None:
-        facts.location_distance_m = verdict.distance_m
-    if verdict.fix_age_s is not None:
-        facts.location_fix_age_s = verdict.fix_age_s
-    facts.location_cells = verdict.cells
+def _flags(raw: bytes) -> frozenset[str]:
+    return frozenset(normalise_flag(f) for f in raw.decode("ascii", "replace").split(",") if f.strip())
 
 
 def _cdcvm(icc: dict | None, icc_hex: str | None) -> bool:

@@ -17,6 +17,8 @@ from json.encoder import c_make_encoder, encode_basestring_ascii
 from operator import attrgetter
 from typing import Any, Iterable
 
+from .rules import Action
+
 # what `Facts` holds besides the columns of its own (txn id, terminal, merchant, token, amount, time)
 FIELDS = ("channel", "kind", "merchant_grade", "device_id", "masked_pan", "card_family", "merchant_mcc",
           "merchant_mobile", "pin_present", "passcode_present", "cdcvm", "entry_mode", "location_status",
@@ -24,6 +26,7 @@ FIELDS = ("channel", "kind", "merchant_grade", "device_id", "masked_pan", "card_
           "location_fix_age_s", "location_cells")
 capture = attrgetter(*FIELDS)
 _HIT_KEYS = ("rule", "status", "action", "code", "text", "values")
+_VALUE = {a: a.value for a in Action}  # `.value` of an enum member is a Python-level property
 
 
 def _encoder():
@@ -55,7 +58,7 @@ def encode_facts(values: tuple, flags: frozenset) -> str:
 
 def encode_hits(hits: Iterable) -> str:
     """`hits`: the decision's `Hit`s (read at flush: they are not changed after a decision)."""
-    return _encode([(h.rule, h.status, h.action.value, h.code, h.text, h.values) for h in hits]) if hits else "[]"
+    return _encode([(h.rule, h.status, _VALUE[h.action], h.code, h.text, h.values) for h in hits]) if hits else "[]"
 
 
 def facts_dict(text: str) -> dict[str, Any]:

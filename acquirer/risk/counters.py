@@ -49,14 +49,19 @@ class Tally:
     count, amount, round x 1m, 1h, 1d, month. The engine hands `v` itself to the rules
     (no copy per decision), so it always holds the values as of the last event."""
 
-    __slots__ = ("v", "recent", "buckets", "day", "month")
+    __slots__ = ("v", "recent", "minutes", "minute", "minute_count", "minute_amount", "minute_round", "day",
+                 "month")
 
     def __init__(self) -> None:
         self.v = [0] * 12
         self.recent: deque = deque()  # (t, amount, round) within the last 60 s
-        # (minute, count, amount, round) within the last 60 minutes; tuples, not lists: a tuple of
-        # numbers drops out of the garbage collector's sight, and a month of keys holds many
-        self.buckets: deque = deque()
+        # The hour in minute buckets: the newest minute's sums in the slots below (an event adds to
+        # them, no tuple made per event), the minutes before it as (minute, count, amount, round),
+        # oldest first; tuples, not lists: a tuple of numbers drops out of the garbage collector's
+        # sight, and a month of keys holds many.
+        self.minutes: deque = deque()
+        self.minute = -1  # the newest minute with an event; -1: none yet
+        self.minute_count = self.minute_amount = self.minute_round = 0
         self.day = self.month = -1
 
     def add(self, t: float, amount: int, rnd: int) -> list[int]:
@@ -64,6 +69,10 @@ class Tally:
 
         One call per key and decision: rolling and counting together, before the rules
         read the values (they include the transaction being decided)."""
+        return self.count(t, int(t // 60), day_of(t), amount, rnd)
+
+    def count(self, t: float, minute: int, day: int, amount: int, rnd: int) -> list[int]:
+        """`add`, with `t`'s minute and business day worked out once for a decision's three keys."""
         v, recent = self.v, self.recent
         cut = t - 60
         while recent and recent[0][0] <= cut:
@@ -71,13 +80,20 @@ class Tally:
             v[0] -= 1
             v[4] -= a
             v[8] -= r
-        buckets, minute = self.buckets, int(t // 60)
-        while buckets and buckets[0][0] <= minute - 60:
-            _, c, a, r = buckets.popleft()
+        minutes, old = self.minutes, minute - 60
+        if minute > self.minute:  # the newest minute closes (a clock stepping back counts into it)
+            if self.minute >= 0:
+                minutes.append((self.minute, self.minute_count, self.minute_amount, self.minute_round))
+            self.minute, self.minute_count, self.minute_amount, self.minute_round = minute, 1, amount, rnd
+        else:
+            self.minute_count += 1
+            self.minute_amount += amount
+            self.minute_round += rnd
+        while minutes and minutes[0][0] <= old:
+            _, c, a, r = minutes.popleft()
             v[1] -= c
             v[5] -= a
             v[9] -= r
-        day = int((t + _OFFSET_S) // 86400)
         if day > self.day:  # a clock stepping back must not wipe today
             self.day = day
             v[2] = v[6] = v[10] = 0
@@ -86,11 +102,6 @@ class Tally:
                 self.month = month
                 v[3] = v[7] = v[11] = 0
         recent.append((t, amount, rnd))
-        if buckets and buckets[-1][0] >= minute:
-            m, c, a, r = buckets[-1]
-            buckets[-1] = (m, c + 1, a + amount, r + rnd)
-        else:
-            buckets.append((minute, 1, amount, rnd))
         v[0] += 1
         v[1] += 1
         v[2] += 1
@@ -113,8 +124,7 @@ class Tally:
             return
         t, _, rnd = self.recent[-1]
         self.recent[-1] = (t, 0, rnd)
-        m, c, a, r = self.buckets[-1]
-        self.buckets[-1] = (m, c, a - amount, r)
+        self.minute_amount -= amount
         v = self.v
         v[4] -= amount
         v[5] -= amount
@@ -123,12 +133,13 @@ class Tally:
 
     def idle_since(self, minute: int) -> bool:
         """Nothing in the last hour as of `minute`."""
-        return not self.buckets or self.buckets[-1][0] <= minute - 60
+        return self.minute <= minute - 60
 
 
 class Counters:
     def __init__(self) -> None:
         self._tallies: dict[str, dict[str, Tally]] = {s: {} for s in SCOPES}
+        self._cards, self._terminals, self._merchants = (self._tallies[s] for s in SCOPES)
         self._day = -1
         self._month = -1
 
@@ -142,19 +153,10 @@ class Counters:
             month = month_of_day(day)
             if month > self._month:
                 self._forget_before(month, int(t // 60))
-        return (self._add(self._tallies["card"], card, t, amount, rnd),
-                self._add(self._tallies["terminal"], terminal, t, amount, rnd),
-                self._add(self._tallies["merchant"], merchant, t, amount, rnd))
-
-    @staticmethod
-    def _add(by_key: dict[str, Tally], key: str, t: float, amount: int, rnd: int) -> Tally | None:
-        if not key:
-            return None
-        tally = by_key.get(key)
-        if tally is None:
-            tally = by_key[key] = Tally()
-        tally.add(t, amount, rnd)
-        return tally
+        minute = int(t // 60)
+        return (_count(self._cards, card, t, minute, day, amount, rnd),
+                _count(self._terminals, terminal, t, minute, day, amount, rnd),
+                _count(self._merchants, merchant, t, minute, day, amount, rnd))
 
     def _forget_before(self, month: int, minute: int) -> None:
         """At a new month, drop keys with nothing left in any window (bounded memory)."""
@@ -162,3 +164,14 @@ class Counters:
         for by_key in self._tallies.values():
             for key in [k for k, tl in by_key.items() if tl.month < month and tl.idle_since(minute)]:
                 del by_key[key]
+
+
+def _count(by_key: dict[str, Tally], key: str, t: float, minute: int, day: int, amount: int,
+           rnd: int) -> Tally | None:
+    if not key:
+        return None
+    tally = by_key.get(key)
+    if tally is None:
+        tally = by_key[key] = Tally()
+    tally.count(t, minute, day, amount, rnd)
+    return tally

@@ -62,6 +62,11 @@ _BY_TXN = ("SELECT * FROM decisions WHERE seq IN (SELECT seq FROM decisions_by_t
            " UNION ALL SELECT * FROM decisions WHERE txn_id = :txn AND seq >"
            " (SELECT value FROM store_meta WHERE key = 'txn_indexed_to') ORDER BY seq")
 FREEZE, HOLD = "freeze", "hold"
+_INSERT = ("INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round, action, code, text,"
+           " ruleset, facts, hits) VALUES ")
+_COLUMNS = 13
+_ROW = "(" + ",".join("?" * _COLUMNS) + ")"
+_ROWS_PER_INSERT = 64  # 832 parameters: below the 999 of SQLite builds before 3.32
 log = logging.getLogger("acquirer.risk")
 
 
@@ -123,23 +128,31 @@ class DecisionStore:
     def record(self, row: tuple) -> None:
         """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, then the
         facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded at the flush)."""
+        now = self._monotonic()
         with self._lock:
-            if not self._pending:
-                self._first_pending = self._monotonic()
-            self._pending.append(row)
-            if len(self._pending) >= self.flush_every or self._monotonic() - self._first_pending >= self.flush_after_s:
+            pending = self._pending
+            if not pending:
+                self._first_pending = now
+            pending.append(row)
+            if len(pending) >= self.flush_every or now - self._first_pending >= self.flush_after_s:
                 self.flush()
 
     def flush(self) -> None:
         with self._lock:
             if not self._pending:
                 return
-            rows = [(*r[:11], encode_facts(r[11], r[12]), encode_hits(r[13])) for r in self._pending]
+            values = []
+            for r in self._pending:
+                values += r[:11]
+                values.append(encode_facts(r[11], r[12]))
+                values.append(encode_hits(r[13]))
             self._db.execute("BEGIN")
             try:
-                self._db.executemany(
-                    "INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round, action,"
-                    " code, text, ruleset, facts, hits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                # 64 rows per INSERT: one statement run instead of 64 (bind, step and reset each)
+                step = _ROWS_PER_INSERT * _COLUMNS
+                for i in range(0, len(values), step):
+                    chunk = values[i:i + step]
+                    self._db.execute(_INSERT + ",".join([_ROW] * (len(chunk) // _COLUMNS)), chunk)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
