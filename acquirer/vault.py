@@ -98,8 +98,13 @@ class CardVault(CompanionStore):
         with self._pending_lock:
             self._sending = [b for b in self._sending if b is not token]
             if not ok:
-                token.update(self._pending)
-                self._pending = token
+                self._set_aside_again(token)
+
+    def _set_aside_again(self, batch: dict[str, bytes]) -> None:
+        """Cards whose write may have failed wait for the next one, under what was kept
+        meanwhile (a newer card for the same transaction wins). Hold `_pending_lock`."""
+        batch.update(self._pending)
+        self._pending = batch
 
     def flush(self) -> None:
         """Write and commit the cards set aside (the ledger writer calls this before each group)."""
@@ -112,7 +117,6 @@ class CardVault(CompanionStore):
                 with write_transaction(self._db) as db:
                     db.executemany(_INSERT, batch.items())
             except BaseException:
-                with self._pending_lock:  # set aside again, under what was kept meanwhile
-                    batch.update(self._pending)
-                    self._pending = batch
+                with self._pending_lock:
+                    self._set_aside_again(batch)
                 raise

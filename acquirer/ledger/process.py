@@ -163,6 +163,17 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1]))
 
 
+class _Group(list):
+    """(unit, future) pairs sent to the ledger process together, and the (companion, token)
+    of the companion writes that went with them."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.taken: list = []
+
+
 class ProcessLedgerWriter:
     """`LedgerWriter`'s interface, for the host's event loop, with no thread in the host.
 
@@ -199,8 +210,7 @@ class ProcessLedgerWriter:
         self.units = 0
         self.started = 0
         self._queue: list[tuple[CommitUnit, asyncio.Future]] = []
-        self._sent: deque[list[tuple[CommitUnit, asyncio.Future]]] = deque()  # at the process, oldest first
-        self._writes: dict[int, list] = {}  # id(group) -> the companion writes sent with it
+        self._sent: deque[_Group] = deque()  # at the process, oldest first
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task | None = None
         self._scheduled = False
@@ -246,10 +256,8 @@ class ProcessLedgerWriter:
             if not self._queue and not self._sent:
                 self._idle.set()
             return
-        group, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
-        taken: list = []  # (companion, token) of the writes that go with this group
+        group, self._queue = _Group(self._queue[:self.max_group]), self._queue[self.max_group:]
         self._sent.append(group)
-        self._writes[id(group)] = taken
         try:
             writes = []
             for companion in self.companions:
@@ -258,7 +266,7 @@ class ProcessLedgerWriter:
                     companion.flush()
                 elif (found := take()) is not None:
                     writes.append(found[0])
-                    taken.append((companion, found[1]))
+                    group.taken.append((companion, found[1]))
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 raise LedgerUnavailable("ledger process is not running")
             self._proc.stdin.write(pack(("apply", self.store._clock(), [unit for unit, _ in group], writes)))
@@ -266,16 +274,14 @@ class ProcessLedgerWriter:
             err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
             self._answer(group, [err] * len(group))
 
-    def _answer(self, group, results, written: bool | None = None) -> None:
-        """`written`: whether the companion writes sent with the group were committed (None:
-        as its units were, all of them)."""
+    def _answer(self, group: "_Group", results) -> None:
         if self._sent and self._sent[0] is group:
             self._sent.popleft()
         else:  # a group that failed to leave (the newest)
             self._sent = deque(g for g in self._sent if g is not group)
-        if written is None:  # the child commits them before the units: one unit committed says so
-            written = any(not isinstance(r, BaseException) for r in results)
-        for companion, token in self._writes.pop(id(group), ()):
+        # the child commits the companion writes before the units: one unit committed says they are in
+        written = any(not isinstance(r, BaseException) for r in results)
+        for companion, token in group.taken:
             companion.written(token, written)
         self.groups += 1
         self.units += len(group)
