@@ -9,6 +9,29 @@ from pathlib import Path
 DEFAULT_STATE = os.environ.get("SOFTPOS_ACQUIRER_STATE", "var/acquirer")
 
 
+# how `acquirer serve` splits the host into processes and paces them: bench/host.py offers
+# the same options and passes them on (`process_argv`)
+PROCESS_OPTIONS = ("loop", "ledger_writer", "issuer", "issuer_answer_every", "ledger_groups")
+
+
+def add_process_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="event loop: uvloop (default) or the standard library's")
+    p.add_argument("--ledger-writer", choices=("process", "thread"), default="process",
+                   help="who applies the ledger's group commits: a child process (default) or a thread")
+    p.add_argument("--issuer", choices=("process", "inline"), default="process",
+                   help="the simulated issuer: its own process (default) or on the event loop")
+    p.add_argument("--issuer-answer-every", type=int, default=4, metavar="N",
+                   help="tuning: the issuer process answers at least every N decisions (0: when no request waits)")
+    p.add_argument("--ledger-groups", type=int, default=2, metavar="N",
+                   help="tuning: group commits at the ledger process at once (default 2)")
+
+
+def process_argv(args: argparse.Namespace) -> list[str]:
+    """The options `add_process_options` read, as `acquirer serve` arguments again."""
+    return [arg for name in PROCESS_OPTIONS for arg in ("--" + name.replace("_", "-"), str(getattr(args, name)))]
+
+
 def _state(args: argparse.Namespace) -> Path:
     path = Path(args.state)
     path.mkdir(parents=True, exist_ok=True)
@@ -326,16 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static-qr-port", type=int, default=8858,
                    help="the static-code site (served when wallets are configured; 0: any free port)")
     p.add_argument("--static-qr-url", help="its public URL, if not http://HOST:PORT (printed codes hold it)")
-    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
-                   help="event loop: uvloop (default) or the standard library's")
-    p.add_argument("--ledger-writer", choices=("process", "thread"), default="process",
-                   help="who applies the ledger's group commits: a child process (default) or a thread")
-    p.add_argument("--issuer", choices=("process", "inline"), default="process",
-                   help="the simulated issuer: its own process (default) or on the event loop")
-    p.add_argument("--issuer-answer-every", type=int, default=4, metavar="N",
-                   help="tuning: the issuer process answers at least every N decisions (0: when no request waits)")
-    p.add_argument("--ledger-groups", type=int, default=2, metavar="N",
-                   help="tuning: group commits at the ledger process at once (default 2)")
+    add_process_options(p)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_serve)
 

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from acquirer.channels.issuer import IssuerSimulator  # noqa: E402
+from acquirer.cli import PROCESS_OPTIONS, add_process_options, process_argv  # noqa: E402
 from acquirer.protocol import (EntryMode, Field60, Frame, PrivateTag, TxnType, decode, encode,  # noqa: E402
                                private_fields)
 from hardware.location import FixedSite  # noqa: E402
@@ -279,15 +280,7 @@ def main() -> int:
                     help="concurrent terminals, one sale in flight each (a host at these rates serves thousands)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
     ap.add_argument("--rate", type=float, default=1000.0, help="offered sales/s in the open-loop phase")
-    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the host's event loop")
-    ap.add_argument("--ledger-writer", choices=("process", "thread"), default="process",
-                    help="who applies the host's group commits")
-    ap.add_argument("--issuer", choices=("process", "inline"), default="process",
-                    help="the simulated issuer in its own process, or on the host's event loop")
-    ap.add_argument("--issuer-answer-every", type=int, default=4, metavar="N",
-                    help="the issuer process answers at least every N decisions (acquirer serve's option)")
-    ap.add_argument("--ledger-groups", type=int, default=2, metavar="N",
-                    help="group commits at the ledger process at once (acquirer serve's option)")
+    add_process_options(ap)  # acquirer serve's, passed on to the host
     ap.add_argument("--fresh-fixes", action="store_true",
                     help="every sale carries a newly signed fix (a terminal on the move): one SM2 check per sale")
     a = ap.parse_args()
@@ -303,9 +296,7 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         host_log = Path(tmp) / "host.log"  # a file, not a pipe nobody reads: a chatty host must not block
         host = subprocess.Popen([sys.executable, "-m", "acquirer.cli", "--state", str(state), "serve", "--port",
-                                 str(port), "--metrics-port", str(mport), "--loop", a.loop, "--ledger-writer", a.ledger_writer,
-                                 "--issuer", a.issuer, "--issuer-answer-every", str(a.issuer_answer_every),
-                                 "--ledger-groups", str(a.ledger_groups)], stdout=subprocess.PIPE,
+                                 str(port), "--metrics-port", str(mport), *process_argv(a)], stdout=subprocess.PIPE,
                                 stderr=host_log.open("w"), text=True, env=env, cwd=ROOT)
         try:
             wait_ready(host, "listening", host_log)
@@ -337,8 +328,8 @@ def main() -> int:
         "declined_or_refused": declined, "offered_rate": a.rate, "p50_ms_at_1000": round(pct(open_lat, 50), 2),
         "p99_ms_at_1000": round(pct(open_lat, 99), 2), "answered_at_1000": len(open_lat),
         "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
-        "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals, "loop": a.loop, "ledger_writer": a.ledger_writer, "issuer": a.issuer,
-        "issuer_answer_every": a.issuer_answer_every, "ledger_groups": a.ledger_groups, "fresh_fixes": a.fresh_fixes,
+        "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
+        **{name: getattr(a, name) for name in PROCESS_OPTIONS}, "fresh_fixes": a.fresh_fixes,
         "host_warnings": host_warnings, "host_cpu_us_per_sale": round(host_cpu_us),
         "setup_s": round(setup_s, 1),
     }
