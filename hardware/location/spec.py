@@ -45,6 +45,17 @@ def open_location(spec: str) -> LocationSource:
     raise LocationSpecError(f"location source {spec!r}: kind must be one of {', '.join(KINDS)}")
 
 
+def anchored(spec: str) -> str:
+    """The same source, its file path made absolute: for a process that runs in another
+    directory (the TEE runs in its state directory)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "file" and rest:
+        import os
+
+        return f"file:{os.path.abspath(rest)}"
+    return spec
+
+
 def fix_source_kind(source: LocationSource) -> str:
     """gnss, fixed or simulated: what the signed report says the fix came from."""
     from hardware.location.fixed import FixedSite

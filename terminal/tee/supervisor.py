@@ -61,15 +61,20 @@ class TeeSupervisor:
         return self
 
     def _command(self, fd: int) -> list[str]:
-        cmd = [sys.executable, "-m", "terminal.tee.server", "--fd", str(fd), "--state", str(self.state_dir)]
+        # the TEE runs in its state directory: every path it is given is absolute, or a relative
+        # one (the demo's var/demo/...) would be looked up under that directory and missed
+        from hardware.location.spec import anchored
+
+        cmd = [sys.executable, "-m", "terminal.tee.server", "--fd", str(fd), "--state",
+               os.path.abspath(self.state_dir)]
         if self.reader:
             cmd += ["--reader", self.reader]
         if self.kernel_config:
-            cmd += ["--kernel-config", str(self.kernel_config)]
+            cmd += ["--kernel-config", os.path.abspath(self.kernel_config)]
         if self.ca_keys:
-            cmd += ["--ca-keys", str(self.ca_keys)]
+            cmd += ["--ca-keys", os.path.abspath(self.ca_keys)]
         if self.location:
-            cmd += ["--location", self.location]
+            cmd += ["--location", anchored(self.location)]
         return cmd
 
     def _spawn(self) -> None:

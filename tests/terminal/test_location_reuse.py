@@ -44,3 +44,18 @@ def test_another_terminal_source_cell_or_an_older_fix_gets_a_new_report(tmp_path
     assert first not in others and len(set(others)) == 3
     latest = others[-1]
     assert keys.location_report("T0000001", fix(after_s=-1, cells=["460-00-1-2"]), "gnss", reuse_s=300) != latest
+
+
+def test_relative_paths_given_to_the_tee_are_found_from_its_own_directory(tmp_path, monkeypatch):
+    """The TEE runs in its state directory: `file:var/demo/position.json` (the demo's) is
+    handed to it as an absolute path; other kinds of source are passed on as they are."""
+    from hardware.location.spec import anchored
+    from terminal.tee.supervisor import TeeSupervisor
+
+    monkeypatch.chdir(tmp_path)
+    assert anchored("file:var/demo/position.json") == f"file:{tmp_path}/var/demo/position.json"
+    assert anchored("fixed:31.2,121.4") == "fixed:31.2,121.4" and anchored("gpsd") == "gpsd"
+    command = TeeSupervisor("tee", ca_keys="cards/ca_keys.toml", location="file:position.json")._command(3)
+    assert command[command.index("--location") + 1] == f"file:{tmp_path}/position.json"
+    assert command[command.index("--state") + 1] == f"{tmp_path}/tee"
+    assert command[command.index("--ca-keys") + 1] == f"{tmp_path}/cards/ca_keys.toml"
