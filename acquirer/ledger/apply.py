@@ -14,7 +14,7 @@ it are one query (`_ARRIVAL`).
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from . import projection
 from .errors import (AlreadyAnswered, BatchNotOpen, DedupConflict, DuplicateTransaction, InvalidEntry,
@@ -22,6 +22,7 @@ from .errors import (AlreadyAnswered, BatchNotOpen, DedupConflict, DuplicateTran
                      VoidNotAllowed)
 from .model import (CommitUnit, Event, JournalEntry, Receipt, ReversalOutcome, Status, StoredResponse,
                     details_dumps as dumps, reversal_outcome)
+from .rows import entry_details
 from .settlement import BatchClose, BatchUpload, difference_json, totals_of
 
 
@@ -52,6 +53,50 @@ def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float, *, probe: 
         store_upload(conn, unit.upload, at)
     next_batch = close_batch(conn, unit.close, at, seqs) if unit.close is not None else None
     return Receipt(tuple(seqs), reversals, next_batch)
+
+
+# A plain unit's statements (`rows`), each run by one executemany for a run of plain units.
+# Its entries are journaled only where `check_new` would let them in (no reversal of their
+# STAN already answered; their batch open, unless declined), so the rows inserted say
+# whether every unit passed; seq is given, counted on from the journal's last.
+_PLAIN_RESPONSE = ("INSERT INTO responses (terminal_id, batch, stan, reversal, request_digest, response, at) "
+                   "VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING")
+_PLAIN_JOURNAL = ("INSERT INTO journal (seq, txn_id, event, amount, at, original_txn_id, details) "
+                  "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM responses WHERE terminal_id = ?8 "
+                  "AND batch = ?9 AND stan = ?10 AND reversal = 1) AND (?3 = 'DECLINED' OR EXISTS (SELECT 1 FROM "
+                  "batches WHERE terminal_id = ?8 AND batch = ?9 AND closed_at IS NULL))")
+_CREATED = {Event.AUTHORISED.value: Status.APPROVED.value, Event.DECLINED.value: Status.DECLINED.value}
+
+
+def apply_plain(conn: sqlite3.Connection, items: Sequence[tuple], at: float) -> list[tuple[int, ...]] | None:
+    """Applies a run of plain units (`rows`): each one's journal seqs, or None if any unit
+    would be refused or fails a key (the caller rolls back and applies the group unit by
+    unit, for the refusals in their order). The same rows as `apply_unit` with probe=False
+    writes, and the same seqs: plain units read nothing another one writes (`rows`)."""
+    responses, journal_rows, txn_rows, seqs = [], [], [], []
+    seq = conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
+    for response, entries in items:
+        if response is not None:
+            responses.append((*response, at))
+        first = seq + 1
+        for e in entries:
+            seq += 1
+            (event, txn_id, amount, tid, mid, batch, stan, kind, channel, currency, rrn, auth, code, masked, token,
+             orig, _) = e
+            journal_rows.append((seq, txn_id, event, amount, at, orig, entry_details(e), tid, batch, stan))
+            txn_rows.append((txn_id, tid, mid, batch, stan, rrn, auth, kind, channel, amount, currency,
+                             _CREATED[event], 0, orig, code, masked, token, at, at))
+        seqs.append(tuple(range(first, seq + 1)))
+    try:
+        if responses and conn.executemany(_PLAIN_RESPONSE, responses).rowcount != len(responses):
+            return None  # a key answered already
+        if journal_rows:
+            if conn.executemany(_PLAIN_JOURNAL, journal_rows).rowcount != len(journal_rows):
+                return None  # an entry check_new refuses
+            conn.executemany(projection.INSERT, txn_rows)
+    except sqlite3.IntegrityError:  # a transaction that exists
+        return None
+    return seqs
 
 
 _JOURNAL = "INSERT INTO journal (txn_id, event, amount, at, original_txn_id, details) VALUES (?, ?, ?, ?, ?, ?)"

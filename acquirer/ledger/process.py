@@ -19,7 +19,9 @@ stdin, and the child exits after the group it is applying. A child that dies is
 replaced; what its unanswered group gets is said by each client.
 
 Wire (stdin/stdout of the child, acquirer.childproc): request ("apply", at, units[,
-companion writes]) -> the list of results (Receipt or LedgerError), or ("close",).
+companion writes]) -> the list of results (Receipt or LedgerError), or ("close",). A plain
+unit crosses as its rows and its Receipt as its seqs (acquirer.ledger.rows: what pickling
+the dataclasses cost both processes).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from acquirer.childproc import PROJECT_ROOT, Messages, command, pack, receive, r
 
 from .errors import LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Receipt
+from .rows import receipts, to_row
 from .writer import settle
 
 log = logging.getLogger("acquirer.ledger.process")
@@ -73,8 +76,8 @@ class LedgerProcess:
         with self._lock:
             proc = self._child()
             try:
-                send(proc.stdin, ("apply", at, list(units)))
-                return receive(proc.stdout)
+                send(proc.stdin, ("apply", at, [to_row(u) for u in units]))
+                return receipts(receive(proc.stdout))
             except (EOFError, OSError, pickle.PickleError) as exc:
                 self._discard()
                 raise LedgerUnavailable(f"ledger process failed: {exc}") from None
@@ -123,7 +126,7 @@ def main(path: str) -> int:
             except sqlite3.Error as exc:  # no unit goes in after companion writes that may be lost
                 send(stdout, [LedgerUnavailable(f"companion store write failed: {exc}")] * len(units))
                 continue
-            send(stdout, ledger.commit_here(units, at))  # the host's ledger keeps the read caches
+            send(stdout, ledger.commit_rows(units, at))  # the host's ledger keeps the read caches
     finally:
         companions.close()
         ledger.close()
@@ -269,7 +272,7 @@ class ProcessLedgerWriter:
                     group.taken.append((companion, found[1]))
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 raise LedgerUnavailable("ledger process is not running")
-            self._proc.stdin.write(pack(("apply", self.store._clock(), [unit for unit, _ in group], writes)))
+            self._proc.stdin.write(pack(("apply", self.store._clock(), [to_row(unit) for unit, _ in group], writes)))
         except Exception as exc:  # nothing of this group is known to be durable
             err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
             self._answer(group, [err] * len(group))
@@ -296,6 +299,7 @@ class ProcessLedgerWriter:
                     if not self._sent:
                         continue
                     group = self._sent[0]  # the process answers its groups in order
+                    results = receipts(results)
                     self.store._remember([unit for unit, _ in group], results)
                     self._answer(group, results)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):

@@ -15,7 +15,7 @@ from .model import Channel, Event, Status, Transaction, TxnKind, TxnRecord
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(Transaction))
 SELECT_TXN = f"SELECT {', '.join(COLUMNS)} FROM transactions"
-_INSERT = f"INSERT INTO transactions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT = f"INSERT INTO transactions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _AMOUNT, _ORIGINAL, _AT = (COLUMNS.index(c) for c in ("amount", "original_txn_id", "created_at"))
 _CREATED_STATUS = {Event.AUTHORISED: Status.APPROVED, Event.REFUNDED: Status.APPROVED,
                    Event.VOIDED: Status.APPROVED, Event.DECLINED: Status.DECLINED}
@@ -82,7 +82,7 @@ def project_created(conn: sqlite3.Connection, event: Event, txn_id: str, amount:
 
 def _create(conn: sqlite3.Connection, event: Event, row: tuple) -> None:
     """A new transaction's row (in `COLUMNS` order), and what it does to its original."""
-    conn.execute(_INSERT, row)
+    conn.execute(INSERT, row)
     if event is Event.REFUNDED:
         conn.execute("UPDATE transactions SET refunded_amount = refunded_amount + ?, updated_at = ? "
                      "WHERE txn_id = ?", (row[_AMOUNT], row[_AT], row[_ORIGINAL]))

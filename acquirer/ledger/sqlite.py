@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 from acquirer.sqlite_tx import write_transaction
 
-from . import apply, projection
+from . import apply, projection, rows
 from .errors import InvalidEntry, LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Event, JournalRecord, Receipt, Transaction, txn_id_for
 from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL
@@ -169,14 +169,20 @@ class SQLiteLedger(LedgerStore):
             self._remember(units, results)
             return results
 
-    def commit_here(self, units: Sequence[CommitUnit], at: float) -> list[Receipt | LedgerError]:
-        """`commit_many` on this connection, leaving the read caches alone: what the ledger
-        process runs (nothing reads through its ledger). The caller holds the write lock or
-        is the only thread."""
+    def commit_here(self, units: Sequence, at: float) -> list[Receipt | LedgerError]:
+        """`commit_many` on this connection, leaving the read caches alone. `units` may be
+        given as their rows (`rows.to_row`). The caller holds the write lock or is the only
+        thread."""
+        return rows.receipts(self.commit_rows([rows.to_row(u) if type(u) is CommitUnit else u for u in units], at))
+
+    def commit_rows(self, items: Sequence, at: float) -> list:
+        """`commit_here` of units as rows (`rows.to_row`), answered as the ledger process
+        sends them back: a plain unit's receipt as its seqs (`rows.receipts` makes them
+        Receipts). What the ledger process runs (nothing reads through its ledger)."""
         w = self._w
         try:
             w.execute("BEGIN IMMEDIATE")
-            results = self._apply_group(w, units, at)
+            results = self._apply_group(w, items, at)
             w.execute("COMMIT")
             return results
         except Exception as exc:
@@ -184,24 +190,26 @@ class SQLiteLedger(LedgerStore):
                 w.execute("ROLLBACK")
             # every verdict was reached against state that is now gone, a replayed response
             # included: none may be answered but "system malfunction"
-            return [_unavailable(exc) for _ in units]
+            return [_unavailable(exc) for _ in items]
 
-    def _apply_group(self, w: sqlite3.Connection, units: Sequence[CommitUnit], at: float
-                     ) -> list[Receipt | LedgerError]:
+    def _apply_group(self, w: sqlite3.Connection, items: Sequence, at: float) -> list:
         # Most groups pass whole: applied with no savepoint, which would make SQLite copy every
-        # page the group touches, and without looking for an existing transaction first (its
-        # primary key refuses a second one). A unit refused, or any error: the transaction is
-        # rolled back and the group applied again, each unit in a savepoint of its own, with
-        # every check in its order, so the refusals are the same as ever.
+        # page the group touches, without looking for an existing transaction first (its
+        # primary key refuses a second one), and each run of plain units (`rows`) with one
+        # statement per table. A unit refused, or any error: the transaction is rolled back
+        # and the group applied again, each unit in a savepoint of its own, with every check
+        # in its order, so the refusals are the same as ever.
         try:
-            return [apply.apply_unit(w, unit, at, probe=False) for unit in units]
+            results = _apply_whole(w, items, at)
+            if results is not None:
+                return results
         except Exception:
             if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
                 raise
         w.execute("ROLLBACK")
         w.execute("BEGIN IMMEDIATE")
         results: list[Receipt | LedgerError] = []
-        for unit in units:
+        for unit in map(rows.to_unit, items):
             w.execute("SAVEPOINT unit")
             try:
                 receipt = apply.apply_unit(w, unit, at)
@@ -365,6 +373,25 @@ class SQLiteLedger(LedgerStore):
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+
+
+def _apply_whole(w: sqlite3.Connection, items: Sequence, at: float) -> list | None:
+    """The group in its order, no unit refused: each run of plain units by `apply.apply_plain`,
+    any other unit by `apply.apply_unit` with no probe. None (or an error) if one is refused."""
+    results: list = []
+    run: list = []
+    for item in (*items, None):  # None: the end, where the last run is applied
+        if type(item) is tuple:
+            run.append(item)
+            continue
+        if run:
+            if (seqs := apply.apply_plain(w, run, at)) is None:
+                return None
+            results += seqs
+            run = []
+        if item is not None:
+            results.append(apply.apply_unit(w, item, at, probe=False))
+    return results
 
 
 def _replay(source: sqlite3.Connection, target: sqlite3.Connection) -> None:
