@@ -28,6 +28,7 @@ from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL
 from .settlement import BatchItem, BatchRecord, Totals
 from .store import BUSINESS_TZ, LedgerStore
 
+_UNKNOWN = object()  # not in a cache
 RRN_PER_DAY = 10**8  # 12-digit RRN: YDDD (last year digit, day of year) + 8-digit sequence
 
 
@@ -92,8 +93,15 @@ class SQLiteLedger(LedgerStore):
     # --- de-duplication ---------------------------------------------------------------
     def lookup_response(self, terminal_id: str, batch: str, stan: str, *,
                         reversal: bool = False) -> tuple[bytes, bytes] | None:
-        if self.current_batch(terminal_id) == batch:
-            keys = self._answered_keys(terminal_id, batch)
+        # every request asks: the caches are read without their lock (a dict's get and a set's
+        # `in` are atomic; their writers hold the lock), only a miss goes on to fill them
+        open_batch = self._open_batches.get(terminal_id, _UNKNOWN)
+        if open_batch is _UNKNOWN:
+            open_batch = self.current_batch(terminal_id)
+        if open_batch == batch:
+            keys = self._answered.get((terminal_id, batch))
+            if keys is None:
+                keys = self._answered_keys(terminal_id, batch)
             if keys is not None and (stan, int(reversal)) not in keys:
                 return None  # never answered in the open batch (module docstring)
         return self.stored_response(terminal_id, batch, stan, reversal=reversal)
@@ -250,9 +258,10 @@ class SQLiteLedger(LedgerStore):
         return batch  # type: ignore[return-value]
 
     def current_batch(self, terminal_id: str) -> str | None:
+        batch = self._open_batches.get(terminal_id, _UNKNOWN)  # read without the lock: see lookup_response
+        if batch is not _UNKNOWN:
+            return batch
         with self._cache_lock:
-            if terminal_id in self._open_batches:
-                return self._open_batches[terminal_id]
             gen = self._batches_gen
         row = self._r().execute("SELECT batch FROM batches WHERE terminal_id = ? AND closed_at IS NULL",
                                 (terminal_id,)).fetchone()
@@ -269,12 +278,12 @@ class SQLiteLedger(LedgerStore):
             if keys is not None:
                 return keys
             gen = self._answers_gen, self._batches_gen
-        rows = self._r().execute("SELECT stan, reversal FROM responses WHERE terminal_id = ? AND batch = ?",
-                                 (terminal_id, batch)).fetchall()
+        found = self._r().execute("SELECT stan, reversal FROM responses WHERE terminal_id = ? AND batch = ?",
+                                  (terminal_id, batch)).fetchall()
         with self._cache_lock:
             if gen != (self._answers_gen, self._batches_gen):
                 return None  # a write landed meanwhile: ask SQLite this time
-            keys = self._answered[(terminal_id, batch)] = {(stan, rev) for stan, rev in rows}
+            keys = self._answered[(terminal_id, batch)] = {(stan, rev) for stan, rev in found}
         return keys
 
     def _remember(self, units: Sequence[CommitUnit], results: list) -> None:
