@@ -45,9 +45,11 @@ def to_row(unit: CommitUnit) -> Any:
         rec = e.record
         if e.event not in PLAIN_EVENTS or rec is None or e.txn_id != rec.txn_id or e.amount != rec.amount:
             return unit  # refused (or applied) only by the rules, one unit at a time
-        entries.append((e.event.value, e.txn_id, e.amount, rec.terminal_id, rec.merchant_id, rec.batch, rec.stan,
-                        rec.kind.value, rec.channel.value, rec.currency, rec.rrn, rec.auth_code, rec.response_code,
-                        rec.masked_pan, rec.pan_token, rec.original_txn_id, dict(rec.extra) if rec.extra else None))
+        # `_value_`, not `value`: an enum's `value` is a property looked up through its class
+        entries.append((e.event._value_, e.txn_id, e.amount, rec.terminal_id, rec.merchant_id, rec.batch, rec.stan,
+                        rec.kind._value_, rec.channel._value_, rec.currency, rec.rrn, rec.auth_code,
+                        rec.response_code, rec.masked_pan, rec.pan_token, rec.original_txn_id,
+                        dict(rec.extra) if rec.extra else None))
     return response, tuple(entries)
 
 
