@@ -181,7 +181,7 @@ class SQLiteLedger(LedgerStore):
         """`commit_many` on this connection, leaving the read caches alone. `units` may be
         given as their rows (`rows.to_row`). The caller holds the write lock or is the only
         thread."""
-        return rows.receipts(self.commit_rows([rows.to_row(u) if type(u) is CommitUnit else u for u in units], at))
+        return rows.receipts(self.commit_rows([rows.to_row(u) for u in units], at))
 
     def commit_rows(self, items: Sequence, at: float) -> list:
         """`commit_here` of units as rows (`rows.to_row`), answered as the ledger process
