@@ -86,6 +86,13 @@ class BlockCipher:
         (CBC-MAC) that feed it whole blocks themselves."""
         return self._enc.update if self.algorithm is Algorithm.SM4 else self._enc.encrypt
 
+    def cbc_context(self):
+        """`update` of a fresh SM4-CBC encryption context under a zero IV, never finalised:
+        for a caller that keeps its own running chain (keys.mac.CBCMAC) and its own lock."""
+        if self.algorithm is not Algorithm.SM4:
+            raise InvalidKey("a running CBC context is offered for SM4 only")
+        return Cipher(algorithms.SM4(self._key), modes.CBC(bytes(16))).encryptor().update
+
     def decrypt_ecb(self, data: bytes) -> bytes:
         self._check_blocks(data)
         if self.algorithm is Algorithm.SM4:
