@@ -35,6 +35,15 @@ TOKEN_KEY = "host/TOKEN"
 _INSERT = "INSERT OR REPLACE INTO cards VALUES (?,?)"
 
 
+def _card_json(pan: str, expiry: str, psn: str) -> bytes:
+    """`json.dumps([pan, expiry, psn]).encode()`, the sealed card's format, without the json
+    module (a tenth of its cost) when the three are plain letters and digits, as cards' are."""
+    joined = pan + expiry + psn
+    if joined.isalnum() and joined.isascii():
+        return f'["{pan}", "{expiry}", "{psn}"]'.encode()
+    return json.dumps([pan, expiry, psn]).encode()
+
+
 class CardVault(CompanionStore):
     def __init__(self, path: str | os.PathLike, hsm: HSM, *, grouped: bool = False):
         self._hsm = hsm
@@ -58,7 +67,7 @@ class CardVault(CompanionStore):
         return self._hsm.token(TOKEN_KEY, pan.encode("ascii"))
 
     def keep(self, txn_id: str, pan: str, expiry: str, psn: str) -> None:
-        sealed = self._hsm.seal_data(VAULT_KEY, json.dumps([pan, expiry, psn]).encode())
+        sealed = self._hsm.seal_data(VAULT_KEY, _card_json(pan, expiry, psn))
         if self._deferred:  # written by the next flush: no SQLite on the caller's thread
             with self._pending_lock:
                 self._pending[txn_id] = sealed

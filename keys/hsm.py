@@ -21,8 +21,8 @@ from pathlib import Path
 
 from . import emv, envelope, keyblock
 from .errors import InvalidKey, KeyBlockError, KeyNotFound, KeyUsageError, MACError
-from .hashes import hmac_sm3
-from .mac import CBCMAC, cmac, cup_ecb_mac, verify, x919_mac
+from .hashes import HMACSM3
+from .mac import CBCMAC, cmac, cup_ecb_mac, x919_mac
 from .model import Key, KeyAlgorithm, KeyUsage
 from .pinblock import PinBlockFormat, decrypt_pin_block, encrypt_pin_block
 from .symmetric import open_field, seal_field
@@ -96,7 +96,9 @@ class HSM:
         self._lmk = lmk
         self._lock = threading.RLock()
         self._cache: dict[str, Key] = {}
-        self._macs: dict[tuple[str, str, int], CBCMAC] = {}
+        # per key name, what its use needs made once (a MAC's `mac`, a token key's keyed HMAC),
+        # made after the usage check and dropped when the key is replaced or deleted (_forget)
+        self._macs: dict[tuple, object] = {}
         self._sm2: dict[str, object] = {}  # SM2PrivateKey per name: importing one costs a scalar multiplication
         self._card_keys: dict[tuple, tuple[Key, emv.CardKey]] = {}  # verify_arqc's, see _card_key
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
@@ -135,10 +137,14 @@ class HSM:
                 (name, key.usage.value, key.algorithm.value, key.version, key.kcv, block, time.time()),
             )
             self._cache[name] = key
-            self._sm2.pop(name, None)
-            for k in [k for k in self._macs if k[0] == name]:
-                del self._macs[k]
+            self._forget(name)
         return self.info(name)
+
+    def _forget(self, name: str) -> None:
+        """Drop what was made from the key `name` (it was replaced or deleted). Hold the lock."""
+        self._sm2.pop(name, None)
+        for k in [k for k in self._macs if k[0] == name]:
+            del self._macs[k]
 
     def _get(self, name: str, *usages: KeyUsage) -> Key:
         key = self._cache.get(name)  # a dict read is atomic: the lock only guards loading
@@ -180,9 +186,7 @@ class HSM:
         with self._lock:
             self._db.execute("DELETE FROM keys WHERE name=?", (name,))
             self._cache.pop(name, None)
-            self._sm2.pop(name, None)
-            for k in [k for k in self._macs if k[0] == name]:
-                del self._macs[k]
+            self._forget(name)
 
     # --- key lifecycle ---------------------------------------------------------
     def generate(self, name: str, algorithm: KeyAlgorithm | str, usage: KeyUsage | str,
@@ -265,17 +269,30 @@ class HSM:
 
     def token(self, name: str, data: bytes) -> str:
         """A keyed token (HMAC-SM3, 128 bits, hex) standing for `data` (a PAN) without revealing it."""
-        return hmac_sm3(self._get(name, KeyUsage.TOKEN).material, data)[:16].hex().upper()
+        keyed = self._macs.get((name, "token"))  # a dict read is atomic: `_keyed` makes it under the lock
+        if keyed is None:
+            keyed = self._keyed((name, "token"), (KeyUsage.TOKEN,), lambda key: HMACSM3(key.material).digest)
+        return keyed(data)[:16].hex().upper()
+
+    def _keyed(self, slot: tuple, usages: tuple, make):
+        """What `make(key)` gives for the key `slot[0]` (of one of `usages`), kept under `slot`
+        until that key is replaced or deleted. Made under the lock `_put` and `delete` hold,
+        so nothing made from a replaced key is kept."""
+        with self._lock:
+            op = self._macs.get(slot)
+            if op is None:
+                op = self._macs[slot] = make(self._get(slot[0], *usages))
+        return op
 
     # --- MACs ------------------------------------------------------------------
     def generate_mac(self, name: str, data: bytes, method: str = "cbc", length: int = 8) -> bytes:
+        mac = self._macs.get((name, method, length))  # every request and response: one dict read
+        if mac is not None:
+            return mac(data)
         key = self._get(name, KeyUsage.TAK, KeyUsage.ZAK)
         if method == "cbc":
-            cache_key = (name, method, length)
-            m = self._macs.get(cache_key)
-            if m is None:
-                m = self._macs[cache_key] = CBCMAC(key.cipher, 2, length)
-            return m.mac(data)
+            return self._keyed((name, method, length), (KeyUsage.TAK, KeyUsage.ZAK),
+                               lambda key: CBCMAC(key.cipher, 2, length).mac)(data)
         if method == "cup_ecb":
             return cup_ecb_mac(key.cipher, data)
         if method == "x919":
@@ -285,7 +302,8 @@ class HSM:
         raise ValueError(f"MAC method must be one of {', '.join(MAC_METHODS)}, got {method!r}")
 
     def verify_mac(self, name: str, data: bytes, tag: bytes, method: str = "cbc") -> None:
-        verify(self.generate_mac(name, data, method, len(tag)), tag)
+        if not hmac.compare_digest(self.generate_mac(name, data, method, len(tag)), tag):
+            raise MACError("MAC mismatch")
 
     # --- EMV -------------------------------------------------------------------
     def verify_arqc(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str, atc: bytes,

@@ -26,6 +26,7 @@ Each algorithm, exactly (|| is concatenation, E_K one block of the cipher under 
 from __future__ import annotations
 
 import hmac as _hmac
+import threading
 
 from Crypto.Cipher import DES as _DES
 from cryptography.hazmat.primitives import cmac as _cmac
@@ -45,9 +46,14 @@ def _pad(data: bytes, block: int, method: int) -> bytes:
 
 class CBCMAC:
     """ISO 9797-1 algorithm 1 under one key, with the key schedule kept between calls
-    (a 64-byte SM4 MAC is five block encryptions; re-expanding the key would triple it)."""
+    (a 64-byte SM4 MAC is five block encryptions; re-expanding the key would triple it).
 
-    __slots__ = ("_cipher", "_block", "_method", "_length", "_update")
+    SM4 runs on a CBC context of its own that is never finalised: each MAC continues the
+    chain of the one before, so its first block is XORed with the last ciphertext block
+    the context gave (which is then the same as starting from a zero IV). One OpenSSL call
+    per MAC, and no copy beyond the padding and that first block."""
+
+    __slots__ = ("_cipher", "_block", "_method", "_length", "_update", "_sm4", "_lock", "_last")
 
     def __init__(self, cipher: BlockCipher, padding: int = 2, length: int | None = None):
         self._cipher = cipher
@@ -56,6 +62,11 @@ class CBCMAC:
         self._length = length or cipher.block_size
         self._update = cipher.ecb_block_function
         _pad(b"", self._block, padding)  # validate the padding method once
+        self._sm4 = cipher.algorithm is Algorithm.SM4
+        if self._sm4:
+            self._update = cipher.cbc_context()
+            self._lock = threading.Lock()  # the running chain is shared state (worker threads MAC too)
+            self._last = 0  # the context's last ciphertext block, as an integer
 
     def __repr__(self) -> str:
         return f"<CBCMAC {self._cipher.algorithm.value} pad={self._method} len={self._length}>"
@@ -66,8 +77,12 @@ class CBCMAC:
             data = data + b"\x80" + bytes(-(len(data) + 1) % b)
         else:
             data = _pad(data, b, self._method)
-        if self._cipher.algorithm is Algorithm.SM4:  # the last block of CBC under a zero IV, in one call
-            return self._cipher.encrypt_cbc(data)[-b:][: self._length]
+        if self._sm4:  # the last block of CBC under a zero IV, in one call on the running chain
+            with self._lock:
+                out = self._update((int.from_bytes(data[:16]) ^ self._last).to_bytes(16) + data[16:])
+                tail = out[-16:]
+                self._last = int.from_bytes(tail)
+            return tail[: self._length]
         upd, fb = self._update, int.from_bytes
         h = 0
         for i in range(0, len(data), b):

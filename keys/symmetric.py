@@ -86,6 +86,13 @@ class BlockCipher:
         (CBC-MAC) that feed it whole blocks themselves."""
         return self._enc.update if self.algorithm is Algorithm.SM4 else self._enc.encrypt
 
+    def cbc_context(self):
+        """`update` of a fresh SM4-CBC encryption context under a zero IV, never finalised:
+        for a caller that keeps its own running chain (keys.mac.CBCMAC) and its own lock."""
+        if self.algorithm is not Algorithm.SM4:
+            raise InvalidKey("a running CBC context is offered for SM4 only")
+        return Cipher(algorithms.SM4(self._key), modes.CBC(bytes(16))).encryptor().update
+
     def decrypt_ecb(self, data: bytes) -> bytes:
         self._check_blocks(data)
         if self.algorithm is Algorithm.SM4:
@@ -236,12 +243,18 @@ def seal_field(cipher: BlockCipher, data: bytes, iv: bytes | None = None) -> byt
     """Encrypt a sensitive message field (track 2, PAN): random IV || CBC(pad method 2).
 
     A fresh IV per message keeps equal PANs from producing equal ciphertexts."""
-    iv = os.urandom(cipher.block_size) if iv is None else iv
-    return iv + cipher.encrypt_cbc(pad_iso9797_m2(data, cipher.block_size), iv)
+    b = cipher.block_size
+    iv = os.urandom(b) if iv is None else iv
+    data = data + b"\x80" + bytes(-(len(data) + 1) % b)  # ISO 9797-1 method 2, inline (every sale)
+    if cipher.algorithm is Algorithm.SM4 and len(iv) == b:  # whole blocks, a sound IV: straight to the chain
+        return iv + cipher._running_cbc(True, data, iv)
+    return iv + cipher.encrypt_cbc(data, iv)
 
 
 def open_field(cipher: BlockCipher, sealed: bytes) -> bytes:
     b = cipher.block_size
     if len(sealed) < 2 * b or len(sealed) % b:
         raise DecryptionError(f"sealed field must be IV plus whole {b}-byte blocks, got {len(sealed)} bytes")
+    if cipher.algorithm is Algorithm.SM4:  # lengths checked above: straight to the running chain
+        return unpad_iso9797_m2(cipher._running_cbc(False, sealed[b:], sealed[:b]))
     return unpad_iso9797_m2(cipher.decrypt_cbc(sealed[b:], sealed[:b]))

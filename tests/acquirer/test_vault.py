@@ -83,3 +83,18 @@ def test_cards_handed_to_the_ledger_process_are_found_until_written_and_kept_if_
     assert vault.take_writes() is None and set(rows(tmp_path / "vault.db")) == {TXN}
     assert vault.card(TXN) == (PAN, "2712", "01")  # now from the file
     vault.close()
+
+
+@pytest.mark.parametrize("card", [("6212345678901234", "3012", "001"), ("6212345678901234", "3012", ""),
+                                  ('62"1\\2', "30 12", "é")])
+def test_the_sealed_card_is_the_json_it_always_was(tmp_path, hsm, card):
+    import json
+
+    from acquirer.vault import VAULT_KEY, _card_json
+
+    assert _card_json(*card) == json.dumps(list(card)).encode()
+    vault = CardVault(tmp_path / "vault.db", hsm)
+    vault.keep("T1:000001:000001", *card)
+    sealed = vault._db.execute("SELECT sealed FROM cards").fetchone()[0]
+    assert json.loads(hsm.open_data(VAULT_KEY, sealed)) == list(card)
+    assert vault.card("T1:000001:000001") == card

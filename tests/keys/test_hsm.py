@@ -217,3 +217,29 @@ def test_sealed_fields_under_the_tdk(hsm):
     hsm.generate("terminal/T1/TAK", "SM4", "TAK")
     with pytest.raises(KeyUsageError):
         hsm.seal_data("terminal/T1/TAK", track2)
+
+
+def test_tokens_are_kept_per_key_and_follow_rotation_and_deletion(hsm):
+    from keys.hashes import hmac_sm3
+
+    hsm.generate("host/TOKEN", "SM4", "TOKEN")
+    first = hsm.token("host/TOKEN", PAN.encode())
+    assert first == hsm.token("host/TOKEN", PAN.encode()) != hsm.token("host/TOKEN", b"6212345678901235")
+    hsm.import_clear("host/TOKEN", Key("SM4", "TOKEN", bytes(16), version=2))
+    assert hsm.token("host/TOKEN", PAN.encode()) == hmac_sm3(bytes(16), PAN.encode())[:16].hex().upper() != first
+    hsm.delete("host/TOKEN")
+    with pytest.raises(KeyNotFound):
+        hsm.token("host/TOKEN", PAN.encode())
+    hsm.generate("host/TAK", "SM4", "TAK")
+    with pytest.raises(KeyUsageError):
+        hsm.token("host/TAK", PAN.encode())
+
+
+def test_a_deleted_mac_key_is_not_served_from_the_kept_mac(hsm):
+    hsm.generate("t/TAK", "SM4", "TAK")
+    hsm.generate_mac("t/TAK", b"msg")
+    hsm.delete("t/TAK")
+    with pytest.raises(KeyNotFound):
+        hsm.generate_mac("t/TAK", b"msg")
+    with pytest.raises(KeyNotFound):
+        hsm.verify_mac("t/TAK", b"msg", bytes(8))

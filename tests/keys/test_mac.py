@@ -101,3 +101,14 @@ def test_cup_ecb_mac_sm4_form():
 def test_single_des_cipher_refuses_other_lengths():
     with pytest.raises(InvalidKey):
         single_des_cipher(bytes(16))
+
+
+def test_one_sm4_cbcmac_kept_across_messages_matches_the_oracle_each_time():
+    """CBCMAC runs every MAC on one never-finalised CBC chain: each result must still be
+    the MAC of its message alone, whatever came before (lengths 0 to 3 blocks and more)."""
+    cipher = BlockCipher("SM4", K16)
+    m = CBCMAC(cipher, padding=2, length=16)
+    for n in (0, 1, 15, 16, 17, 64, 230, 3, 31, 32, 33):
+        data = bytes((i * 7 + n) % 256 for i in range(n))
+        assert m.mac(data) == oracle.sm4_cbc_mac(K16, data)
+        cipher.encrypt_cbc(bytes(32))  # the key's own CBC chain is a separate one

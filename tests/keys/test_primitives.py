@@ -174,3 +174,14 @@ def test_sm4_cbc_mac_in_one_call_equals_the_block_by_block_chain(data):
     for i in range(0, len(padded), 16):
         h = cipher.encrypt_ecb(bytes(x ^ y for x, y in zip(h, padded[i:i + 16])))
     assert CBCMAC(cipher, 2, 8).mac(data) == h[:8]
+
+
+def test_sm3_matches_cryptography_and_keyed_hmac_matches_hmac_sm3():
+    from keys.hashes import HMACSM3, _cryptography_sm3
+
+    for data in (b"", b"abc", bytes(range(256)) * 3):
+        assert sm3(data) == _cryptography_sm3(data)
+    keyed = HMACSM3(b"k" * 16)
+    for data in (b"6212345678901234", b"", b"6212345678901234"):  # the keyed state is copied, never used up
+        assert keyed.digest(data) == hmac_sm3(b"k" * 16, data)
+    assert "k" * 16 not in repr(keyed)
