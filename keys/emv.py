@@ -178,6 +178,7 @@ def _session_key(family: CardFamily, encrypt_ecb, atc: bytes, un: bytes | None =
 
 
 _ZERO_BLOCK = bytes(16)
+_SIX_ZEROS = bytes(6)
 _CBC_ZERO_IV = modes.CBC(_ZERO_BLOCK)  # a mode object holds only its IV: one serves every key
 _ECB = modes.ECB()
 
