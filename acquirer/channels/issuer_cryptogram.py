@@ -104,13 +104,16 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
 
 def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCryptogram:
     """Take the AC, the ATC and the covered data from field 55's tags."""
-    ac = _value(icc, 0x9F26, 8)
+    ac = icc.get(0x9F26)
+    ac = bytes(ac) if ac is not None and len(ac) == 8 else _value(icc, 0x9F26, 8)
     data = ac_data(family, icc)
     cid = icc.get(0x9F27)
     if cid is not None and len(cid) != 1:
         raise IccDataError(f"field 55 tag 9F27 must be 1 byte, got {len(cid)}")
-    # ac_data has checked that the ATC, the amount and the currency are there at their lengths
-    return OnlineCryptogram(
+    # ac_data has checked that the ATC, the amount and the currency are there at their lengths.
+    # Made without the frozen dataclass's __init__ (once per sale; it checks nothing more).
+    cryptogram = object.__new__(OnlineCryptogram)
+    cryptogram.__dict__.update(
         ac=ac,
         atc=bytes(icc[0x9F36]),
         data=data,
@@ -118,3 +121,4 @@ def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCr
         currency=_bcd(0x5F2A, icc[0x5F2A])[-3:],
         cid=None if cid is None else cid[0],
     )
+    return cryptogram
