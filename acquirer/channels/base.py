@@ -49,7 +49,8 @@ class CardAuthorisation:
                 f"tid={self.terminal_id} stan={self.stan})")
 
     def __reduce__(self):
-        return _authorisation, (self.operation.value, self.pan, self.psn, self.expiry, self.amount, self.currency,
+        # ._value_: what .value gives, without the enum's descriptor (once per request each way)
+        return _authorisation, (self.operation._value_, self.pan, self.psn, self.expiry, self.amount, self.currency,
                                 self.terminal_id, self.merchant_id, self.stan, self.icc, self.pin_block,
                                 self.pin_key, self.original_amount, self.original_stan, self.risk_flags)
 
@@ -76,7 +77,7 @@ class CardResult:
     balance: int | None = None
 
     def __reduce__(self):
-        return _result, (self.code.value, self.auth_code, self.issuer_data, self.text, self.balance)
+        return _result, (self.code._value_, self.auth_code, self.issuer_data, self.text, self.balance)
 
 
 _CODES = {code.value: code for code in ResponseCode}

@@ -405,7 +405,7 @@ class AccountStore(CompanionStore):
     # --- decisions -------------------------------------------------------------
     def record(self, db: sqlite3.Connection, account: Account, request, code: str, *, auth_code: str = "",
                effect: int = 0, day: str, undoes: int | None = None) -> None:
-        row = (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
+        row = (account.token, request.operation._value_, request.terminal_id, request.merchant_id, request.stan,
                request.amount, code, auth_code, effect, day, undoes, time.time())
         if undoes is None and self._grouped is not None:
             self._decisions.append(row)  # written before the COMMIT, or before decisions are read
