@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
@@ -28,7 +27,7 @@ from keys.hsm import HSM, channel_key_name, issuer_key_name
 from keys.model import Key, KeyAlgorithm, KeyUsage
 from keys.pinblock import PinBlockFormat, encrypt_pin_block
 
-from .base import CardAuthorisation, CardResult, Operation
+from .base import CardAuthorisation, CardResult, Operation, card_result
 from .issuer_accounts import (Account, AccountError, AccountStatus, AccountStore, Decision, check_pan,
                               new_account)
 from .issuer_cryptogram import IccDataError, OnlineCryptogram, read_cryptogram
@@ -49,12 +48,14 @@ class _Decline(Exception):
         self.code, self.text = code, text
 
 
-@dataclass(frozen=True)
 class _Verified:
-    """An ARQC that verified, and the ARPC for an approval (ARC "00")."""
+    """An ARQC that verified, and the ARPC for an approval (ARC "00"). (A plain class: one
+    per sale, a frozen dataclass's __init__ costs several times this one.)"""
 
-    cryptogram: OnlineCryptogram
-    approval_arpc: bytes
+    __slots__ = ("cryptogram", "approval_arpc")
+
+    def __init__(self, cryptogram: OnlineCryptogram, approval_arpc: bytes):
+        self.cryptogram, self.approval_arpc = cryptogram, approval_arpc
 
 
 @functools.lru_cache(maxsize=256)
@@ -171,16 +172,21 @@ class IssuerSimulator:
     # --- authorisation ---------------------------------------------------------
     def authorise(self, request: CardAuthorisation) -> CardResult:
         today = _day(self._clock())
-        with self._store.decision(reads_decisions=request.operation in _READS_DECISIONS) as db:
+        operation = request.operation
+        # `is`, not a set or dict lookup: an Enum's __hash__ is Python code (once per sale)
+        with self._store.decision(reads_decisions=operation is Operation.VOID or operation is Operation.REVERSAL
+                                  ) as db:
             pan = request.pan
             account = self._store.find(db, pan) if isinstance(pan, str) and pan.isdigit() else None
             if account is None:
-                result = CardResult(ResponseCode.INVALID_CARD, text="card not on file")
+                result = card_result(ResponseCode.INVALID_CARD, text="card not on file")
             elif request.amount <= 0:
                 result = self._declined(db, account, request, today, _Decline(
                     ResponseCode.INVALID_AMOUNT, "amount must be above zero"))
+            elif operation is Operation.SALE:
+                result = self._sale(db, account, request, today)
             else:
-                result = _HANDLERS[request.operation](self, db, account, request, today)
+                result = _HANDLERS[operation](self, db, account, request, today)
         if log.isEnabledFor(logging.INFO):  # the masked PAN and the enum values only when the line is written
             log.info("%s %s %d fen tid=%s stan=%s -> %s %s", request.operation.value, request.masked_pan,
                      request.amount, request.terminal_id, request.stan, result.code.value, result.text)
@@ -191,7 +197,7 @@ class IssuerSimulator:
         if changes:  # what the checks changed before saying no (the ATC, the PIN tries) is kept
             account = self._store.update(db, account, **changes)
         self._store.record(db, account, request, decline.code.value, day=today)
-        return CardResult(decline.code, text=decline.text,
+        return card_result(decline.code, text=decline.text,
                           issuer_data=self._issuer_data(account, request, verified, decline.code))
 
     def _approved(self, db, account: Account, request: CardAuthorisation, today: str, effect: int,
@@ -201,7 +207,7 @@ class IssuerSimulator:
         account = self._store.update(db, account, balance=account.balance + effect, **changes)
         self._store.record(db, account, request, ResponseCode.APPROVED.value, auth_code=auth_code, effect=effect,
                            day=today, undoes=undoes)
-        return CardResult(ResponseCode.APPROVED, auth_code=auth_code, text=text, balance=account.balance,
+        return card_result(ResponseCode.APPROVED, auth_code=auth_code, text=text, balance=account.balance,
                           issuer_data=self._issuer_data(account, request, verified, ResponseCode.APPROVED))
 
     def _sale(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
@@ -364,6 +370,5 @@ class IssuerSimulator:
         raise _Decline(ResponseCode.INCORRECT_PIN, f"incorrect PIN, {left} tries left")
 
 
-_READS_DECISIONS = frozenset({Operation.VOID, Operation.REVERSAL})  # they look up the decision they undo
 _HANDLERS = {Operation.SALE: IssuerSimulator._sale, Operation.REFUND: IssuerSimulator._refund,
              Operation.VOID: IssuerSimulator._void, Operation.REVERSAL: IssuerSimulator._reversal}

@@ -38,7 +38,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 from cryptography.hazmat.primitives import hashes
 
@@ -271,8 +271,7 @@ class AccountStore(CompanionStore):
                     self._check_version()
                 yield db
 
-    @contextmanager
-    def decision(self, reads_decisions: bool = False) -> Iterator[sqlite3.Connection]:
+    def decision(self, reads_decisions: bool = False) -> ContextManager[sqlite3.Connection]:
         """The unit of one authorisation: its own transaction or, grouped, a savepoint (a void
         or a reversal) or changes kept in memory (the others).
 
@@ -282,31 +281,42 @@ class AccountStore(CompanionStore):
         memory until the flush (module docstring): it gets no savepoint, and what it
         changed in memory is put back if it fails."""
         if self._grouped is None:
-            with self.transaction() as db:
-                yield db
-            return
+            return self.transaction()
+        if not reads_decisions:
+            return _MemoryDecision(self)
+        return self._savepoint_decision()
+
+    @contextmanager
+    def _savepoint_decision(self) -> Iterator[sqlite3.Connection]:
+        """A grouped void or reversal: the pending records written first, then its savepoint."""
         with self._lock:
-            if reads_decisions and self._decisions:
+            if self._decisions:
                 with self._grouped.change() as db:
                     self._write_decisions(db)
-            elif not reads_decisions and not self._db.in_transaction:
-                with self._grouped.change():  # BEGIN IMMEDIATE and the data_version check, nothing else
-                    pass
-            pending, self._before, self._savepoint = len(self._decisions), {}, reads_decisions
+            pending, self._before, self._savepoint = len(self._decisions), {}, True
             try:
-                if reads_decisions:
-                    with self._grouped.change() as db:
-                        yield db
-                else:
-                    yield self._db
-            except BaseException:  # the file is back at the savepoint (if any): memory goes back too
-                for token, (kept, unwritten) in self._before.items():
-                    _put(self._accounts, token, kept)
-                    _put(self._unwritten, token, unwritten)
-                del self._decisions[pending:]
+                with self._grouped.change() as db:
+                    yield db
+            except BaseException:  # the file is back at the savepoint: memory goes back too
+                self._undo(pending)
                 raise
             finally:
                 self._before, self._savepoint = None, False
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE and the data_version check, when no write transaction is open
+        (`GroupedWrites.change` without its SAVEPOINT and RELEASE: a sale or a refund
+        writes nothing to the file before the flush, so it has nothing to roll back there)."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._check_version()
+
+    def _undo(self, pending: int) -> None:
+        """Memory back to before a decision that failed: the accounts it changed, its record."""
+        for token, (kept, unwritten) in self._before.items():
+            _put(self._accounts, token, kept)
+            _put(self._unwritten, token, unwritten)
+        del self._decisions[pending:]
 
     def _write_decisions(self, db: sqlite3.Connection) -> None:
         if self._decisions:
@@ -395,7 +405,7 @@ class AccountStore(CompanionStore):
     # --- decisions -------------------------------------------------------------
     def record(self, db: sqlite3.Connection, account: Account, request, code: str, *, auth_code: str = "",
                effect: int = 0, day: str, undoes: int | None = None) -> None:
-        row = (account.token, request.operation.value, request.terminal_id, request.merchant_id, request.stan,
+        row = (account.token, request.operation._value_, request.terminal_id, request.merchant_id, request.stan,
                request.amount, code, auth_code, effect, day, undoes, time.time())
         if undoes is None and self._grouped is not None:
             self._decisions.append(row)  # written before the COMMIT, or before decisions are read
@@ -469,3 +479,35 @@ def check_pan(pan: str) -> None:
     if not isinstance(pan, str) or not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
         size = len(pan) if isinstance(pan, str) else type(pan).__name__
         raise AccountError(f"pan: must be 12-19 decimal digits (got {size} characters)")
+
+
+class _MemoryDecision:
+    """`AccountStore.decision()` of a grouped sale or refund, whose changes stay in memory
+    until the flush: a plain context manager (the generator of @contextmanager costs
+    more than the decision's own bookkeeping, once per sale)."""
+
+    __slots__ = ("_store", "_pending")
+
+    def __init__(self, store: AccountStore):
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        store = self._store
+        store._lock.acquire()
+        try:
+            store._begin()
+        except BaseException:
+            store._lock.release()
+            raise
+        self._pending, store._before, store._savepoint = len(store._decisions), {}, False
+        return store._db
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        store = self._store
+        try:
+            if kind is not None:  # nothing of it is in the file: memory goes back
+                store._undo(self._pending)
+        finally:
+            store._before = None
+            store._lock.release()
+        return False

@@ -32,6 +32,11 @@ AC_DATA: tuple[tuple[int, int, str, bool], ...] = (
     (0x82, 2, "Application Interchange Profile", False),
     (0x9F36, 2, "Application Transaction Counter", False),
 )
+_AC_TAGS = tuple(tag for tag, _, _, _ in AC_DATA)
+_AC_LENGTHS = [length for _, length, _, _ in AC_DATA]
+# what an absent tag reads as in the common case: zeros when it may be absent, else a value
+# of the wrong length (empty), which sends ac_data the tag-by-tag way and its error
+_AC_ABSENT = tuple(bytes(length) if optional else b"" for _, length, _, optional in AC_DATA)
 IAD_CVR = slice(3, 7)  # of 9F10: length (1) | DKI (1) | CVN (1) | CVR (4: 03 + 3 bytes) | ...
 CID_TYPE_MASK, CID_ARQC = 0xC0, 0x80  # 9F27 bits 8-7: 00 AAC, 01 TC, 10 ARQC
 
@@ -89,10 +94,11 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
     ask for a family that has no layout here."""
     if type(family) is not CardFamily:
         CardFamily(family)
-    parts = []
-    for tag, length, _, optional in AC_DATA:
-        value = icc.get(tag)  # inline the common case: every tag there at its length
-        parts.append(value if value is not None and len(value) == length else _value(icc, tag, length, optional))
+    # The common case in three C-level passes: every tag there at its length (an absent
+    # optional one as its zeros). Anything else takes the tag-by-tag way, which names the tag.
+    parts = list(map(icc.get, _AC_TAGS, _AC_ABSENT))
+    if list(map(len, parts)) != _AC_LENGTHS:
+        parts = [_value(icc, tag, length, optional) for tag, length, _, optional in AC_DATA]
     data = b"".join(parts)
     iad = icc.get(0x9F10)
     if iad is None:
@@ -104,13 +110,16 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
 
 def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCryptogram:
     """Take the AC, the ATC and the covered data from field 55's tags."""
-    ac = _value(icc, 0x9F26, 8)
+    ac = icc.get(0x9F26)
+    ac = bytes(ac) if ac is not None and len(ac) == 8 else _value(icc, 0x9F26, 8)
     data = ac_data(family, icc)
     cid = icc.get(0x9F27)
     if cid is not None and len(cid) != 1:
         raise IccDataError(f"field 55 tag 9F27 must be 1 byte, got {len(cid)}")
-    # ac_data has checked that the ATC, the amount and the currency are there at their lengths
-    return OnlineCryptogram(
+    # ac_data has checked that the ATC, the amount and the currency are there at their lengths.
+    # Made without the frozen dataclass's __init__ (once per sale; it checks nothing more).
+    cryptogram = object.__new__(OnlineCryptogram)
+    cryptogram.__dict__.update(
         ac=ac,
         atc=bytes(icc[0x9F36]),
         data=data,
@@ -118,3 +127,4 @@ def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCr
         currency=_bcd(0x5F2A, icc[0x5F2A])[-3:],
         cid=None if cid is None else cid[0],
     )
+    return cryptogram

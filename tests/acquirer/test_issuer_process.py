@@ -92,13 +92,13 @@ def test_requests_and_answers_cross_the_pipe_whole():
 
 
 def test_the_issuer_process_reads_the_same_requests_as_the_pipe_carries():
-    """The child builds requests without the dataclass __init__ (remote._Requests): it must
-    give exactly what `Messages` gives, whatever pieces the pipe delivers them in, with
-    objects repeated inside a message (the unpickler's memo) and messages of every kind."""
+    """Requests and answers are built off the pipe without the dataclasses' __init__
+    (base._authorisation, base.card_result): they must be exactly what the host sent,
+    whatever pieces the pipe delivers them in, with objects repeated inside a message (the
+    unpickler's memo) and messages of every kind."""
     import random
 
-    from acquirer.channels.base import CardAuthorisation, Operation
-    from acquirer.channels.remote import _Requests
+    from acquirer.channels.base import CardAuthorisation, CardResult, Operation, card_result
     from acquirer.childproc import Messages, pack
 
     rng = random.Random(5)
@@ -110,13 +110,20 @@ def test_the_issuer_process_reads_the_same_requests_as_the_pipe_carries():
                                   500 if op is not Operation.SALE else None, "000001" if n % 2 else None,
                                   ("relay-suspected",) if n % 7 == 0 else ()))
             for n, op in zip(range(60), [*Operation] * 15)]
-    wire = b"".join(pack(m) for m in sent)
-    plain, cheap, got_plain, got_cheap, at = Messages(), _Requests(), [], [], 0
+    answers = [(n, CardResult(code, f"{n:06d}" if n % 2 else "", bytes([n]) * 10 if n % 3 else b"", f"text {n}",
+                              n * 100 if n % 4 else None))
+               for n, code in zip(range(60), [*ResponseCode] * 60)]
+    wire = b"".join(pack(m) for m in sent + answers)
+    messages, got, at = Messages(), [], 0
     while at < len(wire):
         piece = wire[at:at + rng.randrange(1, 700)]
-        got_plain += plain.feed(piece)
-        got_cheap += cheap.feed(piece)
+        got += messages.feed(piece)
         at += len(piece)
-    assert got_cheap == got_plain == sent
-    assert all(type(r) is CardAuthorisation and type(r.operation) is Operation and vars(r) == vars(s)
-               for (_, r), (_, s) in zip(got_cheap, sent))
+    assert got == sent + answers
+    assert all(type(r) is type(s) and vars(r) == vars(s) for (_, r), (_, s) in zip(got, sent + answers))
+    assert all(type(r.operation) is Operation for _, r in got[:60]) and all(
+        type(r.code) is ResponseCode for _, r in got[60:])
+    assert card_result(ResponseCode.APPROVED, "000001", b"\x01" * 10, "approved", 5) == CardResult(
+        ResponseCode.APPROVED, "000001", b"\x01" * 10, "approved", 5)
+    assert vars(card_result(ResponseCode.INVALID_CARD, text="x")) == vars(CardResult(ResponseCode.INVALID_CARD,
+                                                                                    text="x"))
