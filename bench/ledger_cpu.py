@@ -18,7 +18,6 @@ of each is kept. Ends with one JSON line of the figures.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import pickle
@@ -35,6 +34,7 @@ from acquirer.ledger import (Channel, CommitUnit, JournalEntry, Receipt, SQLiteL
 
 TERMINALS = [f"B{n:07d}" for n in range(64)]
 MID = "898440358120001"
+TOKEN = "5A" * 16  # a PAN token's shape (32 hex digits, CardVault.token), standing for no card
 
 
 def sales(store: SQLiteLedger, batches: dict, count: int) -> list[CommitUnit]:
@@ -42,7 +42,7 @@ def sales(store: SQLiteLedger, batches: dict, count: int) -> list[CommitUnit]:
     for n in range(count):
         tid, stan = TERMINALS[n % len(TERMINALS)], f"{n // len(TERMINALS) + 1:06d}"
         rec = TxnRecord(tid, MID, batches[tid], stan, TxnKind.SALE, Channel.CARD, 100 + n % 9_900, "156",
-                        store.next_rrn(), "A1B2C3", "00", "621234******1234", "6299000000001234")
+                        store.next_rrn(), "A1B2C3", "00", "621234******1234", TOKEN)
         request = b"0200" + stan.encode() + rec.rrn.encode() + bytes(190)
         out.append(CommitUnit((JournalEntry.authorised(rec),), StoredResponse(
             tid, rec.batch, stan, request_digest(request), b"0210" + stan.encode() + rec.rrn.encode() + bytes(130))))

@@ -200,7 +200,7 @@ def details_json_of(terminal_id: str, merchant_id: str, batch: str, stan: str, k
     byte, written out directly: one entry per sale, and the generic encoder (a dict built,
     its keys sorted, each value's type looked up) was a good part of its cost. The fields
     come one by one so that a unit's rows (`rows.entry_details`) need no record built."""
-    orig, rrn, auth = original_txn_id, rrn, auth_code
+    orig, auth = original_txn_id, auth_code
     if not (type(rrn) is str and type(auth) is str and (orig is None or type(orig) is str)):
         return details_dumps({"terminal_id": terminal_id, "merchant_id": merchant_id, "batch": batch, "stan": stan,
                               "kind": kind, "channel": channel, "currency": currency, "rrn": rrn,

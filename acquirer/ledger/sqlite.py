@@ -93,15 +93,8 @@ class SQLiteLedger(LedgerStore):
     # --- de-duplication ---------------------------------------------------------------
     def lookup_response(self, terminal_id: str, batch: str, stan: str, *,
                         reversal: bool = False) -> tuple[bytes, bytes] | None:
-        # every request asks: the caches are read without their lock (a dict's get and a set's
-        # `in` are atomic; their writers hold the lock), only a miss goes on to fill them
-        open_batch = self._open_batches.get(terminal_id, _UNKNOWN)
-        if open_batch is _UNKNOWN:
-            open_batch = self.current_batch(terminal_id)
-        if open_batch == batch:
-            keys = self._answered.get((terminal_id, batch))
-            if keys is None:
-                keys = self._answered_keys(terminal_id, batch)
+        if self.current_batch(terminal_id) == batch:
+            keys = self._answered_keys(terminal_id, batch)
             if keys is not None and (stan, int(reversal)) not in keys:
                 return None  # never answered in the open batch (module docstring)
         return self.stored_response(terminal_id, batch, stan, reversal=reversal)
@@ -258,7 +251,9 @@ class SQLiteLedger(LedgerStore):
         return batch  # type: ignore[return-value]
 
     def current_batch(self, terminal_id: str) -> str | None:
-        batch = self._open_batches.get(terminal_id, _UNKNOWN)  # read without the lock: see lookup_response
+        # every request asks: the cache is read without its lock (a dict's get is atomic and its
+        # writers hold the lock); only a miss takes the lock and goes on to fill it
+        batch = self._open_batches.get(terminal_id, _UNKNOWN)
         if batch is not _UNKNOWN:
             return batch
         with self._cache_lock:
@@ -273,10 +268,10 @@ class SQLiteLedger(LedgerStore):
 
     def _answered_keys(self, terminal_id: str, batch: str) -> set[tuple[str, int]] | None:
         """The (STAN, reversal) keys stored in this open batch; None if they cannot be known now."""
+        keys = self._answered.get((terminal_id, batch))  # without the lock, as current_batch reads
+        if keys is not None:
+            return keys
         with self._cache_lock:
-            keys = self._answered.get((terminal_id, batch))
-            if keys is not None:
-                return keys
             gen = self._answers_gen, self._batches_gen
         found = self._r().execute("SELECT stan, reversal FROM responses WHERE terminal_id = ? AND batch = ?",
                                   (terminal_id, batch)).fetchall()
