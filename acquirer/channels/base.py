@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields
-from typing import Protocol
+from typing import Any, Iterable, Mapping, Protocol, TypeVar
 
 from acquirer.protocol import ResponseCode
 from keys.tlv import mask_pan
+
+
+T = TypeVar("T")
+
+
+def made(cls: type[T], values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> T:
+    """An instance of the frozen dataclass `cls` holding `values` (every field), made without
+    its __init__, which sets each field through object.__setattr__ and costs several times
+    this: for the channels' once-per-sale objects. Only for a class whose __init__ checks
+    nothing (no __post_init__): what it would check is the caller's to know."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
 
 
 class Operation(str, enum.Enum):
@@ -63,9 +76,8 @@ def _authorisation(operation: str, *rest) -> "CardAuthorisation":
     """The request a pickle names, made without the frozen dataclass's __init__ (it sets its
     15 fields one object.__setattr__ at a time and checks nothing: `__reduce__` gives all 15).
     The issuer's process builds one per sale off its pipe (acquirer/channels/remote.py)."""
-    request = object.__new__(CardAuthorisation)
-    request.__dict__.update(zip(_AUTHORISATION_FIELDS, (_OPERATIONS.get(operation) or Operation(operation), *rest)))
-    return request
+    return made(CardAuthorisation, zip(_AUTHORISATION_FIELDS, (_OPERATIONS.get(operation) or Operation(operation),
+                                                               *rest)))
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,8 @@ def card_result(code: ResponseCode, auth_code: str = "", issuer_data: bytes = b"
     """`CardResult(...)` at a third of the cost, for the once-per-sale paths (the issuer's
     decision, the host reading it back off the pipe): the frozen dataclass's __init__ sets
     each field through object.__setattr__ and checks nothing that this does not do."""
-    result = object.__new__(CardResult)
-    result.__dict__.update(code=code, auth_code=auth_code, issuer_data=issuer_data, text=text, balance=balance)
-    return result
+    return made(CardResult, {"code": code, "auth_code": auth_code, "issuer_data": issuer_data, "text": text,
+                             "balance": balance})
 
 
 def _result(code: str, *rest) -> "CardResult":

@@ -47,6 +47,8 @@ from acquirer.sqlite_tx import write_transaction
 from keys.emv import CardFamily
 from keys.tlv import mask_pan
 
+from .base import made
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
@@ -154,13 +156,11 @@ _STATUSES = {status.value: status for status in AccountStatus}
 def _account(row: tuple) -> Account:
     """The Account of a row of `_ACCOUNT_COLUMNS`, made as `_changed` makes one (the row is
     the file's: its CHECK constraints have done what __init__ would not do anyway)."""
-    account = object.__new__(Account)
-    fields = account.__dict__
-    fields.update(zip(_ACCOUNT_FIELDS, row))
-    family, status = fields["family"], fields["status"]
-    fields["family"] = _FAMILIES.get(family) or CardFamily(family)
-    fields["status"] = _STATUSES.get(status) or AccountStatus(status)
-    return account
+    values = dict(zip(_ACCOUNT_FIELDS, row))
+    family, status = values["family"], values["status"]
+    values["family"] = _FAMILIES.get(family) or CardFamily(family)
+    values["status"] = _STATUSES.get(status) or AccountStatus(status)
+    return made(Account, values)
 
 
 def _decided_row(account: Account) -> tuple:
@@ -178,11 +178,7 @@ def _put(kept: dict, key: str, value) -> None:
 def _changed(account: Account, changes: dict) -> Account:
     """`dataclasses.replace` for the once-per-decision path: an Account has no checks in
     __post_init__ to run again, and its frozen __init__ costs several times this copy."""
-    new = object.__new__(Account)
-    fields = new.__dict__
-    fields.update(account.__dict__)
-    fields.update(changes)
-    return new
+    return made(Account, {**account.__dict__, **changes})
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from keys.emv import CardFamily
 
+from .base import made
+
 # (tag, length, name, may be absent). A value absent from field 55 counts as zeros, as in
 # a DOL (EMV Book 3, 5.4), only for Amount Other: UnionPay terminals often leave it out.
 AC_DATA: tuple[tuple[int, int, str, bool], ...] = (
@@ -117,14 +119,12 @@ def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCr
     if cid is not None and len(cid) != 1:
         raise IccDataError(f"field 55 tag 9F27 must be 1 byte, got {len(cid)}")
     # ac_data has checked that the ATC, the amount and the currency are there at their lengths.
-    # Made without the frozen dataclass's __init__ (once per sale; it checks nothing more).
-    cryptogram = object.__new__(OnlineCryptogram)
-    cryptogram.__dict__.update(
-        ac=ac,
-        atc=bytes(icc[0x9F36]),
-        data=data,
-        amount=int(_bcd(0x9F02, icc[0x9F02])),
-        currency=_bcd(0x5F2A, icc[0x5F2A])[-3:],
-        cid=None if cid is None else cid[0],
-    )
-    return cryptogram
+    # Made without the frozen dataclass's __init__ (`made`: once per sale; it checks nothing more).
+    return made(OnlineCryptogram, {
+        "ac": ac,
+        "atc": bytes(icc[0x9F36]),
+        "data": data,
+        "amount": int(_bcd(0x9F02, icc[0x9F02])),
+        "currency": _bcd(0x5F2A, icc[0x5F2A])[-3:],
+        "cid": None if cid is None else cid[0],
+    })
