@@ -22,7 +22,14 @@ class MTI(str, enum.Enum):
 
     @property
     def response(self) -> "MTI":
-        return MTI(self.value[:2] + str(int(self.value[2]) + 1) + self.value[3])
+        found = _RESPONSES[self]
+        if found is None:  # a response's "response" (0230 -> 0240) is no message of ours
+            raise ValueError(f"{self.value} has no response MTI")
+        return found
+
+
+# the response to each message: the third digit one up, worked out once, not at every answer
+_RESPONSES = {m: MTI._value2member_map_.get(m.value[:2] + str(int(m.value[2]) + 1) + m.value[3]) for m in MTI}
 
 
 class TxnType(str, enum.Enum):

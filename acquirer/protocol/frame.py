@@ -14,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TPDU_ID = 0x60
 HEADER_APP = 0x60
 HEADER_VERSION = 0x31
 MAX_FRAME = 8192  # bytes after the length prefix; far above any legitimate message
+
+
+_LEN = struct.Struct(">H")
+_HEAD = struct.Struct(">BHHBBB")  # TPDU id, destination, source; header application, version, status|processing
+_ADDRESSES = struct.Struct(">HH")
 
 
 class FrameError(ValueError):
@@ -33,8 +38,14 @@ class Processing(enum.IntEnum):
     LOCKED = 9
 
 
-@dataclass(frozen=True)
-class Frame:
+_PROCESSING = {int(p): p for p in Processing}  # an unknown requirement reads as NONE
+
+
+class Frame(NamedTuple):
+    """One frame (immutable). A tuple, not a frozen dataclass: the host makes two per request
+    (the request off the wire, its reply), and a dataclass's frozen __init__ costs several
+    times a tuple's."""
+
     message: bytes
     destination: int = 0x0000
     source: int = 0x0000
@@ -43,14 +54,12 @@ class Frame:
     software: str = "000100"
 
     def encode(self) -> bytes:
-        body = (
-            bytes([TPDU_ID]) + struct.pack(">HH", self.destination, self.source)
-            + bytes([HEADER_APP, HEADER_VERSION, (self.status & 0x0F) << 4 | int(self.processing) & 0x0F])
+        body = _HEAD.pack(TPDU_ID, self.destination, self.source, HEADER_APP, HEADER_VERSION,
+                          (self.status & 0x0F) << 4 | int(self.processing) & 0x0F) \
             + bytes.fromhex(self.software) + self.message
-        )
         if len(body) > MAX_FRAME:
             raise FrameError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte maximum")
-        return struct.pack(">H", len(body)) + body
+        return _LEN.pack(len(body)) + body
 
     def reply(self, message: bytes, processing: Processing = Processing.NONE) -> "Frame":
         return Frame(message, self.source, self.destination, 0, processing, self.software)
@@ -63,12 +72,9 @@ class Frame:
             raise FrameError(f"TPDU id is {body[0]:02X}, expected 60")
         if body[5] != HEADER_APP:
             raise FrameError(f"header application type is {body[5]:02X}, expected 60")
-        dest, src = struct.unpack(">HH", body[1:5])
-        try:
-            processing = Processing(body[7] & 0x0F)
-        except ValueError:
-            processing = Processing.NONE
-        return cls(bytes(body[11:]), dest, src, body[7] >> 4, processing, body[8:11].hex())
+        dest, src = _ADDRESSES.unpack_from(body, 1)
+        return cls(bytes(body[11:]), dest, src, body[7] >> 4, _PROCESSING.get(body[7] & 0x0F, Processing.NONE),
+                   body[8:11].hex())
 
 
 async def read_frame(reader: asyncio.StreamReader, timeout: float, max_len: int = MAX_FRAME,

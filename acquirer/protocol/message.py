@@ -11,8 +11,7 @@ business: pass a function of those bytes.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import iso8583
 from iso8583.decoder import DecodeError
@@ -82,8 +81,7 @@ def _reason(exc: Exception) -> str:
 
 
 # --- field 60: type code, batch, network management code, capability, partial flag --
-@dataclass(frozen=True)
-class Field60:
+class Field60(NamedTuple):  # a tuple, not a frozen dataclass: read from every request
     type_code: str
     batch: str = "000000"
     network: str = "000"
@@ -101,8 +99,7 @@ class Field60:
 
 
 # --- field 61: the original of a void, refund, reversal or query ------------------
-@dataclass(frozen=True)
-class Original:
+class Original(NamedTuple):
     batch: str
     stan: str
     date: str = "0000"  # MMDD
