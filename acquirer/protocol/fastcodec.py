@@ -50,6 +50,7 @@ def _compile(spec: dict) -> tuple[tuple[_Field, ...], int]:
 
 
 _FIELDS, _KNOWN_BITS = _compile(SPEC)
+_MAC_BIT = 1  # field 64: the primary bitmap's last bit
 _KEYS = frozenset(x.key for x in _FIELDS) | {"t", "p", "h"}
 _BY_KEY = {x.key: x for x in _FIELDS}
 
@@ -86,7 +87,8 @@ def decode(s: bytes) -> dict | None:
     bitmap = int.from_bytes(s[2:10])
     if bitmap & ~_KNOWN_BITS:  # the secondary bitmap, or a field outside the table
         return None
-    doc = {"t": s[:2].hex().upper(), "p": s[2:10].hex().upper()}
+    hexed = s.hex().upper()  # once for the whole message: binary fields are slices of it
+    doc = {"t": hexed[:4], "p": hexed[4:20]}
     idx, end, bcd = 10, len(s), _BCD
     for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _fields_of(bitmap):
         if len_type:
@@ -111,10 +113,9 @@ def decode(s: bytes) -> dict | None:
         size = (n + 1) // 2 if nibbles else n
         if idx + size > end:
             return None
-        data = s[idx: idx + size]
-        idx += size
         if binary:
-            value = data.hex().upper()
+            value = hexed[2 * idx: 2 * (idx + size)]
+            idx += size
             if nibbles and n & 1:
                 if left_pad and value[0] == left_pad:
                     value = value[1:]
@@ -122,23 +123,24 @@ def decode(s: bytes) -> dict | None:
                     value = value[:-1]
                 else:
                     return None
-        elif data.isascii():
-            value = data.decode("ascii")
         else:
-            return None
+            data = s[idx: idx + size]
+            idx += size
+            if not data.isascii():
+                return None
+            value = data.decode("ascii")
         doc[key] = value
     return doc if idx == end else None
 
 
-def _prefix(n: int, len_type: int) -> bytes:
-    """n as `len_type` bytes of BCD."""
-    if len_type == 1:
-        return bytes(((n // 10) << 4 | n % 10,))
-    return bytes(((n // 1000) << 4 | (n // 100) % 10, ((n // 10) % 10) << 4 | n % 10))
+_BCD_BYTE = tuple(bytes(((n // 10) << 4 | n % 10,)) for n in range(100))  # 0-99 -> one byte of BCD
 
 
-def encode(doc: dict) -> bytes | None:
-    """The encoded message, or None: then pyiso8583 must decide."""
+def encode(doc: dict, maced: bool = False) -> bytes | None:
+    """The encoded message, or None: then pyiso8583 must decide.
+
+    `maced`: the message gets a MAC (field 64): its bit is set, and the bytes returned end
+    where the MAC would begin (what the MAC covers); a "64" in `doc` is not encoded."""
     mti = doc.get("t")
     if not _MTI_BINARY or not isinstance(mti, str) or len(mti) != 4 or not _KEYS.issuperset(doc):
         return None
@@ -151,8 +153,11 @@ def encode(doc: dict) -> bytes | None:
         f = _BY_KEY.get(key)
         if f is not None:
             bitmap |= f.bit
+    fields = _fields_of(bitmap | _MAC_BIT if maced else bitmap)
+    if maced:
+        fields.pop()  # field 64, always the last: the caller appends the MAC
     parts = []
-    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _fields_of(bitmap):
+    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in fields:
         value = doc[key]
         if value.__class__ is not str:  # None too
             return None
@@ -173,9 +178,10 @@ def encode(doc: dict) -> bytes | None:
         if len_type:
             if n > max_len or len_type > 2 or n >= 10 ** (2 * len_type):
                 return None
-            parts.append(_prefix(n, len_type))
+            parts.append(_BCD_BYTE[n] if len_type == 1 else _BCD_BYTE[n // 100] + _BCD_BYTE[n % 100])
         elif n != max_len:
             return None
         parts.append(data)
-        bitmap |= bit
+    if maced:
+        bitmap |= _MAC_BIT
     return head + bitmap.to_bytes(8) + b"".join(parts)

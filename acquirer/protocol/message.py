@@ -36,21 +36,22 @@ class ProtocolError(ValueError):
 
 def encode(doc: Message, mac: Callable[[bytes], bytes] | None = None) -> bytes:
     """Encode `doc`; with `mac`, field 64 is set to mac(message without its MAC)."""
-    doc = {k: v for k, v in doc.items() if k not in ("p", "h")}
-    if mac is not None:
-        doc["64"] = "00" * MAC_LEN
-    raw = fastcodec.encode(doc)
+    raw = fastcodec.encode(doc, mac is not None)  # with a MAC: up to where the MAC goes
     if raw is None:  # not the common case: pyiso8583 decides, and names the error if any
+        doc = {k: v for k, v in doc.items() if k not in ("p", "h")}
+        if mac is not None:
+            doc["64"] = "00" * MAC_LEN
         try:
-            raw, _ = iso8583.encode(doc, SPEC)
+            encoded, _ = iso8583.encode(doc, SPEC)
         except EncodeError as exc:
             raise ProtocolError(str(exc.field), _reason(exc)) from None
+        raw = bytes(encoded[:-MAC_LEN] if mac is not None else encoded)
     if mac is None:
-        return bytes(raw)
-    tag = mac(bytes(raw[:-MAC_LEN]))
+        return raw
+    tag = mac(raw)
     if len(tag) != MAC_LEN:
         raise ProtocolError("64", f"MAC function returned {len(tag)} bytes, not {MAC_LEN}")
-    return bytes(raw[:-MAC_LEN]) + tag
+    return raw + tag
 
 
 def decode(raw: bytes) -> Message:
