@@ -129,9 +129,11 @@ class CardFlows:
 
     def _record(self, ctx: Context, kind: TxnKind, amount: int, code: str, rrn: str, auth: str = "",
                 pan: str = "", original: str | None = None) -> TxnRecord:
+        # a sale's card was masked and tokenised once, when it was opened (ctx); a void's or refund's
+        # card comes from the vault
         return TxnRecord(ctx.terminal_id, ctx.terminal.merchant_id, ctx.batch, ctx.stan, kind, Channel.CARD, amount,
-                         CURRENCY, rrn, auth, code, mask_pan(pan) if pan else "",
-                         (getattr(ctx, "pan_token", "") or self.vault.token(pan)) if pan else "", original)
+                         CURRENCY, rrn, auth, code, (ctx.masked_pan or mask_pan(pan)) if pan else "",
+                         (ctx.pan_token or self.vault.token(pan)) if pan else "", original)
 
     def _reply(self, ctx: Context, result: CardResult, rrn: str) -> None:
         ctx.reply_fields["37"] = rrn
@@ -183,7 +185,7 @@ class CardFlows:
             ctx.undo = request  # given back at the issuer if the ledger refuses the unit
         else:
             ctx.unit = (JournalEntry.declined(record),)
-        ctx.reply_fields["59"] = private_fields({PrivateTag.MASKED_PAN: mask_pan(pan).encode()})
+        ctx.reply_fields["59"] = private_fields({PrivateTag.MASKED_PAN: ctx.masked_pan.encode()})
         self._reply(ctx, result, rrn)
 
     # --- void and refund ----------------------------------------------------------
