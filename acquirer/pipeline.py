@@ -70,8 +70,10 @@ Step = Callable[[Context], Awaitable[None]]
 
 def step_decode(ctx: Context) -> None:
     try:
-        ctx.doc = decode(ctx.frame.message)
-        ctx.mti = MTI(ctx.doc["t"])
+        ctx.doc = doc = decode(ctx.frame.message)
+        ctx.mti = _MTIS.get(doc["t"])  # MTI(...) without the enum call
+        if ctx.mti is None:
+            raise ValueError(f"{doc['t']!r} is not a valid MTI")
     except ValueError as exc:  # ProtocolError, or an MTI we do not speak
         ctx.doc = ctx.doc or {}
         try:  # answer in kind when at least the MTI is readable
@@ -80,16 +82,19 @@ def step_decode(ctx: Context) -> None:
             ctx.mti = None
         ctx.decide(ResponseCode.FORMAT_ERROR, _short(exc))
         return
-    ctx.terminal_id = ctx.doc.get("41", "")
+    ctx.terminal_id = doc.get("41", "")
     try:
-        if "60" in ctx.doc:
-            ctx.f60 = Field60.decode(ctx.doc["60"])
-        ctx.private = read_private(ctx.doc)
+        if "60" in doc:
+            ctx.f60 = Field60.decode(doc["60"])
+        ctx.private = read_private(doc)
     except ProtocolError as exc:
         ctx.decide(ResponseCode.FORMAT_ERROR, _short(exc))
         return
-    if not ctx.terminal_id or "11" not in ctx.doc:
+    if not ctx.terminal_id or "11" not in doc:
         ctx.decide(ResponseCode.FORMAT_ERROR, "terminal id (41) and STAN (11) are required")
+
+
+_MTIS = MTI._value2member_map_
 
 
 def identify_terminal(registry) -> Callable[[Context], None]:

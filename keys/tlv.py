@@ -142,6 +142,19 @@ def decode(data: bytes, offset: int = 0) -> list[TLV]:
     return out
 
 
+def objects(data: bytes) -> list[tuple[int, bytes]]:
+    """The top-level objects as (tag, value): what `decode` gives, as strictly (a constructed
+    object's contents are checked too), without building nodes (field 59 of every request)."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    out: list[tuple[int, bytes]] = []
+    for tag, constructed, value, at in _objects(data, 0):
+        if constructed:
+            decode(value, at)  # the same errors, at the same point, as decode's
+        out.append((tag, value))
+    return out
+
+
 def walk(nodes: Iterable[TLV]) -> Iterator[TLV]:
     for n in nodes:
         yield n

@@ -17,7 +17,7 @@ import iso8583
 from iso8583.decoder import DecodeError
 from iso8583.encoder import EncodeError
 
-from keys.tlv import TLVError, decode as tlv_decode, encode_dict, mask_pan, masked_value
+from keys.tlv import TLVError, decode as tlv_decode, encode_dict, mask_pan, masked_value, objects as tlv_objects
 from . import fastcodec
 from .spec import SPEC
 
@@ -152,11 +152,11 @@ def read_private(doc: Message) -> dict[PrivateTag | int, bytes]:
     if "59" not in doc:
         return {}
     try:
-        nodes = tlv_decode(bytes.fromhex(doc["59"]))
+        items = tlv_objects(bytes.fromhex(doc["59"]))
     except TLVError as exc:
         raise ProtocolError("59", f"private data is not BER-TLV ({exc})") from None
     known = _PRIVATE_TAGS
-    return {known.get(n.tag, n.tag): n.value for n in nodes}  # unknown tags stay plain ints
+    return {known.get(tag, tag): value for tag, value in items}  # unknown tags stay plain ints
 
 
 # --- describing a message for logs -------------------------------------------------

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from keys.tlv import (TLV, TLVError, build_dol_data, decode, describe, encode_dict, flatten, mask_pan,
+from keys.tlv import (TLV, TLVError, build_dol_data, decode, describe, encode_dict, flatten, mask_pan, objects,
                       parse_dol, tlv)
 
 FCI = bytes.fromhex("6F1A840E325041592E5359532E4444463031A508880102" "5F2D027A68")
@@ -85,6 +85,19 @@ def _outcome(fn, data):
 def test_flatten_of_bytes_is_as_strict_as_decode(data):
     """flatten parses bytes without TLV nodes: the same dict, or the same error, as via decode."""
     assert _outcome(flatten, data) == _outcome(lambda d: flatten(decode(d)), data)
+
+
+@given(st.binary(max_size=40))
+def test_objects_are_decodes_top_level_as_strictly(data):
+    """objects gives the top level without nodes: decode's (tag, value) pairs, or decode's error."""
+    assert _outcome(objects, data) == _outcome(lambda d: [(n.tag, n.value) for n in decode(d)], data)
+
+
+def test_objects_check_a_templates_contents():
+    good = tlv(0x70, tlv(0x9F36, b"\x00\x01")) + tlv(0xDF03, b"\x01")
+    assert objects(good) == [(0x70, tlv(0x9F36, b"\x00\x01")), (0xDF03, b"\x01")]
+    with pytest.raises(TLVError, match="tag 9F36 at offset 2 declares 8 bytes"):
+        objects(bytes.fromhex("7006") + bytes.fromhex("9F3608123456"))
 
 
 def test_flatten_takes_the_first_occurrence_depth_first():
