@@ -74,3 +74,7 @@ def run_python(code_or_args: list[str], env_overrides: dict[str, str], timeout: 
 
 def run_pos(args: list[str], env_overrides: dict[str, str] | None = None, timeout: float = 30.0):
     return run_python(["-m", "terminal.cli", *args], env_overrides or {}, timeout)
+
+
+# the EMV card tests' fixtures, found here by pytest; imported last, as emv_fixtures reads this module's constants
+from .emv_fixtures import issuer, tap  # noqa: E402, F401

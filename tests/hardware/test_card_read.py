@@ -9,7 +9,6 @@ from hardware.cardread import read_card, register_card_read, render
 from hardware.emvcard import load_card
 
 from .conftest import TAP_TIMEOUT_S
-from .emv_fixtures import issuer  # noqa: F401 (fixture)
 
 
 def _pos_card_read(argv: list[str]) -> int:

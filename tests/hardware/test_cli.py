@@ -34,9 +34,10 @@ def test_doctor_is_happy_with_a_running_pcscd_and_a_card(private_pcscd, reader, 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert f"ok    daemon: pcscd answers on {private_pcscd.socket_path}" in lines
-    assert any(l.startswith("ok    package pcscd: installed") for l in lines)
-    assert any(l.startswith("ok    driver: vpcd configured") and str(private_pcscd.vpcd_port) in l for l in lines)
-    assert any(l.startswith("ok    reader: using 'Virtual PCD 00 00'") for l in lines)
+    assert any(line.startswith("ok    package pcscd: installed") for line in lines)
+    assert any(line.startswith("ok    driver: vpcd configured") and str(private_pcscd.vpcd_port) in line
+               for line in lines)
+    assert any(line.startswith("ok    reader: using 'Virtual PCD 00 00'") for line in lines)
     assert "ok    card: a card is on 'Virtual PCD 00 00'" in lines
     assert lines[-1] == "all good"
 

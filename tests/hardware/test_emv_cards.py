@@ -8,7 +8,7 @@ from hardware.emvcard import load_card
 from keys.tlv import build_dol_data, decode
 
 from .conftest import TAP_TIMEOUT_S
-from .emv_fixtures import ARC_APPROVED, issuer, quick_flow, tap, verify_arqc  # noqa: F401 (fixtures)
+from .emv_fixtures import ARC_APPROVED, quick_flow, verify_arqc
 from .emv_terminal import ca_keys, pdol_values, terminal_dynamic_data, verify_rsa_fdda, verify_sm2_fdda
 
 

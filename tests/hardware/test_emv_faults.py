@@ -10,7 +10,7 @@ from hardware.errors import CardRemoved
 from keys.errors import MACError
 from keys.tlv import TLVError, decode, flatten
 
-from .emv_fixtures import issuer, quick_flow, tap, verify_arqc  # noqa: F401 (fixtures)
+from .emv_fixtures import quick_flow, verify_arqc
 from .emv_terminal import pdol_values
 
 
@@ -57,7 +57,7 @@ def test_wrong_key_card_cryptogram_is_rejected_by_the_issuer_hsm(issuer, tap):
 def test_malformed_record_fails_tlv_decoding_at_its_offset(tap):
     terminal, card = tap("faulty-malformed-record")
     fci, _ = _select_and_pdol(terminal, card)
-    gpo = terminal.gpo(fci[0x9F38], pdol_values())
+    terminal.gpo(fci[0x9F38], pdol_values())  # the card is ready to read after GPO
     data, sw = terminal.read_record(1, 1)
     assert sw == 0x9000
     with pytest.raises(TLVError, match="tag 57 at offset 2 declares"):
