@@ -24,7 +24,6 @@ from json.encoder import c_make_encoder, encode_basestring_ascii
 from operator import attrgetter
 from typing import Any, Iterable
 
-from .rules import Action
 
 # what `Facts` holds besides the columns of its own (txn id, terminal, merchant, token, amount, time)
 FIELDS = ("channel", "kind", "merchant_grade", "device_id", "masked_pan", "card_family", "merchant_mcc",
@@ -33,7 +32,6 @@ FIELDS = ("channel", "kind", "merchant_grade", "device_id", "masked_pan", "card_
           "location_fix_age_s", "location_cells")
 capture = attrgetter(*FIELDS)
 _HIT_KEYS = ("rule", "status", "action", "code", "text", "values")
-_VALUE = {a: a.value for a in Action}  # `.value` of an enum member is a Python-level property
 
 
 def _encoder():
@@ -74,7 +72,7 @@ def encode_hits(hits: Iterable) -> bytes | str:
     """`hits`: the decision's `Hit`s (read at flush: they are not changed after a decision)."""
     if not hits:
         return _NO_HITS
-    rows = [(h.rule, h.status, _VALUE[h.action], h.code, h.text, h.values) for h in hits]
+    rows = [(h.rule, h.status, h.action._value_, h.code, h.text, h.values) for h in hits]  # `_value_`: see rules.Action
     try:
         return marshal.dumps(rows, _MARSHAL)
     except ValueError:

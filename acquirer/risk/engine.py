@@ -38,7 +38,6 @@ _TRIAL = Status.TRIAL.value
 # members read on every decision, looked up once (an enum class attribute costs ~150 ns)
 _PASS, _STEP_UP, _DECLINE = Action.PASS, Action.STEP_UP, Action.DECLINE
 _FREEZE_MERCHANT, _HOLD_SETTLEMENT = Action.FREEZE_MERCHANT, Action.HOLD_SETTLEMENT
-_VALUE = {a: a.value for a in Action}  # `.value` of an enum member is a Python-level property
 _DECLINE_SEVERITY = _DECLINE.severity
 _HOLDING = (_FREEZE_MERCHANT, _HOLD_SETTLEMENT)
 _GATED = ("refused", "missing")  # the location statuses `_builtins` may decline
@@ -214,7 +213,7 @@ class RiskEngine:
             self._side_effects(f, hits)
         hits = tuple(hits)
         decision = Decision(f.txn_id, at, action, code, text, step_up, hits, rs.version)
-        self.store.record((f.txn_id, at, f.terminal_id, f.merchant_id, f.card_token, amount, rnd, _VALUE[action],
+        self.store.record((f.txn_id, at, f.terminal_id, f.merchant_id, f.card_token, amount, rnd, action._value_,
                            code, text, rs.label, capture(f), f.flags, hits))
         if hits and log.isEnabledFor(logging.INFO):  # nothing to build for a log line nobody keeps
             self._log(decision)
