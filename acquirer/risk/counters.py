@@ -80,20 +80,22 @@ class Tally:
             v[0] -= 1
             v[4] -= a
             v[8] -= r
-        minutes, old = self.minutes, minute - 60
         if minute > self.minute:  # the newest minute closes (a clock stepping back counts into it)
+            minutes, old = self.minutes, minute - 60
             if self.minute >= 0:
                 minutes.append((self.minute, self.minute_count, self.minute_amount, self.minute_round))
             self.minute, self.minute_count, self.minute_amount, self.minute_round = minute, 1, amount, rnd
+            # minutes leave the hour only here: in the same (or an earlier) minute as the newest,
+            # everything this could drop was dropped when the newest minute began
+            while minutes and minutes[0][0] <= old:
+                _, c, a, r = minutes.popleft()
+                v[1] -= c
+                v[5] -= a
+                v[9] -= r
         else:
             self.minute_count += 1
             self.minute_amount += amount
             self.minute_round += rnd
-        while minutes and minutes[0][0] <= old:
-            _, c, a, r = minutes.popleft()
-            v[1] -= c
-            v[5] -= a
-            v[9] -= r
         if day > self.day:  # a clock stepping back must not wipe today
             self.day = day
             v[2] = v[6] = v[10] = 0
