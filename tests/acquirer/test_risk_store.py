@@ -225,3 +225,50 @@ def test_the_windows_count_as_they_did_whatever_the_clock_does():
             before.uncount_amount(amount)
         assert (now.minute, now.minute_count, now.minute_amount, list(now.minutes), list(now.recent)) == \
             (before.minute, before.minute_count, before.minute_amount, list(before.minutes), list(before.recent)), n
+
+
+def _rows_in(path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT txn_id FROM decisions ORDER BY seq")]
+
+
+def test_a_full_batch_is_written_by_the_stores_thread_in_the_order_decided(tmp_path):
+    import time
+
+    store = DecisionStore(tmp_path / "risk.db", flush_every=4, flush_after_s=3600)
+    try:
+        ids = [f"T0000001:000001:{n:06d}" for n in range(1, 11)]
+        for txn in ids:
+            store.record(row(txn))
+        deadline = time.monotonic() + 10
+        while len(_rows_in(tmp_path / "risk.db")) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)  # two full batches: written without anyone calling flush
+        assert _rows_in(tmp_path / "risk.db") == ids[:8]
+        store.flush()  # the two still filling a batch
+        assert _rows_in(tmp_path / "risk.db") == ids
+    finally:
+        store.close()
+
+
+def test_a_batch_that_cannot_be_written_waits_and_goes_first_later(tmp_path, caplog):
+    import time
+
+    store = DecisionStore(tmp_path / "risk.db", flush_every=2, flush_after_s=3600)
+    blocker = sqlite3.connect(tmp_path / "risk.db", isolation_level=None)
+    try:
+        store._w.execute("PRAGMA busy_timeout=20")
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        ids = [f"T0000001:000001:{n:06d}" for n in range(1, 6)]
+        for txn in ids[:4]:
+            store.record(row(txn))
+        deadline = time.monotonic() + 10
+        while "upkeep failed" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "database is locked" in caplog.text
+        blocker.execute("ROLLBACK")
+        store.record(row(ids[4]))
+        store.flush()
+        assert _rows_in(tmp_path / "risk.db") == ids
+    finally:
+        blocker.close()
+        store.close()
