@@ -3,7 +3,7 @@ dictionaries as ever on the way out.
 
 Writing is on every decision, reading only for `acquirer risk explain` and tests, so
 the work sits on the read side. `capture(f)` takes the facts' values in one C call
-(`operator.attrgetter`), and the store encodes them at its batch flush as one array
+(`operator.attrgetter`), and the store encodes them when a batch fills, as one array
 in `FIELDS` order (no dictionary built, no key written per row), the flags appended
 only when there are some. Hits are arrays too: rule, status, action, code, text, values.
 
@@ -11,7 +11,7 @@ The arrays are `marshal`ed (a BLOB; format version 4): the same values as the JS
 rows of earlier versions, in a third of the CPU (JSON spells every float out with its
 shortest repr, and the facts carry three floats). Only exact built-in types marshal; a
 row holding anything else (a str or int subclass someone passed in a fact) is written as
-the JSON text of before instead, so nothing is ever refused at a flush. `facts_dict` and
+the JSON text of before instead, so no batch is ever refused for it. `facts_dict` and
 `hits_dicts` read all three forms (a BLOB; a JSON array; a JSON dictionary, as the
 first versions wrote) into what `StoredDecision` has always held (`cli.format_decision`
 reads them): lists where JSON gave lists, so a reader cannot tell which form a row had.
@@ -69,7 +69,7 @@ def encode_facts(values: tuple, flags: frozenset) -> bytes | str:
 
 
 def encode_hits(hits: Iterable) -> bytes | str:
-    """`hits`: the decision's `Hit`s (read at flush: they are not changed after a decision)."""
+    """`hits`: the decision's `Hit`s (read when the batch fills: they are not changed after a decision)."""
     if not hits:
         return _NO_HITS
     rows = [(h.rule, h.status, h.action._value_, h.code, h.text, h.values) for h in hits]  # `_value_`: see rules.Action

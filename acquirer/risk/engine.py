@@ -12,7 +12,7 @@ One decision:
      order breaks ties); trial hits are recorded and logged, never acted on;
   4. a blocked transaction's amount leaves the counters (its count stays), freezes
      and holds are placed, and the decision is stored with every hit and its values
-     (`codec.capture` takes the facts; the store encodes them at its batch flush).
+     (`codec.capture` takes the facts; the store encodes them when a batch fills).
 """
 from __future__ import annotations
 
