@@ -94,7 +94,7 @@ def wire_requests(n: int, keys: dict) -> list[tuple[bytes, str, str]]:
             counters[tid] += 1
             reports[tid] = build(keys[tid].sign, device_id=f"DEV-{tid}", terminal_id=tid, counter=counters[tid],
                                  # 40 s between fixes: a 2 km move is a drive, not a spoofed jump
-                                 fix_time=T0 - 100 + 40 * (counters[tid] - 1),
+                                 fix_time=T0 - 300 + 40 * (counters[tid] - 1),
                                  latitude=SITE[0] + (0.018 if moved else 0.0),
                                  longitude=SITE[1], accuracy_m=8.0, source=FixSource.FIXED)
         roll = rng.random()
