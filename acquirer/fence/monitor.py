@@ -80,6 +80,7 @@ class FenceMonitor:
         self._placed: dict[str, tuple] = {}  # terminal -> its last report placed against its fence (`_place`)
         self._terms: dict[tuple[str, bool], tuple[bool, int]] = {}  # `_grade_terms`, for `_terms_of`
         self._terms_of: FencePolicy | None = None
+        self._again: dict[str, tuple] = {}  # terminal -> what its latest report attached again was judged on
         self._lock = threading.Lock()  # preverify runs on worker threads
 
     # --- registration ---------------------------------------------------------------
@@ -130,12 +131,25 @@ class FenceMonitor:
         `txn_id` names the transaction in alerts; leave it empty for a periodic report.
         `required` overrides the policy's "a fenced terminal must attach a fix".
         """
-        now = self.clock()
         terminal_id = terminal.terminal_id
+        if txn_id and report is not None:
+            again = self._again.get(terminal_id)
+            # the verdict the full check gave this report last time, if everything it was judged
+            # on is still the same object (all frozen; see `_remember`): only its age is new
+            if again is not None and again[0] == report and again[1] is terminal and again[2] is merchant \
+                    and again[3] is required and again[4] is self.policy and again[5] is self.store.fence(terminal_id) \
+                    and again[6] is self.store.last_fix(terminal_id) and again[7] is self._latest.get(terminal_id):
+                rep = again[8]
+                age = self.clock() - rep.fix_time_ms / 1000.0  # `rep.age_s(now)`
+                if again[9] <= age <= again[10]:  # `_fresh` would pass it
+                    return FenceVerdict(INSIDE, "inside the fence", again[11], "", rep, again[12], again[13], age,
+                                        again[14])
+        now = self.clock()
         fence = self.store.fence(terminal_id)
         grade, mobile = self._grade(fence, merchant)
         merchant_id = fence.merchant_id if fence else terminal.merchant_id
         fix_required, max_age = self._grade_terms(grade, mobile)
+        required_arg = required
         required = fence is not None and (fix_required if required is None else required)
         names = (now, terminal_id, merchant_id, txn_id)  # what this check's alerts record besides their own
         if report is None:
@@ -146,7 +160,7 @@ class FenceMonitor:
             reason = "no signed location attached: fix required"
             return FenceVerdict(MISSING, reason, True, alert_id=self._alert(names, "missing", reason))
         try:
-            rep = self.current(terminal, report) if txn_id else None
+            rep = again = self.current(terminal, report) if txn_id else None
             if rep is not None:  # the latest accepted report, attached again: judged again, not taken again
                 age = rep.age_s(now)
                 self._fresh(rep, age, max_age, terminal_id, now)
@@ -174,7 +188,25 @@ class FenceMonitor:
             if not self.adopt_first_fix:
                 return FenceVerdict(UNFENCED, "fence has no site yet", required, report=rep, fix_age_s=age)
             fence = self._adopt(fence, rep)
-        return self._judge(fence, rep, age, required, names)
+        verdict = self._judge(fence, rep, age, required, names)
+        if again is not None and verdict.status == INSIDE:
+            self._remember(terminal, report, merchant, required_arg, fence, rep, max_age, verdict)
+        return verdict
+
+    def _remember(self, terminal, report: bytes, merchant, required_arg, fence: Fence, rep: LocationReport,
+                  max_age: int, verdict: FenceVerdict) -> None:
+        """Keep what an INSIDE verdict on the latest accepted report, attached again, followed
+        from, for `check`'s shortcut: a till standing in its shop attaches that report to sale
+        after sale, and each time the full check reads the same fence, last fix, kept report,
+        merchant grade and policy (frozen objects, compared by identity: a changed one is a new
+        object, and the full check runs again) to reach the same verdict; only the fix's age
+        moves, and the shortcut checks it against the same limits as `_fresh`. Refusals,
+        violations and missing reports always take the full check (they write alerts)."""
+        terminal_id = terminal.terminal_id
+        self._again[terminal_id] = (
+            report, terminal, merchant, required_arg, self.policy, fence, self.store.last_fix(terminal_id),
+            self._latest.get(terminal_id), rep, -self.policy.max_future_s, max_age, verdict.required,
+            verdict.distance_m, verdict.offset_m, verdict.cells)
 
     def _grade_terms(self, grade: str, mobile: bool) -> tuple[bool, int]:
         """(a fix is required, the oldest usable fix in s) for a grade: the policy's answers,

@@ -12,7 +12,7 @@ One decision:
      order breaks ties); trial hits are recorded and logged, never acted on;
   4. a blocked transaction's amount leaves the counters (its count stays), freezes
      and holds are placed, and the decision is stored with every hit and its values
-     (`codec.capture` takes the facts; the store encodes them at its batch flush).
+     (`codec.capture` takes the facts; the store encodes them when a batch fills).
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ _TRIAL = Status.TRIAL.value
 # members read on every decision, looked up once (an enum class attribute costs ~150 ns)
 _PASS, _STEP_UP, _DECLINE = Action.PASS, Action.STEP_UP, Action.DECLINE
 _FREEZE_MERCHANT, _HOLD_SETTLEMENT = Action.FREEZE_MERCHANT, Action.HOLD_SETTLEMENT
-_VALUE = {a: a.value for a in Action}  # `.value` of an enum member is a Python-level property
 _DECLINE_SEVERITY = _DECLINE.severity
 _HOLDING = (_FREEZE_MERCHANT, _HOLD_SETTLEMENT)
+_GATED = ("refused", "missing")  # the location statuses `_builtins` may decline
 
 
 @dataclass(slots=True)  # not frozen, as `Decision`: a frozen dataclass's __init__ costs ~1 us more per hit
@@ -152,12 +152,10 @@ class RiskEngine:
         for at, terminal, merchant, token, amount, rnd, action in self.store.since(min(month_start(now), now - 3600)):
             self.counters.add(token, terminal, merchant, at, 0 if Action(action).blocks else amount, rnd)
 
-    def _refresh_holds(self) -> None:
+    def _refresh_holds(self, now: float) -> None:
         # holds may be released from the CLI in another process: look again now and then
-        now = self._monotonic()
-        if now >= self._next_holds:
-            self._next_holds = now + self._holds_every_s
-            self._holds = {(h.merchant_id, h.kind) for h in self.store.holds()}
+        self._next_holds = now + self._holds_every_s
+        self._holds = {(h.merchant_id, h.kind) for h in self.store.holds()}
 
     def _plan(self, rs: RuleSet) -> tuple[_Plan, ...]:
         self._plans, self._planned = tuple(_Plan(r) for r in rs.active), rs
@@ -168,7 +166,9 @@ class RiskEngine:
         rules = self._rules
         rs = rules.current() if isinstance(rules, RuleFile) else rules
         plans = self._plans if self._planned is rs else self._plan(rs)
-        self._refresh_holds()
+        now = self._monotonic()
+        if now >= self._next_holds:
+            self._refresh_holds(now)
         at = f.at
         if not at:
             at = f.at = self.clock()
@@ -189,7 +189,8 @@ class RiskEngine:
             fired = rs.evaluate(f, snap)
         except Exception:  # one rule failing at run time must not silence the others
             fired = self._one_by_one(rs, f, snap)
-        hits = self._builtins(f)
+        # the built-in gates only when one can apply (nearly every decision has no hold, no refusal)
+        hits = self._builtins(f) if self._holds or f.location_status in _GATED else []
         # the most severe live hit wins, the first of equals; the built-in gates (live
         # declines) come first, and a live `pass` rule that fires is a winner too
         winner, severity = (hits[0], _DECLINE_SEVERITY) if hits else (None, -1)
@@ -212,7 +213,7 @@ class RiskEngine:
             self._side_effects(f, hits)
         hits = tuple(hits)
         decision = Decision(f.txn_id, at, action, code, text, step_up, hits, rs.version)
-        self.store.record((f.txn_id, at, f.terminal_id, f.merchant_id, f.card_token, amount, rnd, _VALUE[action],
+        self.store.record((f.txn_id, at, f.terminal_id, f.merchant_id, f.card_token, amount, rnd, action._value_,
                            code, text, rs.label, capture(f), f.flags, hits))
         if hits and log.isEnabledFor(logging.INFO):  # nothing to build for a log line nobody keeps
             self._log(decision)

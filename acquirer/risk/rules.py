@@ -53,6 +53,9 @@ class Status(str, enum.Enum):
 
 
 class Action(str, enum.Enum):
+    """Hot paths read a member's `_value_` (the plain string): `.value` is a Python-level
+    property, and a dictionary keyed by members calls the enum's Python `__hash__`."""
+
     PASS = "pass"
     HOLD_SETTLEMENT = "hold_settlement"  # the transaction goes on; the merchant's money waits
     STEP_UP = "step_up"

@@ -3,21 +3,19 @@
 Decisions are written in batches: every `flush_every` decisions, or when the oldest
 waiting one is `flush_after_s` old (checked at each decision, and by a background
 thread when traffic stops), and at `explain` and close. One commit per decision would
-cost more than the decision itself. A process crash loses at most that buffer: a few
-decisions missing from `risk explain` and from the counters rebuilt at start. Freezes
-and holds change what happens next, so they are written at once.
+cost more than the decision itself. The thread that fills a batch encodes it (the
+Python work: `codec`), and the background thread writes it, on a connection of its own:
+SQLite's inserts and commit release the GIL, so on the host they run on the other core
+while the event loop goes on deciding. `flush()` writes everything now, on the caller's
+thread, after any batch the background thread is writing (batches are written in the
+order they filled). A process crash loses at most what was not written yet (the batch
+filling, and one being written): a few decisions missing from `risk explain` and from
+the counters rebuilt at start. A batch the background thread cannot write stays first
+in line and is tried again. Freezes and holds change what happens next, so they are
+written at once.
 
 The background thread also checkpoints the WAL (autocheckpoint is off on the writing
-connection): a checkpoint fsyncs, and that wait belongs off the request path.
-
-Looking a decision up by transaction id goes through `decisions_by_txn`, which the
-background thread brings up to date every `index_every_s` (5 s) in large sorted chunks
-(`index_txns`) rather than an index on `decisions` maintained row by row: transaction
-ids arrive in no order (terminal:batch:stan from many terminals), so such an index
-dirtied one page per decision in every commit (about 4 KB of WAL per 300-byte row, half
-the cost of the store). `decisions()` reads that table and scans the few rows written
-since it was last brought up (`store_meta.txn_indexed_to`). The other index, on the
-decision time, only ever grows at its end.
+connections): a checkpoint fsyncs, and that wait belongs off the request path.
 """
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from .codec import encode_facts, encode_hits, facts_dict, hits_dicts
@@ -101,10 +100,8 @@ class DecisionStore:
     def __init__(self, path: str | os.PathLike, *, flush_every: int = 256, flush_after_s: float = 0.5,
                  checkpoint_every_s: float = 5.0, index_every_s: float = 5.0, monotonic=time.monotonic):
         self.path = os.fspath(path)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db = _connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the upkeep thread checkpoints instead
         self._db.executescript(_SCHEMA)
         if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'decisions_txn'").fetchone():
             try:
@@ -113,13 +110,18 @@ class DecisionStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the main connection: reads, holds, the lookup table
+        self._w = _connect(self.path)  # the decision batches' own connection
+        self._write_lock = threading.Lock()  # the writing connection; batches go in the order they filled
+        self._queue_lock = threading.Lock()  # the rows waiting and the batches ready
         self._pending: list[tuple] = []
+        self._ready: deque[list] = deque()  # encoded batches (flat column values), oldest first
         self._first_pending = 0.0
         self.flush_every = flush_every
         self.flush_after_s = flush_after_s
         self._monotonic = monotonic
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a batch is ready
         self._upkeep = threading.Thread(target=self._run_upkeep, args=(checkpoint_every_s, index_every_s),
                                         name="risk-store-upkeep", daemon=True)
         self._upkeep.start()
@@ -127,37 +129,57 @@ class DecisionStore:
     # --- decisions ------------------------------------------------------------------
     def record(self, row: tuple) -> None:
         """`row`: txn_id, at, terminal, merchant, token, amount, round, action, code, text, ruleset, then the
-        facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded at the flush)."""
+        facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded with the batch)."""
         now = self._monotonic()
-        with self._lock:
+        with self._queue_lock:
             pending = self._pending
             if not pending:
                 self._first_pending = now
             pending.append(row)
-            if len(pending) >= self.flush_every or now - self._first_pending >= self.flush_after_s:
-                self.flush()
+            if len(pending) < self.flush_every and now - self._first_pending < self.flush_after_s:
+                return
+            self._batch()
+        self._wake.set()  # the background thread writes it
+
+    def _batch(self) -> None:
+        """The rows waiting, encoded into one batch of column values (call with `_queue_lock` held)."""
+        values = []
+        for r in self._pending:
+            values += r[:11]
+            values.append(encode_facts(r[11], r[12]))
+            values.append(encode_hits(r[13]))
+        self._ready.append(values)
+        self._pending = []
 
     def flush(self) -> None:
-        with self._lock:
-            if not self._pending:
-                return
-            values = []
-            for r in self._pending:
-                values += r[:11]
-                values.append(encode_facts(r[11], r[12]))
-                values.append(encode_hits(r[13]))
-            self._db.execute("BEGIN")
-            try:
-                # 64 rows per INSERT: one statement run instead of 64 (bind, step and reset each)
-                step = _ROWS_PER_INSERT * _COLUMNS
-                for i in range(0, len(values), step):
-                    chunk = values[i:i + step]
-                    self._db.execute(_INSERT + ",".join([_ROW] * (len(chunk) // _COLUMNS)), chunk)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._pending.clear()
+        """Write every decision recorded so far, now, on this thread."""
+        with self._queue_lock:
+            if self._pending:
+                self._batch()
+        self._write_ready()
+
+    def _write_ready(self) -> None:
+        with self._write_lock:
+            while True:
+                with self._queue_lock:
+                    if not self._ready:
+                        return
+                    values = self._ready[0]
+                db = self._w
+                db.execute("BEGIN")
+                try:
+                    # 64 rows per INSERT: one statement run instead of 64 (bind, step and reset each)
+                    step = _ROWS_PER_INSERT * _COLUMNS
+                    for i in range(0, len(values), step):
+                        chunk = values[i:i + step]
+                        db.execute(_INSERT + ",".join([_ROW] * (len(chunk) // _COLUMNS)), chunk)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise  # the batch stays first in line
+                with self._queue_lock:
+                    self._ready.popleft()
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now (the upkeep thread does it every `checkpoint_every_s`)."""
@@ -169,10 +191,16 @@ class DecisionStore:
         next_checkpoint = self._monotonic() + checkpoint_every_s
         next_index = self._monotonic() + index_every_s
         try:
-            while not self._stop.wait(self.flush_after_s):
+            while True:
+                self._wake.wait(self.flush_after_s)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
                 try:
                     if self._pending and self._monotonic() - self._first_pending >= self.flush_after_s:
-                        self.flush()
+                        self.flush()  # traffic stopped: what waits is written
+                    else:
+                        self._write_ready()
                     if self._monotonic() >= next_index:  # larger sorted chunks: fewer pages per row
                         next_index = self._monotonic() + index_every_s
                         self.index_txns()
@@ -250,11 +278,20 @@ class DecisionStore:
         if self._stop.is_set():
             return  # closed already (a service stopped twice)
         self._stop.set()
+        self._wake.set()
         self._upkeep.join(10)
         self.flush()
         self.index_txns()
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._w.close()
         self._db.close()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the upkeep thread checkpoints instead
+    return db
 
 
 def _decision(r: tuple) -> StoredDecision:

@@ -321,3 +321,88 @@ def test_merchants_with_repeated_alerts_are_listed_for_review(site):
     review = site.store.for_review(since=T0 - 1, threshold=3)
     assert [(r.merchant_id, r.alerts, r.terminals) for r in review] == [(MERCHANT, 4, 2)]
     assert review[0].kinds == {"outside": 3, "foreign": 1}
+
+
+class _FullCheckEveryTime(FenceMonitor):
+    """The monitor without its shortcut for a report attached again: the reference."""
+
+    def _remember(self, *args) -> None:
+        pass
+
+
+def test_the_shortcut_for_a_report_attached_again_gives_the_full_checks_verdicts(tmp_path, monkeypatch):
+    """Sale after sale with the same latest report, while what the verdict depends on changes
+    under it (time, the merchant's grade, the fence, the policy, a newer report): every
+    verdict, every counter and every alert is what the full check gives."""
+    clock = Clock()
+    registry = Registry(tmp_path / "registry.db")
+    registry.add_merchant(MERCHANT, "Corner shop", latitude=SITE[0], longitude=SITE[1], radius_m=500)
+    device = enrol(registry, "00000001", MERCHANT, clock)
+    sides = []
+    for name, kind in (("fast", FenceMonitor), ("full", _FullCheckEveryTime)):
+        store = FenceStore(tmp_path / f"{name}.db", grouped=True)
+        monitor = kind(store, clock=clock)
+        monitor.register_site("00000001", registry.merchant(MERCHANT))
+        sides.append(monitor)
+    merchant, terminal = registry.merchant(MERCHANT), registry.terminal("00000001")
+    shortcuts = []
+    real_current = FenceMonitor.current
+
+    def verdicts(report, n, **kw):
+        out = []
+        for monitor in sides:
+            calls = len(shortcuts)
+            v = monitor.check(terminal, report, merchant=merchant, txn_id=f"00000001:000001:{n:06d}", **kw)
+            out.append((v.status, v.reason, v.required, v.refusal, v.report, v.distance_m, v.offset_m, v.fix_age_s,
+                        v.cells, v.alert_id is None))
+            if monitor is sides[0] and len(shortcuts) == calls:
+                shortcuts.append(n)  # the full check never asked `current`: the shortcut answered
+        assert out[0] == out[1], n
+        return out[0]
+
+    def counting_current(self, *a):
+        if self is sides[0]:
+            shortcuts.append(None)
+        return real_current(self, *a)
+
+    monkeypatch.setattr(FenceMonitor, "current", counting_current)
+    try:
+        latest = device.report(moved(SITE, 100), T0)
+        n = 0
+        for step in range(60):
+            n += 1
+            clock.advance(37)  # grade B: the fix goes stale after 1200 s, at sale 33
+            if step == 10:
+                merchant = registry.merchant(MERCHANT)  # the assessor's merchant cache renewed: a new object
+            if step == 15:  # the site is moved 400 m: the same fix is now outside
+                for monitor in sides:
+                    monitor.register_site("00000001", merchant, latitude=moved(SITE, 400)[0],
+                                          longitude=moved(SITE, 400)[1], radius_m=200)
+            if step == 20:  # back, and a stricter policy
+                for monitor in sides:
+                    monitor.register_site("00000001", merchant)
+                    monitor.policy = FencePolicy(max_future_s=10.0)
+            if step == 25:
+                verdicts(latest, n, required=True)
+                n += 1
+            if step == 40:  # a new report: the old one is a replay from now on
+                newer = device.report(moved(SITE, 50), clock())
+                assert verdicts(newer, n)[0] == "inside"
+                n += 1
+                assert verdicts(latest, n)[3] == "replay"
+                latest = newer
+                n += 1
+            verdicts(latest, n)
+        used = [s for s in shortcuts if s is not None]
+        assert len(used) > 30  # most sales took the shortcut
+        for monitor in sides:
+            monitor.store.flush()
+        fast, full = sides
+        assert fast.store.last_fix("00000001") == full.store.last_fix("00000001")
+        assert [(a.kind, a.reason, a.txn_id, a.counter) for a in fast.store.alerts()] == \
+            [(a.kind, a.reason, a.txn_id, a.counter) for a in full.store.alerts()]
+        assert {a.kind for a in fast.store.alerts()} >= {"outside", "stale"}
+    finally:
+        for monitor in sides:
+            monitor.store.close()
+        registry.close()

@@ -7,8 +7,8 @@ import json
 import sqlite3
 
 from acquirer.risk import DecisionStore, Facts
-from acquirer.risk.codec import capture, encode_facts, facts_dict
-from acquirer.risk.counters import Tally, stat_index
+from acquirer.risk.codec import capture, encode_facts, encode_hits, facts_dict, hits_dicts
+from acquirer.risk.counters import Tally, month_of_day, stat_index
 from acquirer.risk.engine import Hit
 from acquirer.risk.rules import Action
 
@@ -102,3 +102,173 @@ def test_a_tally_counts_once_per_event_and_takes_a_blocked_amount_back():
     assert (v[count_1m], v[amount_1m], v[count_1h], v[stat_index("amount", "1h")]) == (2, 100, 3, 600)
     v = t.add(T0 + 3600 + 80, 1, 0)  # an hour on: only this one in the minute and the hour
     assert (v[count_1m], v[count_1h], v[amount_1d], v[stat_index("count", "month")]) == (1, 1, 601, 4)
+
+
+def _json_row(values: tuple, flags: frozenset) -> str:
+    """A row as the versions before marshalled rows wrote it."""
+    return json.dumps(values if not flags else (*values, sorted(flags)), separators=(",", ":"))
+
+
+def test_marshalled_rows_read_back_as_the_json_rows_of_before():
+    f = Facts("T0000001:000001:000001", "T0000001", "898440358120001", 150_000, T0, device_id="DEV-1",
+              merchant_grade="C", masked_pan="621498******0304", pin_present=True, entry_mode="071",
+              flags=frozenset({"rooted", "relay-suspected"}), location_status="inside", location_required=True,
+              location_offset_m=-380.25, location_distance_m=119.75, location_fix_age_s=35.000123,
+              location_cells="match")
+    hit = Hit("relay-flagged-tap", "live", Action.STEP_UP, "1A", "enter PIN",
+              {"txn.flags": ["relay-suspected", "rooted"], "txn.pin_present": False, "step_up": "PIN"})
+    for facts in (f, Facts("T0000001:000001:000002", "T0000001", "898440358120001", 100, T0)):
+        stored = encode_facts(capture(facts), facts.flags)
+        assert isinstance(stored, bytes)
+        assert facts_dict(stored) == facts_dict(_json_row(capture(facts), facts.flags))
+    stored = encode_hits((hit,))
+    assert isinstance(stored, bytes)
+    assert hits_dicts(stored) == hits_dicts(json.dumps([["relay-flagged-tap", "live", "step_up", "1A", "enter PIN",
+                                                         hit.values]]))
+    assert hits_dicts(encode_hits(())) == hits_dicts("[]") == []
+
+
+def test_a_value_marshal_cannot_take_is_stored_as_json_text(tmp_path):
+    class Grade(str):  # a str subclass in a fact: marshal refuses it, JSON writes the string
+        pass
+
+    f = Facts("T0000001:000001:000001", "T0000001", "898440358120001", 100, T0, merchant_grade=Grade("D"))
+    stored = encode_facts(capture(f), f.flags)
+    assert isinstance(stored, str) and facts_dict(stored)["grade"] == "D"
+    store = DecisionStore(tmp_path / "risk.db", flush_after_s=3600)
+    try:
+        store.record(row("T0000001:000001:000001", facts=f))
+        store.record(row("T0000001:000001:000002"))
+        assert [d.facts["grade"] for d in store.decisions("T0000001:000001:000001")] == ["D"]
+        assert [d.facts["grade"] for d in store.decisions("T0000001:000001:000002")] == ["B"]
+    finally:
+        store.close()
+
+
+def test_a_store_with_json_rows_reads_them_beside_marshalled_ones(tmp_path):
+    path = tmp_path / "risk.db"
+    hit = Hit("single-limit", "live", Action.DECLINE, "61", "over the limit", {"txn.amount": 6_000_000})
+    f = Facts("T0000001:000001:000001", "T0000001", "898440358120001", 6_000_000, T0, location_status="inside",
+              location_fix_age_s=12.5)
+    store = DecisionStore(path, flush_after_s=3600)
+    store.record(row("T0000001:000001:000001", facts=f, hits=(hit,)))
+    store.close()
+    db = sqlite3.connect(path)  # the same decision again, as the JSON text an earlier version wrote
+    db.execute("INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_token, amount, round, action, code,"
+               " text, ruleset, facts, hits) SELECT txn_id, at + 1, terminal_id, merchant_id, card_token, amount,"
+               " round, action, code, text, ruleset, ?, ? FROM decisions",
+               (_json_row(capture(f), f.flags), json.dumps([["single-limit", "live", "decline", "61",
+                                                            "over the limit", {"txn.amount": 6_000_000}]])))
+    db.commit()
+    db.close()
+    store = DecisionStore(path)
+    try:
+        new, old = store.decisions("T0000001:000001:000001")
+        assert (new.facts, new.hits) == (old.facts, old.hits)
+        assert new.facts["location"] == {"status": "inside", "offset_m": 0.0, "distance_m": -1.0, "fix_age_s": 12.5}
+    finally:
+        store.close()
+
+
+class _TallyBefore(Tally):
+    """`Tally.count` as it was before the hour window's roll moved into the new-minute branch:
+    old minutes looked for at every event (the reference for the test below)."""
+
+    def count(self, t: float, minute: int, day: int, amount: int, rnd: int) -> list[int]:
+        v, recent = self.v, self.recent
+        while recent and recent[0][0] <= t - 60:
+            _, a, r = recent.popleft()
+            v[0] -= 1
+            v[4] -= a
+            v[8] -= r
+        minutes, old = self.minutes, minute - 60
+        if minute > self.minute:
+            if self.minute >= 0:
+                minutes.append((self.minute, self.minute_count, self.minute_amount, self.minute_round))
+            self.minute, self.minute_count, self.minute_amount, self.minute_round = minute, 1, amount, rnd
+        else:
+            self.minute_count += 1
+            self.minute_amount += amount
+            self.minute_round += rnd
+        while minutes and minutes[0][0] <= old:
+            _, c, a, r = minutes.popleft()
+            v[1] -= c
+            v[5] -= a
+            v[9] -= r
+        if day > self.day:
+            self.day = day
+            v[2] = v[6] = v[10] = 0
+            month = month_of_day(day)
+            if month > self.month:
+                self.month = month
+                v[3] = v[7] = v[11] = 0
+        recent.append((t, amount, rnd))
+        for i, add in ((0, 1), (1, 1), (2, 1), (3, 1), (4, amount), (5, amount), (6, amount), (7, amount),
+                       (8, rnd), (9, rnd), (10, rnd), (11, rnd)):
+            v[i] += add
+        return v
+
+
+def test_the_windows_count_as_they_did_whatever_the_clock_does():
+    """Every window after every event, over random traffic with the clock stepping back now
+    and then and blocked amounts taken back, against the counting as it was."""
+    import random
+
+    rng = random.Random(3)
+    now, before, clock = Tally(), _TallyBefore(), T0
+    for n in range(5000):
+        clock += rng.choice((0.5, 3, 20, 61, 400, 3000, 86_400)) if rng.random() > 0.05 else -rng.choice((5, 90, 4000))
+        amount, rnd = rng.randrange(0, 5000), int(rng.random() < 0.2)
+        assert now.add(clock, amount, rnd) == before.add(clock, amount, rnd), n
+        if rng.random() < 0.05:
+            now.uncount_amount(amount)
+            before.uncount_amount(amount)
+        assert (now.minute, now.minute_count, now.minute_amount, list(now.minutes), list(now.recent)) == \
+            (before.minute, before.minute_count, before.minute_amount, list(before.minutes), list(before.recent)), n
+
+
+def _rows_in(path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT txn_id FROM decisions ORDER BY seq")]
+
+
+def test_a_full_batch_is_written_by_the_stores_thread_in_the_order_decided(tmp_path):
+    import time
+
+    store = DecisionStore(tmp_path / "risk.db", flush_every=4, flush_after_s=3600)
+    try:
+        ids = [f"T0000001:000001:{n:06d}" for n in range(1, 11)]
+        for txn in ids:
+            store.record(row(txn))
+        deadline = time.monotonic() + 10
+        while len(_rows_in(tmp_path / "risk.db")) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)  # two full batches: written without anyone calling flush
+        assert _rows_in(tmp_path / "risk.db") == ids[:8]
+        store.flush()  # the two still filling a batch
+        assert _rows_in(tmp_path / "risk.db") == ids
+    finally:
+        store.close()
+
+
+def test_a_batch_that_cannot_be_written_waits_and_goes_first_later(tmp_path, caplog):
+    import time
+
+    store = DecisionStore(tmp_path / "risk.db", flush_every=2, flush_after_s=3600)
+    blocker = sqlite3.connect(tmp_path / "risk.db", isolation_level=None)
+    try:
+        store._w.execute("PRAGMA busy_timeout=20")
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        ids = [f"T0000001:000001:{n:06d}" for n in range(1, 6)]
+        for txn in ids[:4]:
+            store.record(row(txn))
+        deadline = time.monotonic() + 10
+        while "upkeep failed" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "database is locked" in caplog.text
+        blocker.execute("ROLLBACK")
+        store.record(row(ids[4]))
+        store.flush()
+        assert _rows_in(tmp_path / "risk.db") == ids
+    finally:
+        blocker.close()
+        store.close()
