@@ -116,20 +116,22 @@ def main(path: str) -> int:
     # What exists now (modules, the ledger) lives as long as the process: frozen, the
     # collector's full passes no longer walk it each time the group tuples trigger one.
     gc.freeze()
-    messages = Messages()
+    messages, buf = Messages(), bytearray(1 << 16)
     try:
-        while True:
-            # everything waiting in the pipe in one read, not two reads per message
-            data = os.read(fd_in, 1 << 16)  # more than a group, less than what malloc would mmap
-            if not data:  # the host is gone
-                return 0
-            groups = []
-            for request in messages.feed(data):
-                if request[0] == "close":
-                    _apply(ledger, companions, groups, fd_out)
+        with memoryview(buf) as view:
+            while True:
+                # everything waiting in the pipe in one read (not two reads per message), into
+                # one buffer kept for the purpose (not 64 KiB allocated at each read)
+                n = os.readv(fd_in, (buf,))
+                if not n:  # the host is gone
                     return 0
-                groups.append(request)
-            _apply(ledger, companions, groups, fd_out)
+                groups = []
+                for request in messages.feed(view[:n]):
+                    if request[0] == "close":
+                        _apply(ledger, companions, groups, fd_out)
+                        return 0
+                    groups.append(request)
+                _apply(ledger, companions, groups, fd_out)
     finally:
         companions.close()
         ledger.close()
