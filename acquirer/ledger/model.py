@@ -169,10 +169,11 @@ class TxnRecord:
             channel = Channel(channel)
         if extra is _NO_EXTRA:
             extra = {}
-        self.__dict__.update(terminal_id=terminal_id, merchant_id=merchant_id, batch=batch, stan=stan, kind=kind,
-                             channel=channel, amount=amount, currency=currency, rrn=rrn, auth_code=auth_code,
-                             response_code=response_code, masked_pan=masked_pan, pan_token=pan_token,
-                             original_txn_id=original_txn_id, extra=extra)
+        object.__setattr__(self, "__dict__", {
+            "terminal_id": terminal_id, "merchant_id": merchant_id, "batch": batch, "stan": stan, "kind": kind,
+            "channel": channel, "amount": amount, "currency": currency, "rrn": rrn, "auth_code": auth_code,
+            "response_code": response_code, "masked_pan": masked_pan, "pan_token": pan_token,
+            "original_txn_id": original_txn_id, "extra": extra})
         if not (type(terminal_id) is str and 0 < len(terminal_id) <= 8 and ":" not in terminal_id
                 and type(merchant_id) is str and 0 < len(merchant_id) <= 15
                 and type(batch) is str and len(batch) == 6 and batch.isdecimal()
@@ -382,8 +383,9 @@ class StoredResponse:
     def __init__(self, terminal_id: str, batch: str, stan: str, request_digest: bytes, response: bytes,
                  reversal: bool = False):
         # written out for the same reason as TxnRecord's: one per request, on the event loop
-        self.__dict__.update(terminal_id=terminal_id, batch=batch, stan=stan, request_digest=request_digest,
-                             response=response, reversal=reversal)
+        object.__setattr__(self, "__dict__", {"terminal_id": terminal_id, "batch": batch, "stan": stan,
+                                              "request_digest": request_digest, "response": response,
+                                              "reversal": reversal})
         if not (type(batch) is str and len(batch) == 6 and batch.isdecimal() and type(stan) is str
                 and len(stan) == 6 and stan.isdecimal() and len(request_digest) == 32
                 and type(response) in (bytes, bytearray)):
