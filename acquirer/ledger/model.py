@@ -82,12 +82,12 @@ _MASKED_PAN = re.compile(r"^\d{6}\*{3,9}\d{4}$")
 _PAN_LIKE = re.compile(r"\d{13,19}")
 
 
-def _made(cls: type, **values: Any) -> Any:
-    """An instance of the frozen dataclass `cls` holding `values` (every field), made without
-    its __init__ (each field set through object.__setattr__): for the ledger's objects built
-    once per sale whose fields the caller has checked (or that check nothing)."""
+def _made(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of the frozen dataclass `cls` whose attributes are `values` (every field,
+    a new dict), made without its __init__ (each field set through object.__setattr__): for
+    the ledger's objects built once per sale whose fields the caller has checked."""
     obj = object.__new__(cls)
-    obj.__dict__.update(values)
+    object.__setattr__(obj, "__dict__", values)
     return obj
 
 
@@ -136,7 +136,8 @@ def request_digest(message: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TxnRecord:
-    """The facts of a new transaction as the pipeline knows them when it answers."""
+    """The facts of a new transaction as the pipeline knows them when it answers. Its
+    `txn_id` (`txn_id_for` of its terminal, batch and STAN) is kept with it, not a field."""
 
     terminal_id: str
     merchant_id: str
@@ -173,7 +174,9 @@ class TxnRecord:
             "terminal_id": terminal_id, "merchant_id": merchant_id, "batch": batch, "stan": stan, "kind": kind,
             "channel": channel, "amount": amount, "currency": currency, "rrn": rrn, "auth_code": auth_code,
             "response_code": response_code, "masked_pan": masked_pan, "pan_token": pan_token,
-            "original_txn_id": original_txn_id, "extra": extra})
+            "original_txn_id": original_txn_id, "extra": extra,
+            # not a field: the id, made once (a sale's entry, its row and its vault card each ask)
+            "txn_id": txn_id_for(terminal_id, batch, stan)})
         if not (type(terminal_id) is str and 0 < len(terminal_id) <= 8 and ":" not in terminal_id
                 and type(merchant_id) is str and 0 < len(merchant_id) <= 15
                 and type(batch) is str and len(batch) == 6 and batch.isdecimal()
@@ -215,10 +218,6 @@ class TxnRecord:
         needs_original = self.kind in _NEEDS_ORIGINAL
         _require(needs_original == (self.original_txn_id is not None), "original_txn_id",
                  "required for refunds and voids, and only for them")
-
-    @property
-    def txn_id(self) -> str:
-        return txn_id_for(self.terminal_id, self.batch, self.stan)
 
     def details(self) -> dict[str, Any]:
         """The journal's details for the entry that creates this transaction (amount is a column)."""
@@ -273,15 +272,15 @@ class JournalEntry:
             raise InvalidEntry("kind", f"{record.kind.value} cannot be AUTHORISED; use refunded/voided")
         if record.response_code != "00":
             raise InvalidEntry("response_code", "an authorised transaction answers 00")
-        return _made(cls, event=Event.AUTHORISED, txn_id=record.txn_id, amount=record.amount, record=record,
-                     details={})
+        return _made(cls, {"event": Event.AUTHORISED, "txn_id": record.txn_id, "amount": record.amount,
+                           "record": record, "details": {}})
 
     @classmethod
     def declined(cls, record: TxnRecord) -> "JournalEntry":
         if record.response_code == "00":
             raise InvalidEntry("response_code", "a declined transaction cannot answer 00")
-        return _made(cls, event=Event.DECLINED, txn_id=record.txn_id, amount=record.amount, record=record,
-                     details={})
+        return _made(cls, {"event": Event.DECLINED, "txn_id": record.txn_id, "amount": record.amount,
+                           "record": record, "details": {}})
 
     @classmethod
     def refunded(cls, record: TxnRecord) -> "JournalEntry":
@@ -421,7 +420,7 @@ class Receipt:
     @classmethod
     def of_seqs(cls, seqs: tuple[int, ...]) -> "Receipt":
         """A plain unit's receipt (`rows.receipts`): its seqs, nothing reversed, no batch."""
-        return _made(cls, seqs=seqs, reversals={}, next_batch=None)
+        return _made(cls, {"seqs": seqs, "reversals": {}, "next_batch": None})
 
     @property
     def reversal(self) -> ReversalOutcome | None:

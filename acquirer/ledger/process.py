@@ -22,6 +22,11 @@ Wire (stdin/stdout of the child, acquirer.childproc): request ("apply", at, unit
 companion writes]) -> the list of results (Receipt or LedgerError), or ("close",). A plain
 unit crosses as its rows and its Receipt as its seqs (acquirer.ledger.rows: what pickling
 the dataclasses cost both processes).
+
+The child reads all that waits in its pipe at once. Groups that waited together (the host
+sent the next while the child was applying one: a busy machine) are committed in one
+transaction, one fsync (`SQLiteLedger.commit_groups`), each unit getting what it would
+get in its own group, and all their answers leave in one write, after that COMMIT.
 """
 from __future__ import annotations
 
