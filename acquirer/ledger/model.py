@@ -136,8 +136,7 @@ def request_digest(message: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TxnRecord:
-    """The facts of a new transaction as the pipeline knows them when it answers. Its
-    `txn_id` (`txn_id_for` of its terminal, batch and STAN) is kept with it, not a field."""
+    """The facts of a new transaction as the pipeline knows them when it answers."""
 
     terminal_id: str
     merchant_id: str
@@ -174,9 +173,7 @@ class TxnRecord:
             "terminal_id": terminal_id, "merchant_id": merchant_id, "batch": batch, "stan": stan, "kind": kind,
             "channel": channel, "amount": amount, "currency": currency, "rrn": rrn, "auth_code": auth_code,
             "response_code": response_code, "masked_pan": masked_pan, "pan_token": pan_token,
-            "original_txn_id": original_txn_id, "extra": extra,
-            # not a field: the id, made once (a sale's entry, its row and its vault card each ask)
-            "txn_id": txn_id_for(terminal_id, batch, stan)})
+            "original_txn_id": original_txn_id, "extra": extra})
         if not (type(terminal_id) is str and 0 < len(terminal_id) <= 8 and ":" not in terminal_id
                 and type(merchant_id) is str and 0 < len(merchant_id) <= 15
                 and type(batch) is str and len(batch) == 6 and batch.isdecimal()
@@ -196,6 +193,10 @@ class TxnRecord:
                 json.dumps(dict(extra))
             except (TypeError, ValueError) as exc:
                 raise InvalidEntry("extra", f"must be JSON-serialisable ({exc})") from None
+
+    @property
+    def txn_id(self) -> str:
+        return txn_id_for(self.terminal_id, self.batch, self.stan)
 
     def _explain(self) -> None:
         """The record's checks one by one: raises `InvalidEntry` for the first that fails."""
