@@ -4,7 +4,7 @@ Every check reads through the writer connection, so it sees the units applied be
 it in the same group commit: two refunds racing for the last amount meet here, one
 after the other, and the second is refused. A refused unit raises; the caller undoes
 it so nothing of it stays (the group's transaction rolled back, then each unit applied
-again in a savepoint of its own: `SQLiteLedger._apply_group`).
+again in a savepoint of its own: `SQLiteLedger._apply_groups`).
 
 These statements are most of the ledger process's work per sale, so a creating entry
 is journaled and projected from its record (no details dict, no generic JSON encoder:
@@ -31,7 +31,7 @@ from .settlement import BatchClose, BatchUpload, difference_json, totals_of
 def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float, *, probe: bool = True) -> Receipt:
     """`probe=False`: a new transaction's id is not looked up first; the projection's primary
     key refuses one that exists (an IntegrityError, not `DuplicateTransaction`: only for a
-    caller that then applies the unit again with probes, `SQLiteLedger._apply_group`)."""
+    caller that then applies the unit again with probes, `SQLiteLedger._apply_groups`)."""
     seqs: list[int] = []
     reversals: dict[str, ReversalOutcome] = {}
     if unit.response is not None:

@@ -76,8 +76,19 @@ class ReversalOutcome(str, enum.Enum):
     SETTLED = "original is already settled"
 
 
+_NO_EXTRA: Any = object()  # TxnRecord's extra not given: a new empty dict
+_NEEDS_ORIGINAL = frozenset({TxnKind.REFUND, TxnKind.VOID})
 _MASKED_PAN = re.compile(r"^\d{6}\*{3,9}\d{4}$")
 _PAN_LIKE = re.compile(r"\d{13,19}")
+
+
+def _made(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of the frozen dataclass `cls` whose attributes are `values` (every field,
+    a new dict), made without its __init__ (each field set through object.__setattr__): for
+    the ledger's objects built once per sale whose fields the caller has checked."""
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    return obj
 
 
 def _require(cond: bool, name: str, reason: str) -> None:
@@ -143,11 +154,52 @@ class TxnRecord:
     original_txn_id: str | None = None  # refunds and voids
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. wallet order id; never card data
 
-    def __post_init__(self) -> None:
-        if type(self.kind) is not TxnKind:  # every record is built on the event loop: skip lookups not needed
-            object.__setattr__(self, "kind", TxnKind(self.kind))
-        if type(self.channel) is not Channel:
-            object.__setattr__(self, "channel", Channel(self.channel))
+    def __init__(self, terminal_id: str, merchant_id: str, batch: str, stan: str, kind: TxnKind, channel: Channel,
+                 amount: int, currency: str = "156", rrn: str = "", auth_code: str = "", response_code: str = "00",
+                 masked_pan: str = "", pan_token: str = "", original_txn_id: str | None = None,
+                 extra: Mapping[str, Any] = _NO_EXTRA):  # type: ignore[assignment]
+        # Written out, not the dataclass's (which sets each of the 15 fields through
+        # object.__setattr__ and then calls __post_init__): the event loop builds a record
+        # for every sale. The checks are one test that a well-formed record passes; one that
+        # fails it goes through `_explain`, the checks one by one, which raises the first
+        # that fails (or nothing: the one test is stricter, e.g. a str subclass).
+        if type(kind) is not TxnKind:
+            kind = TxnKind(kind)
+        if type(channel) is not Channel:
+            channel = Channel(channel)
+        if extra is _NO_EXTRA:
+            extra = {}
+        object.__setattr__(self, "__dict__", {
+            "terminal_id": terminal_id, "merchant_id": merchant_id, "batch": batch, "stan": stan, "kind": kind,
+            "channel": channel, "amount": amount, "currency": currency, "rrn": rrn, "auth_code": auth_code,
+            "response_code": response_code, "masked_pan": masked_pan, "pan_token": pan_token,
+            "original_txn_id": original_txn_id, "extra": extra})
+        if not (type(terminal_id) is str and 0 < len(terminal_id) <= 8 and ":" not in terminal_id
+                and type(merchant_id) is str and 0 < len(merchant_id) <= 15
+                and type(batch) is str and len(batch) == 6 and batch.isdecimal()
+                and type(stan) is str and len(stan) == 6 and stan.isdecimal()
+                and type(amount) is int and 0 <= amount < 1_000_000_000_000
+                and type(currency) is str and len(currency) == 3 and currency.isdecimal()
+                and type(rrn) is str and (rrn == "" or (len(rrn) == 12 and rrn.isascii()))
+                and type(auth_code) is str and len(auth_code) <= 6
+                and type(response_code) is str and len(response_code) == 2
+                and type(masked_pan) is str and (masked_pan == "" or _MASKED_PAN.match(masked_pan) is not None)
+                and type(pan_token) is str and len(pan_token) <= 64
+                and (kind in _NEEDS_ORIGINAL) == (original_txn_id is not None)):
+            self._explain()
+        if type(extra) is not dict or extra:  # card sales carry none
+            _no_card_data(dict(extra), "extra")
+            try:
+                json.dumps(dict(extra))
+            except (TypeError, ValueError) as exc:
+                raise InvalidEntry("extra", f"must be JSON-serialisable ({exc})") from None
+
+    @property
+    def txn_id(self) -> str:
+        return txn_id_for(self.terminal_id, self.batch, self.stan)
+
+    def _explain(self) -> None:
+        """The record's checks one by one: raises `InvalidEntry` for the first that fails."""
         _require(isinstance(self.terminal_id, str) and 0 < len(self.terminal_id) <= 8 and ":" not in self.terminal_id,
                  "terminal_id", "must be 1-8 characters without ':'")
         _require(isinstance(self.merchant_id, str) and 0 < len(self.merchant_id) <= 15, "merchant_id",
@@ -164,19 +216,9 @@ class TxnRecord:
         _require(self.masked_pan == "" or bool(_MASKED_PAN.match(self.masked_pan)), "masked_pan",
                  "must show at most the first 6 and last 4 digits (e.g. 621234******1234)")
         _require(isinstance(self.pan_token, str) and len(self.pan_token) <= 64, "pan_token", "at most 64 characters")
-        needs_original = self.kind in (TxnKind.REFUND, TxnKind.VOID)
+        needs_original = self.kind in _NEEDS_ORIGINAL
         _require(needs_original == (self.original_txn_id is not None), "original_txn_id",
                  "required for refunds and voids, and only for them")
-        if type(self.extra) is not dict or self.extra:  # card sales carry none
-            _no_card_data(dict(self.extra), "extra")
-            try:
-                json.dumps(dict(self.extra))
-            except (TypeError, ValueError) as exc:
-                raise InvalidEntry("extra", f"must be JSON-serialisable ({exc})") from None
-
-    @property
-    def txn_id(self) -> str:
-        return txn_id_for(self.terminal_id, self.batch, self.stan)
 
     def details(self) -> dict[str, Any]:
         """The journal's details for the entry that creates this transaction (amount is a column)."""
@@ -227,14 +269,19 @@ class JournalEntry:
 
     @classmethod
     def authorised(cls, record: TxnRecord) -> "JournalEntry":
-        _require(record.kind.is_sale, "kind", f"{record.kind.value} cannot be AUTHORISED; use refunded/voided")
-        _require(record.response_code == "00", "response_code", "an authorised transaction answers 00")
-        return cls(Event.AUTHORISED, record.txn_id, record.amount, record)
+        if record.kind not in SALE_KINDS:  # tested before the message is formatted: one entry per sale
+            raise InvalidEntry("kind", f"{record.kind.value} cannot be AUTHORISED; use refunded/voided")
+        if record.response_code != "00":
+            raise InvalidEntry("response_code", "an authorised transaction answers 00")
+        return _made(cls, {"event": Event.AUTHORISED, "txn_id": record.txn_id, "amount": record.amount,
+                           "record": record, "details": {}})
 
     @classmethod
     def declined(cls, record: TxnRecord) -> "JournalEntry":
-        _require(record.response_code != "00", "response_code", "a declined transaction cannot answer 00")
-        return cls(Event.DECLINED, record.txn_id, record.amount, record)
+        if record.response_code == "00":
+            raise InvalidEntry("response_code", "a declined transaction cannot answer 00")
+        return _made(cls, {"event": Event.DECLINED, "txn_id": record.txn_id, "amount": record.amount,
+                           "record": record, "details": {}})
 
     @classmethod
     def refunded(cls, record: TxnRecord) -> "JournalEntry":
@@ -333,11 +380,19 @@ class StoredResponse:
     response: bytes
     reversal: bool = False
 
-    def __post_init__(self) -> None:
-        _digits(self.batch, 6, "batch")
-        _digits(self.stan, 6, "stan")
-        _require(len(self.request_digest) == 32, "request_digest", "must be a 32-byte SM3 digest")
-        _require(isinstance(self.response, (bytes, bytearray)), "response", "must be bytes")
+    def __init__(self, terminal_id: str, batch: str, stan: str, request_digest: bytes, response: bytes,
+                 reversal: bool = False):
+        # written out for the same reason as TxnRecord's: one per request, on the event loop
+        object.__setattr__(self, "__dict__", {"terminal_id": terminal_id, "batch": batch, "stan": stan,
+                                              "request_digest": request_digest, "response": response,
+                                              "reversal": reversal})
+        if not (type(batch) is str and len(batch) == 6 and batch.isdecimal() and type(stan) is str
+                and len(stan) == 6 and stan.isdecimal() and len(request_digest) == 32
+                and type(response) in (bytes, bytearray)):
+            _digits(batch, 6, "batch")
+            _digits(stan, 6, "stan")
+            _require(len(request_digest) == 32, "request_digest", "must be a 32-byte SM3 digest")
+            _require(isinstance(response, (bytes, bytearray)), "response", "must be bytes")
 
 
 @dataclass(frozen=True)
@@ -349,8 +404,10 @@ class CommitUnit:
     upload: BatchUpload | None = None  # items of a 0320 batch upload
     close: BatchClose | None = None  # settlement: close the batch, open the next
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "entries", tuple(self.entries))
+    def __init__(self, entries: tuple[JournalEntry, ...] = (), response: StoredResponse | None = None,
+                 upload: BatchUpload | None = None, close: BatchClose | None = None):
+        self.__dict__.update(entries=entries if type(entries) is tuple else tuple(entries), response=response,
+                             upload=upload, close=close)
 
 
 @dataclass(frozen=True)
@@ -360,6 +417,11 @@ class Receipt:
     seqs: tuple[int, ...] = ()  # journal sequence numbers written, in order
     reversals: Mapping[str, ReversalOutcome] = field(default_factory=dict)  # txn_id -> outcome
     next_batch: str | None = None  # set when the unit closed a batch
+
+    @classmethod
+    def of_seqs(cls, seqs: tuple[int, ...]) -> "Receipt":
+        """A plain unit's receipt (`rows.receipts`): its seqs, nothing reversed, no batch."""
+        return _made(cls, {"seqs": seqs, "reversals": {}, "next_batch": None})
 
     @property
     def reversal(self) -> ReversalOutcome | None:

@@ -75,4 +75,5 @@ def entry_details(row: tuple) -> str:
 def receipts(results: list) -> list:
     """The ledger process's answers as the callers get them: a plain unit's receipt crosses
     the pipe as its tuple of journal sequence numbers (`Receipt.seqs`)."""
-    return [Receipt(r) if type(r) is tuple else r for r in results]
+    of_seqs = Receipt.of_seqs
+    return [of_seqs(r) if type(r) is tuple else r for r in results]

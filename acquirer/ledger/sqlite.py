@@ -180,28 +180,44 @@ class SQLiteLedger(LedgerStore):
         """`commit_here` of units as rows (`rows.to_row`), answered as the ledger process
         sends them back: a plain unit's receipt as its seqs (`rows.receipts` makes them
         Receipts). What the ledger process runs (nothing reads through its ledger)."""
+        return self.commit_groups([(items, at)])[0]
+
+    def commit_groups(self, groups: Sequence[tuple[Sequence, float]]) -> list[list]:
+        """`commit_rows` of several groups, each (items, at), in ONE transaction and one
+        fsync: what the ledger process does with groups that waited for it together. Each
+        unit gets what it would get in a group of its own, as the groups are applied in
+        their order; a storage failure refuses them all."""
         w = self._w
         try:
             w.execute("BEGIN IMMEDIATE")
-            results = self._apply_group(w, items, at)
+            results = self._apply_groups(w, groups)
             w.execute("COMMIT")
-            return results
         except Exception as exc:
             if w.in_transaction:
                 w.execute("ROLLBACK")
             # every verdict was reached against state that is now gone, a replayed response
             # included: none may be answered but "system malfunction"
-            return [_unavailable(exc) for _ in items]
+            return [[_unavailable(exc)] * len(items) for items, _ in groups]
+        out, start = [], 0
+        for items, _ in groups:
+            out.append(results[start:start + len(items)])
+            start += len(items)
+        return out
 
-    def _apply_group(self, w: sqlite3.Connection, items: Sequence, at: float) -> list:
+    def _apply_groups(self, w: sqlite3.Connection, groups: Sequence[tuple[Sequence, float]]) -> list:
         # Most groups pass whole: applied with no savepoint, which would make SQLite copy every
         # page the group touches, without looking for an existing transaction first (its
         # primary key refuses a second one), and each run of plain units (`rows`) with one
         # statement per table. A unit refused, or any error: the transaction is rolled back
-        # and the group applied again, each unit in a savepoint of its own, with every check
+        # and the groups applied again, each unit in a savepoint of its own, with every check
         # in its order, so the refusals are the same as ever.
         try:
-            results = _apply_whole(w, items, at)
+            results: list | None = []
+            for items, at in groups:
+                if (found := _apply_whole(w, items, at)) is None:
+                    results = None
+                    break
+                results += found
             if results is not None:
                 return results
         except Exception:
@@ -209,19 +225,20 @@ class SQLiteLedger(LedgerStore):
                 raise
         w.execute("ROLLBACK")
         w.execute("BEGIN IMMEDIATE")
-        results: list[Receipt | LedgerError] = []
-        for unit in map(rows.to_unit, items):
-            w.execute("SAVEPOINT unit")
-            try:
-                receipt = apply.apply_unit(w, unit, at)
-                w.execute("RELEASE unit")
-                results.append(receipt)
-            except Exception as exc:  # this unit only: the others in the group still commit
-                if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
-                    raise
-                w.execute("ROLLBACK TO unit")
-                w.execute("RELEASE unit")
-                results.append(exc if isinstance(exc, LedgerError) else _unavailable(exc))
+        results = []
+        for items, at in groups:
+            for unit in map(rows.to_unit, items):
+                w.execute("SAVEPOINT unit")
+                try:
+                    receipt = apply.apply_unit(w, unit, at)
+                    w.execute("RELEASE unit")
+                    results.append(receipt)
+                except Exception as exc:  # this unit only: the others in the group still commit
+                    if not w.in_transaction:  # SQLite gave up the whole transaction (I/O error, full disk)
+                        raise
+                    w.execute("ROLLBACK TO unit")
+                    w.execute("RELEASE unit")
+                    results.append(exc if isinstance(exc, LedgerError) else _unavailable(exc))
         return results
 
     def _write(self, fn: Callable[[sqlite3.Connection], object]) -> object:

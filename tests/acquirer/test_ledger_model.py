@@ -52,3 +52,64 @@ def test_the_journal_text_written_directly_is_the_generic_encoders_to_the_byte(r
             record.details_json()
         return
     assert record.details_json() == expected
+
+
+_GOOD = dict(terminal_id=TID, merchant_id=MID, batch="000001", stan="000001", kind=TxnKind.SALE, channel=Channel.CARD,
+             amount=100, currency="156", rrn="601234567890", auth_code="A1B2C3", response_code="00",
+             masked_pan="621234******1234", pan_token="5A" * 16)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("terminal_id", ""), ("terminal_id", "123456789"), ("terminal_id", "T:1"), ("terminal_id", 1),
+    ("merchant_id", ""), ("merchant_id", "x" * 16), ("batch", "1"), ("stan", "00000a"), ("amount", -1),
+    ("amount", True), ("amount", 10**12), ("amount", 1.0), ("currency", "1560"), ("rrn", "1" * 11),
+    ("rrn", "é" * 12), ("auth_code", "1234567"), ("response_code", "0"), ("response_code", 0),
+    ("masked_pan", "6212341234567890"), ("pan_token", "t" * 65), ("pan_token", None),
+    ("original_txn_id", f"{TID}:000001:000001")])
+def test_a_record_with_one_bad_field_is_refused_naming_that_field(field, value):
+    # the one fused test of a well-formed record must let none of these through
+    with pytest.raises(InvalidEntry) as err:
+        TxnRecord(**{**_GOOD, field: value})
+    assert err.value.field == field
+
+
+def test_a_record_with_several_bad_fields_names_the_first_checked():
+    with pytest.raises(InvalidEntry) as err:
+        TxnRecord(**{**_GOOD, "amount": -1, "stan": "x", "pan_token": "t" * 65})
+    assert err.value.field == "stan"
+    with pytest.raises(InvalidEntry) as err:  # a refund needs its original
+        TxnRecord(**{**_GOOD, "kind": TxnKind.REFUND})
+    assert err.value.field == "original_txn_id"
+
+
+def test_a_record_of_str_subclasses_passes_the_checks_one_by_one():
+    class S(str):
+        pass
+
+    plain = TxnRecord(**_GOOD)
+    assert TxnRecord(**{k: S(v) if type(v) is str else v for k, v in _GOOD.items()}) == plain
+    assert plain.extra == {} and plain.extra is not TxnRecord(**_GOOD).extra  # a new dict each time
+
+
+def test_entries_and_stored_responses_refuse_what_they_did():
+    from acquirer.ledger import JournalEntry, StoredResponse
+
+    with pytest.raises(InvalidEntry) as err:
+        JournalEntry.authorised(TxnRecord(**{**_GOOD, "kind": TxnKind.VOID, "original_txn_id": "x"}))
+    assert err.value.field == "kind"
+    with pytest.raises(InvalidEntry) as err:
+        JournalEntry.authorised(TxnRecord(**{**_GOOD, "response_code": "05"}))
+    assert err.value.field == "response_code"
+    with pytest.raises(InvalidEntry) as err:
+        JournalEntry.declined(TxnRecord(**_GOOD))
+    assert err.value.field == "response_code"
+    entry = JournalEntry.authorised(TxnRecord(**_GOOD))
+    assert (entry.event, entry.txn_id, entry.amount, entry.details) == ("AUTHORISED", f"{TID}:000001:000001", 100, {})
+    assert entry == JournalEntry(entry.event, entry.txn_id, 100, entry.record)  # as the dataclass makes it
+    for field, args in (("batch", ("0001", "000001", bytes(32), b"r")), ("stan", ("000001", 1, bytes(32), b"r")),
+                        ("request_digest", ("000001", "000001", bytes(31), b"r")),
+                        ("response", ("000001", "000001", bytes(32), "r"))):
+        with pytest.raises(InvalidEntry) as err:
+            StoredResponse(TID, *args)
+        assert err.value.field == field
+    assert StoredResponse(TID, "000001", "000001", bytes(32), bytearray(b"r")).reversal is False

@@ -253,3 +253,87 @@ class _BrokenCompanion:
 
     def flush(self) -> None:
         pass
+
+
+def _groups(store):
+    """Three groups of rows: the second replays a sale of the first (AlreadyAnswered) and
+    reuses its STAN for another request (DedupConflict) among good ones."""
+    from acquirer.ledger import CommitUnit, rows
+
+    first = [sale_unit(store, 1, 100), sale_unit(store, 2, 200)]
+    clash = sale_unit(store, 1, 999)  # STAN 1 again, another request
+    second = [sale_unit(store, 3, 300), first[0], CommitUnit(clash.entries[1:], clash.response),
+              sale_unit(store, 4, 400)]
+    return [[rows.to_row(u) for u in g] for g in (first, second, [sale_unit(store, 5, 500)])]
+
+
+def _answer(result):
+    """A result as the callers get it (`rows.receipts`), comparable."""
+    from acquirer.ledger import rows
+
+    result = rows.receipts([result])[0]
+    return result if isinstance(result, Receipt) else (type(result).__name__, str(result))
+
+
+def _contents(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()
+                for t in ("journal", "transactions", "responses")]
+
+
+def test_groups_committed_together_get_what_each_gets_alone(tmp_path):
+    alone, together = SQLiteLedger(tmp_path / "alone.db"), SQLiteLedger(tmp_path / "together.db")
+    try:
+        for store in (alone, together):
+            store.open_batch(TID)
+        groups = _groups(alone)
+        at = [1.0e9 + i for i in range(len(groups))]
+        expected = [alone.commit_rows(g, t) for g, t in zip(groups, at)]
+        got = together.commit_groups(list(zip(groups, at)))
+        assert [[_answer(r) for r in g] for g in got] == [[_answer(r) for r in g] for g in expected]
+        assert [type(_answer(r)).__name__ for r in expected[1]] == ["Receipt", "tuple", "tuple", "Receipt"]
+        assert [_answer(r)[0] for r in expected[1][1:3]] == ["AlreadyAnswered", "DedupConflict"]
+    finally:
+        alone.close()
+        together.close()
+    assert _contents(tmp_path / "alone.db") == _contents(tmp_path / "together.db")
+
+
+def test_the_child_answers_groups_that_waited_together_in_order_a_companion_failure_refusing_its_own(tmp_path):
+    from acquirer.childproc import pack
+
+    alone = SQLiteLedger(tmp_path / "alone.db")
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    child = subprocess.Popen([sys.executable, "-m", "acquirer.ledger.process", str(tmp_path / "child.db")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+    try:
+        assert receive(child.stdout) == ("ready",)
+        SQLiteLedger(tmp_path / "child.db").open_batch(TID)
+        alone.open_batch(TID)
+        groups = _groups(alone)
+        broken = [(str(tmp_path), "INSERT INTO cards VALUES (?)", [(1,)])]  # a directory: no SQLite file opens
+        vault = tmp_path / "vault.db"
+        import sqlite3
+        with sqlite3.connect(vault) as db:
+            db.execute("CREATE TABLE cards (txn_id TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
+        cards = [(str(vault), "INSERT OR REPLACE INTO cards VALUES (?,?)", [("k", b"sealed")])]
+        requests = [("apply", 1.0e9, groups[0], cards), ("apply", 1.0e9 + 1, groups[1], broken),
+                    ("apply", 1.0e9 + 2, groups[2]), ("close",)]
+        child.stdin.write(b"".join(map(pack, requests)))  # all waiting at once
+        child.stdin.flush()
+        answers = [receive(child.stdout) for _ in range(3)]
+        assert child.wait(10) == 0
+        expected = [alone.commit_rows(groups[0], 1.0e9), None, alone.commit_rows(groups[2], 1.0e9 + 2)]
+        assert [_answer(r) for r in answers[0]] == [_answer(r) for r in expected[0]]
+        assert all(isinstance(r, LedgerUnavailable) and "companion store write failed" in str(r) for r in answers[1])
+        assert len(answers[1]) == len(groups[1])
+        assert [_answer(r) for r in answers[2]] == [_answer(r) for r in expected[2]]
+        with sqlite3.connect(vault) as db:
+            assert db.execute("SELECT txn_id, sealed FROM cards").fetchall() == [("k", b"sealed")]
+    finally:
+        alone.close()
+        if child.poll() is None:
+            child.kill()
+    assert _contents(tmp_path / "alone.db") == _contents(tmp_path / "child.db")
