@@ -367,13 +367,19 @@ class AccountStore(CompanionStore):
             return _account(row)
         if "status" in changes:
             changes["status"] = AccountStatus(changes["status"])
+        return self.change(db, account, changes)
+
+    def change(self, db: sqlite3.Connection, account: Account, changes: dict) -> Account:
+        """`update` with at least one change, given as a dict (a decision's: the issuer builds
+        it as it checks, and passes it on without a keyword round trip)."""
         changed = _changed(account, changes)
-        if self._before is not None:  # in a grouped decision: written by the flush (module docstring)
+        before = self._before
+        if before is not None:  # in a grouped decision: written by the flush (module docstring)
             if not _DECIDED_SET.issuperset(changes):
                 raise RuntimeError(f"a decision changes only {', '.join(_DECIDED)}, not {', '.join(changes)}")
             token = account.token
-            if token not in self._before:
-                self._before[token] = (self._accounts.get(token), self._unwritten.get(token))
+            if token not in before:
+                before[token] = (self._accounts.get(token), self._unwritten.get(token))
             self._accounts[token] = self._unwritten[token] = changed
             return changed
         values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]
