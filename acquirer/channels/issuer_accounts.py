@@ -147,6 +147,7 @@ _DECIDED = ("balance", "day", "day_total", "pin_tries_left", "last_atc")
 _DECIDED_SET = frozenset(_DECIDED)
 _WRITE_DECIDED = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _DECIDED)} WHERE token=?"
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
+_TOKENS = 4096  # grouped: the cards whose token is kept (as many as keys.hsm keeps ICC master keys of)
 _AUTH_BLOCK = 1000  # authorisation numbers a grouped store reserves in the file at a time
 _ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))  # the Account's fields, in its order
 _FAMILIES = {family.value: family for family in CardFamily}
@@ -202,6 +203,7 @@ class AccountStore(CompanionStore):
         # in a grouped decision: token -> (kept, unwritten) as they were before it changed that account
         self._before: dict[str, tuple[Account | None, Account | None]] | None = None
         self._savepoint = False  # in a grouped decision: whether it has one (it may write to the file)
+        self._tokens: dict[str, str] | None = None  # grouped: PAN -> token, see `token`
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -217,6 +219,7 @@ class AccountStore(CompanionStore):
         self._salted.update(self._salt)
         if grouped:
             self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
+            self._tokens = {}
 
     def flush(self) -> None:
         """Commit the decisions taken so far: the accounts they changed, their records and the
@@ -251,10 +254,25 @@ class AccountStore(CompanionStore):
         self._auth_recheck = True
 
     def token(self, pan: str) -> str:
-        """SM3(salt || PAN), hex; the salt's part of the hash is done once (`_salted`)."""
+        """SM3(salt || PAN), hex; the salt's part of the hash is done once (`_salted`).
+
+        Grouped (the issuer's own process), the tokens of the last _TOKENS cards are kept by
+        PAN, as that process's HSM keeps their ICC master keys by PAN (keys.hsm, `_card_key`):
+        the salt never changes, so a kept token is never stale, and the PANs are the ones that
+        process holds anyway. Elsewhere (the host's desk connection) no PAN is kept."""
+        tokens = self._tokens
+        if tokens is not None:
+            token = tokens.get(pan)
+            if token is not None:
+                return token
         h = self._salted.copy()
         h.update(pan.encode("ascii", "replace"))
-        return h.finalize().hex()
+        token = h.finalize().hex()
+        if tokens is not None:
+            if len(tokens) >= _TOKENS:
+                del tokens[next(iter(tokens))]  # the oldest first
+            tokens[pan] = token
+        return token
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
