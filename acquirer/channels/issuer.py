@@ -30,7 +30,7 @@ from keys.pinblock import PinBlockFormat, encrypt_pin_block
 from .base import CardAuthorisation, CardResult, Operation, card_result
 from .issuer_accounts import (Account, AccountError, AccountStatus, AccountStore, Decision, check_pan,
                               new_account)
-from .issuer_cryptogram import IccDataError, OnlineCryptogram, read_cryptogram
+from .issuer_cryptogram import CID_ARQC, CID_TYPE_MASK, IccDataError, OnlineCryptogram, read_cryptogram
 
 __all__ = ["IssuerSimulator", "Account", "AccountError", "AccountStatus"]
 
@@ -85,7 +85,7 @@ class IssuerSimulator:
         elif hsm.info(self.zpk_name).usage is not KeyUsage.ZPK:
             raise KeyUsageError(f"{self.zpk_name} is a {hsm.info(self.zpk_name).usage.value} key, not a ZPK")
         self._store = AccountStore(db_path, durable, grouped)
-        self._day: tuple[int, str] = (0, "")  # (date ordinal, YYYYMMDD) of the last decision: see _today
+        self._day: tuple[int, str] = (0, "")  # (date ordinal, YYYYMMDD) of the last decision: see _new_day
         self.inline = not durable  # cheap enough to call from the event loop (see CardFlows._ask)
 
     def close(self) -> None:
@@ -171,16 +171,16 @@ class IssuerSimulator:
             self._hsm.delete(carrier_name)
 
     # --- authorisation ---------------------------------------------------------
-    def _today(self) -> str:
-        """The day a decision counts in (`_day`), formatted once per calendar day of the clock."""
-        now = self._clock()
-        ordinal = now.toordinal()
-        if ordinal != self._day[0]:
-            self._day = (ordinal, _day(now))
+    def _new_day(self, now: datetime) -> str:
+        """The day a decision counts in (`_day`): formatted once per calendar day of the clock,
+        kept with its date ordinal, which `authorise` compares."""
+        self._day = (now.toordinal(), _day(now))
         return self._day[1]
 
     def authorise(self, request: CardAuthorisation) -> CardResult:
-        today = self._today()
+        now, (ordinal, today) = self._clock(), self._day
+        if now.toordinal() != ordinal:
+            today = self._new_day(now)
         operation = request.operation
         # `is`, not a set or dict lookup: an Enum's __hash__ is Python code (once per sale)
         with self._store.decision(reads_decisions=operation is Operation.VOID or operation is Operation.REVERSAL
@@ -239,7 +239,8 @@ class IssuerSimulator:
             if request.icc:
                 verified = self._verify_cryptogram(account, request)
                 kept["last_atc"] = verified.atc
-                if not verified.cryptogram.is_arqc:
+                cid = verified.cryptogram.cid  # OnlineCryptogram.is_arqc, without the property's call
+                if cid is not None and cid & CID_TYPE_MASK != CID_ARQC:
                     raise _Decline(ResponseCode.DO_NOT_HONOR, "the card did not ask for online authorisation")
             if request.pin_block is not None:
                 self._check_pin(account, request, kept)
@@ -330,7 +331,7 @@ class IssuerSimulator:
         currency = request.currency
         if cryptogram.currency != (currency if len(currency) == 3 else currency.rjust(3, "0")[-3:]):
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "currency in the cryptogram (5F2A) differs from field 49")
-        atc = cryptogram.atc_value
+        atc = int.from_bytes(cryptogram.atc)  # OnlineCryptogram.atc_value
         if atc <= account.last_atc:
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, f"suspected replay: ATC {atc} not above {account.last_atc}")
         try:

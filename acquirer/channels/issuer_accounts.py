@@ -26,7 +26,8 @@ decisions, writes those pending first, outside its own savepoint). A decision th
 part-way puts back the accounts as they were before it and drops its pending record, as
 the rollback to its savepoint does in the file. A sale or a refund writes nothing to the
 file until the flush, so it needs no savepoint (a void or a reversal, which updates
-earlier decisions in the file, has one).
+earlier decisions in the file, has one). Grouped, the PAN tokens of the cards seen last are
+kept too (`token`): a token depends only on the file's salt, so it is never stale.
 """
 from __future__ import annotations
 
@@ -220,6 +221,7 @@ class AccountStore(CompanionStore):
         if grouped:
             self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
             self._tokens = {}
+            self._memory_decision = _MemoryDecision(self)  # one serves every sale: decisions do not nest
 
     def flush(self) -> None:
         """Commit the decisions taken so far: the accounts they changed, their records and the
@@ -297,7 +299,7 @@ class AccountStore(CompanionStore):
         if self._grouped is None:
             return self.transaction()
         if not reads_decisions:
-            return _MemoryDecision(self)
+            return self._memory_decision
         return self._savepoint_decision()
 
     @contextmanager
@@ -346,7 +348,8 @@ class AccountStore(CompanionStore):
 
     # --- accounts --------------------------------------------------------------
     def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
-        token = self.token(pan)
+        tokens = self._tokens  # `token`'s kept value, without the call (once per decision)
+        token = (tokens.get(pan) if tokens is not None else None) or self.token(pan)
         account = self._accounts.get(token)
         if account is not None:
             return account
