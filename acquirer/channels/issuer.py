@@ -220,8 +220,8 @@ class IssuerSimulator:
         changes["balance"] = balance = account.balance + effect
         account = store.change(db, account, changes)
         store.record(db, account, request, "00", auth_code=auth_code, effect=effect, day=today, undoes=undoes)
-        return card_result(ResponseCode.APPROVED, auth_code, b"" if verified is None else verified.approval_arpc + b"00",
-                           text, balance)  # the ARC of an approval is its code, "00"
+        issuer_data = b"" if verified is None else verified.approval_arpc + b"00"  # ARPC || ARC, the code "00"
+        return card_result(ResponseCode.APPROVED, auth_code, issuer_data, text, balance)
 
     def _sale(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         # The issuer's busiest path (every card sale): the checks of _check_standing and of the
