@@ -30,7 +30,7 @@ from keys.pinblock import PinBlockFormat, encrypt_pin_block
 from .base import CardAuthorisation, CardResult, Operation, card_result
 from .issuer_accounts import (Account, AccountError, AccountStatus, AccountStore, Decision, check_pan,
                               new_account)
-from .issuer_cryptogram import IccDataError, OnlineCryptogram, read_cryptogram
+from .issuer_cryptogram import CID_ARQC, CID_TYPE_MASK, IccDataError, OnlineCryptogram, read_cryptogram
 
 __all__ = ["IssuerSimulator", "Account", "AccountError", "AccountStatus"]
 
@@ -49,13 +49,13 @@ class _Decline(Exception):
 
 
 class _Verified:
-    """An ARQC that verified, and the ARPC for an approval (ARC "00"). (A plain class: one
-    per sale, a frozen dataclass's __init__ costs several times this one.)"""
+    """An ARQC that verified, its ATC as a number, and the ARPC for an approval (ARC "00").
+    (A plain class: one per sale, a frozen dataclass's __init__ costs several times this one.)"""
 
-    __slots__ = ("cryptogram", "approval_arpc")
+    __slots__ = ("cryptogram", "atc", "approval_arpc")
 
-    def __init__(self, cryptogram: OnlineCryptogram, approval_arpc: bytes):
-        self.cryptogram, self.approval_arpc = cryptogram, approval_arpc
+    def __init__(self, cryptogram: OnlineCryptogram, atc: int, approval_arpc: bytes):
+        self.cryptogram, self.atc, self.approval_arpc = cryptogram, atc, approval_arpc
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,6 +85,7 @@ class IssuerSimulator:
         elif hsm.info(self.zpk_name).usage is not KeyUsage.ZPK:
             raise KeyUsageError(f"{self.zpk_name} is a {hsm.info(self.zpk_name).usage.value} key, not a ZPK")
         self._store = AccountStore(db_path, durable, grouped)
+        self._day: tuple[int, str] = (0, "")  # (date ordinal, YYYYMMDD) of the last decision: see _new_day
         self.inline = not durable  # cheap enough to call from the event loop (see CardFlows._ask)
 
     def close(self) -> None:
@@ -170,8 +171,16 @@ class IssuerSimulator:
             self._hsm.delete(carrier_name)
 
     # --- authorisation ---------------------------------------------------------
+    def _new_day(self, now: datetime) -> str:
+        """The day a decision counts in (`_day`): formatted once per calendar day of the clock,
+        kept with its date ordinal, which `authorise` compares."""
+        self._day = (now.toordinal(), _day(now))
+        return self._day[1]
+
     def authorise(self, request: CardAuthorisation) -> CardResult:
-        today = _day(self._clock())
+        now, (ordinal, today) = self._clock(), self._day
+        if now.toordinal() != ordinal:
+            today = self._new_day(now)
         operation = request.operation
         # `is`, not a set or dict lookup: an Enum's __hash__ is Python code (once per sale)
         with self._store.decision(reads_decisions=operation is Operation.VOID or operation is Operation.REVERSAL
@@ -193,45 +202,59 @@ class IssuerSimulator:
         return result
 
     def _declined(self, db, account: Account, request: CardAuthorisation, today: str, decline: _Decline,
-                  verified: _Verified | None = None, **changes) -> CardResult:
+                  verified: _Verified | None = None, changes: dict | None = None) -> CardResult:
         if changes:  # what the checks changed before saying no (the ATC, the PIN tries) is kept
-            account = self._store.update(db, account, **changes)
+            account = self._store.change(db, account, changes)
         self._store.record(db, account, request, decline.code.value, day=today)
         return card_result(decline.code, text=decline.text,
                           issuer_data=self._issuer_data(account, request, verified, decline.code))
 
     def _approved(self, db, account: Account, request: CardAuthorisation, today: str, effect: int,
                   text: str, undoes: int | None = None, verified: _Verified | None = None,
-                  **changes) -> CardResult:
-        auth_code = self._store.next_auth_code(db)
-        account = self._store.update(db, account, balance=account.balance + effect, **changes)
-        self._store.record(db, account, request, ResponseCode.APPROVED.value, auth_code=auth_code, effect=effect,
-                           day=today, undoes=undoes)
-        return card_result(ResponseCode.APPROVED, auth_code=auth_code, text=text, balance=account.balance,
-                          issuer_data=self._issuer_data(account, request, verified, ResponseCode.APPROVED))
+                  changes: dict | None = None) -> CardResult:
+        """Approve with `effect` on the balance and `changes` (column: value) to the account,
+        a dict the caller gives up: the balance goes into it."""
+        store = self._store
+        auth_code = store.next_auth_code(db)
+        changes = {} if changes is None else changes
+        changes["balance"] = balance = account.balance + effect
+        account = store.change(db, account, changes)
+        store.record(db, account, request, "00", auth_code=auth_code, effect=effect, day=today, undoes=undoes)
+        issuer_data = b"" if verified is None else verified.approval_arpc + b"00"  # ARPC || ARC, the code "00"
+        return card_result(ResponseCode.APPROVED, auth_code, issuer_data, text, balance)
 
     def _sale(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
+        # The issuer's busiest path (every card sale): the checks of _check_standing and of the
+        # limits are written out here, in the same order, with each value read once.
         verified = None
-        kept: dict = {}  # written with the decision, whatever it is: one UPDATE per sale
+        kept: dict = {}  # written with the decision, whatever it is: one row of the flush's UPDATE
+        amount = request.amount
         try:
-            self._check_standing(account, request, today)
+            if account.status is not AccountStatus.ACTIVE:
+                self._check_status(account)
+            if account.expiry < today[2:6]:  # YYMM strings compare as dates within one century
+                raise _Decline(ResponseCode.EXPIRED_CARD, "card expired")
+            if request.expiry and request.expiry != account.expiry:
+                raise _Decline(ResponseCode.EXPIRED_CARD, "expiry date does not match the card")
             if request.icc:
                 verified = self._verify_cryptogram(account, request)
-                kept["last_atc"] = verified.cryptogram.atc_value
-                if not verified.cryptogram.is_arqc:
+                kept["last_atc"] = verified.atc
+                cid = verified.cryptogram.cid  # OnlineCryptogram.is_arqc, without the property's call
+                if cid is not None and cid & CID_TYPE_MASK != CID_ARQC:
                     raise _Decline(ResponseCode.DO_NOT_HONOR, "the card did not ask for online authorisation")
             if request.pin_block is not None:
                 self._check_pin(account, request, kept)
-            if account.per_transaction_limit is not None and request.amount > account.per_transaction_limit:
+            if account.per_transaction_limit is not None and amount > account.per_transaction_limit:
                 raise _Decline(ResponseCode.EXCEEDS_LIMIT, "above the card's per-transaction limit")
-            if account.daily_limit is not None and account.spent_on(today) + request.amount > account.daily_limit:
+            spent = account.day_total if account.day == today else 0  # Account.spent_on(today)
+            if account.daily_limit is not None and spent + amount > account.daily_limit:
                 raise _Decline(ResponseCode.EXCEEDS_LIMIT, "above the card's daily limit")
-            if request.amount > account.balance:
+            if amount > account.balance:
                 raise _Decline(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
         except _Decline as decline:
-            return self._declined(db, account, request, today, decline, verified, **kept)
-        return self._approved(db, account, request, today, -request.amount, "approved", verified=verified,
-                              day=today, day_total=account.spent_on(today) + request.amount, **kept)
+            return self._declined(db, account, request, today, decline, verified, kept)
+        kept["day"], kept["day_total"] = today, spent + amount
+        return self._approved(db, account, request, today, -amount, "approved", verified=verified, changes=kept)
 
     def _refund(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         try:
@@ -260,7 +283,7 @@ class IssuerSimulator:
             return self._declined(db, account, request, today, _Decline(
                 ResponseCode.ORIGINAL_NOT_FOUND, "no open sale of this amount at this terminal"))
         return self._approved(db, account, request, today, sale.amount, "sale voided", undoes=sale.id,
-                              **self._day_total_less(account, sale))
+                              changes=self._day_total_less(account, sale))
 
     def _reversal(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
         # A reversal carries its original's STAN (docs/protocol.md); only what the issuer
@@ -283,7 +306,7 @@ class IssuerSimulator:
             if sale.day == account.day:
                 changes = {"day_total": account.day_total + sale.amount}
         return self._approved(db, account, request, today, -original.effect, f"{original.operation} reversed",
-                              undoes=original.id, **changes)
+                              undoes=original.id, changes=changes)
 
     @staticmethod
     def _day_total_less(account: Account, sale: Decision) -> dict:
@@ -298,13 +321,6 @@ class IssuerSimulator:
         if account.status is AccountStatus.LOST:
             raise _Decline(ResponseCode.LOST_CARD, "card reported lost")
 
-    def _check_standing(self, account: Account, request: CardAuthorisation, today: str) -> None:
-        self._check_status(account)
-        if account.expiry < today[2:6]:  # YYMM strings compare as dates within one century
-            raise _Decline(ResponseCode.EXPIRED_CARD, "card expired")
-        if request.expiry and request.expiry != account.expiry:
-            raise _Decline(ResponseCode.EXPIRED_CARD, "expiry date does not match the card")
-
     def _verify_cryptogram(self, account: Account, request: CardAuthorisation) -> _Verified:
         try:
             cryptogram = read_cryptogram(account.family, request.icc)
@@ -312,16 +328,17 @@ class IssuerSimulator:
             raise _Decline(ResponseCode.FORMAT_ERROR, str(exc)) from None
         if cryptogram.amount != request.amount:
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "amount in the cryptogram (9F02) differs from field 4")
-        if cryptogram.currency != request.currency.rjust(3, "0")[-3:]:
+        currency = request.currency
+        if cryptogram.currency != (currency if len(currency) == 3 else currency.rjust(3, "0")[-3:]):
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "currency in the cryptogram (5F2A) differs from field 49")
-        if cryptogram.atc_value <= account.last_atc:
-            raise _Decline(ResponseCode.CRYPTOGRAM_FAILED,
-                           f"suspected replay: ATC {cryptogram.atc_value} not above {account.last_atc}")
+        atc = int.from_bytes(cryptogram.atc)  # OnlineCryptogram.atc_value
+        if atc <= account.last_atc:
+            raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, f"suspected replay: ATC {atc} not above {account.last_atc}")
         try:
             arpc = self._verify_arqc(account, request, cryptogram, b"00")
         except MACError:
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "ARQC does not verify") from None
-        return _Verified(cryptogram, arpc)
+        return _Verified(cryptogram, atc, arpc)
 
     def _verify_arqc(self, account: Account, request: CardAuthorisation, cryptogram: OnlineCryptogram,
                      arc: bytes) -> bytes:

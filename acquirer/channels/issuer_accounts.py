@@ -26,7 +26,8 @@ decisions, writes those pending first, outside its own savepoint). A decision th
 part-way puts back the accounts as they were before it and drops its pending record, as
 the rollback to its savepoint does in the file. A sale or a refund writes nothing to the
 file until the flush, so it needs no savepoint (a void or a reversal, which updates
-earlier decisions in the file, has one).
+earlier decisions in the file, has one). Grouped, the PAN tokens of the cards seen last are
+kept too (`token`): a token depends only on the file's salt, so it is never stale.
 """
 from __future__ import annotations
 
@@ -147,6 +148,7 @@ _DECIDED = ("balance", "day", "day_total", "pin_tries_left", "last_atc")
 _DECIDED_SET = frozenset(_DECIDED)
 _WRITE_DECIDED = f"UPDATE accounts SET {', '.join(f'{c}=?' for c in _DECIDED)} WHERE token=?"
 _DECISION_COLUMNS = "id, operation, amount, code, effect, day, undoes, undone_by"
+_TOKENS = 4096  # grouped: the cards whose token is kept (as many as keys.hsm keeps ICC master keys of)
 _AUTH_BLOCK = 1000  # authorisation numbers a grouped store reserves in the file at a time
 _ACCOUNT_FIELDS = tuple(_ACCOUNT_COLUMNS.split(", "))  # the Account's fields, in its order
 _FAMILIES = {family.value: family for family in CardFamily}
@@ -202,6 +204,7 @@ class AccountStore(CompanionStore):
         # in a grouped decision: token -> (kept, unwritten) as they were before it changed that account
         self._before: dict[str, tuple[Account | None, Account | None]] | None = None
         self._savepoint = False  # in a grouped decision: whether it has one (it may write to the file)
+        self._tokens: dict[str, str] | None = None  # grouped: PAN -> token, see `token`
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -217,6 +220,8 @@ class AccountStore(CompanionStore):
         self._salted.update(self._salt)
         if grouped:
             self._grouped = GroupedWrites(self._db, self._lock, on_begin=self._check_version)
+            self._tokens = {}
+            self._memory_decision = _MemoryDecision(self)  # one serves every sale: decisions do not nest
 
     def flush(self) -> None:
         """Commit the decisions taken so far: the accounts they changed, their records and the
@@ -251,10 +256,25 @@ class AccountStore(CompanionStore):
         self._auth_recheck = True
 
     def token(self, pan: str) -> str:
-        """SM3(salt || PAN), hex; the salt's part of the hash is done once (`_salted`)."""
+        """SM3(salt || PAN), hex; the salt's part of the hash is done once (`_salted`).
+
+        Grouped (the issuer's own process), the tokens of the last _TOKENS cards are kept by
+        PAN, as that process's HSM keeps their ICC master keys by PAN (keys.hsm, `_card_key`):
+        the salt never changes, so a kept token is never stale, and the PANs are the ones that
+        process holds anyway. Elsewhere (the host's desk connection) no PAN is kept."""
+        tokens = self._tokens
+        if tokens is not None:
+            token = tokens.get(pan)
+            if token is not None:
+                return token
         h = self._salted.copy()
         h.update(pan.encode("ascii", "replace"))
-        return h.finalize().hex()
+        token = h.finalize().hex()
+        if tokens is not None:
+            if len(tokens) >= _TOKENS:
+                del tokens[next(iter(tokens))]  # the oldest first
+            tokens[pan] = token
+        return token
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -279,7 +299,7 @@ class AccountStore(CompanionStore):
         if self._grouped is None:
             return self.transaction()
         if not reads_decisions:
-            return _MemoryDecision(self)
+            return self._memory_decision
         return self._savepoint_decision()
 
     @contextmanager
@@ -328,7 +348,8 @@ class AccountStore(CompanionStore):
 
     # --- accounts --------------------------------------------------------------
     def find(self, db: sqlite3.Connection, pan: str) -> Account | None:
-        token = self.token(pan)
+        tokens = self._tokens  # `token`'s kept value, without the call (once per decision)
+        token = (tokens.get(pan) if tokens is not None else None) or self.token(pan)
         account = self._accounts.get(token)
         if account is not None:
             return account
@@ -367,13 +388,19 @@ class AccountStore(CompanionStore):
             return _account(row)
         if "status" in changes:
             changes["status"] = AccountStatus(changes["status"])
+        return self.change(db, account, changes)
+
+    def change(self, db: sqlite3.Connection, account: Account, changes: dict) -> Account:
+        """`update` with at least one change, given as a dict (a decision's: the issuer builds
+        it as it checks, and passes it on without a keyword round trip)."""
         changed = _changed(account, changes)
-        if self._before is not None:  # in a grouped decision: written by the flush (module docstring)
+        before = self._before
+        if before is not None:  # in a grouped decision: written by the flush (module docstring)
             if not _DECIDED_SET.issuperset(changes):
                 raise RuntimeError(f"a decision changes only {', '.join(_DECIDED)}, not {', '.join(changes)}")
             token = account.token
-            if token not in self._before:
-                self._before[token] = (self._accounts.get(token), self._unwritten.get(token))
+            if token not in before:
+                before[token] = (self._accounts.get(token), self._unwritten.get(token))
             self._accounts[token] = self._unwritten[token] = changed
             return changed
         values = [v.value if isinstance(v, enum.Enum) else v for v in changes.values()]

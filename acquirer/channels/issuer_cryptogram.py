@@ -112,14 +112,30 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
 
 def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCryptogram:
     """Take the AC, the ATC and the covered data from field 55's tags."""
-    ac = icc.get(0x9F26)
-    ac = bytes(ac) if ac is not None and len(ac) == 8 else _value(icc, 0x9F26, 8)
+    # The common case (once per sale) in one pass: every tag there at its length, the amount
+    # and the currency in BCD. Anything else goes the checked way, which names the bad tag.
+    ac, cid, iad = icc.get(0x9F26), icc.get(0x9F27), icc.get(0x9F10)
+    parts = list(map(icc.get, _AC_TAGS, _AC_ABSENT))
+    if (type(family) is CardFamily and list(map(len, parts)) == _AC_LENGTHS and ac is not None and len(ac) == 8
+            and iad is not None and len(iad) >= IAD_CVR.stop and (cid is None or len(cid) == 1)):
+        amount, currency = parts[0].hex(), parts[4].hex()
+        if amount.isdigit() and currency.isdigit():
+            parts.append(iad[IAD_CVR])
+            # made without the frozen dataclass's __init__ (`made`: it checks nothing more)
+            return made(OnlineCryptogram, {"ac": bytes(ac), "atc": bytes(parts[9]), "data": b"".join(parts),
+                                           "amount": int(amount), "currency": currency[-3:],
+                                           "cid": None if cid is None else cid[0]})
+    return _read_checked(family, icc)
+
+
+def _read_checked(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCryptogram:
+    """`read_cryptogram` tag by tag: IccDataError names the first tag missing or malformed."""
+    ac = _value(icc, 0x9F26, 8)
     data = ac_data(family, icc)
     cid = icc.get(0x9F27)
     if cid is not None and len(cid) != 1:
         raise IccDataError(f"field 55 tag 9F27 must be 1 byte, got {len(cid)}")
-    # ac_data has checked that the ATC, the amount and the currency are there at their lengths.
-    # Made without the frozen dataclass's __init__ (`made`: once per sale; it checks nothing more).
+    # ac_data has checked that the ATC, the amount and the currency are there at their lengths
     return made(OnlineCryptogram, {
         "ac": ac,
         "atc": bytes(icc[0x9F36]),

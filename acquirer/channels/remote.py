@@ -22,7 +22,8 @@ What changes at the boundary is what changes with a real issuer:
 `IssuerProcess` is the host's side (asyncio). `main` runs in the child: it reads every
 request waiting on its stdin, decides them in order, reads again while more has come
 meanwhile, then commits once and answers them all (the busier, the bigger the group),
-but never holds more than `ANSWER_EVERY` decisions back.
+but never holds more than `ANSWER_EVERY` decisions back. A request crosses as one
+message; the answers of a commit cross as one message, the list of (id, result).
 
 Both sides pass work on at once rather than in big groups, so that the event loop, the
 issuer and the ledger work at the same time. A request leaves the moment the loop has
@@ -139,10 +140,11 @@ class IssuerProcess:
         try:
             messages = Messages()
             while True:
-                for ident, result in await receive_many(proc.stdout, messages):
-                    future, _ = self._pending.pop(ident, (None, None))
-                    if future is not None and not future.done():
-                        future.set_result(result)
+                for group in await receive_many(proc.stdout, messages):  # a list of answers per commit
+                    for ident, result in group:
+                        future, _ = self._pending.pop(ident, (None, None))
+                        if future is not None and not future.done():
+                            future.set_result(result)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
             pass
         finally:
@@ -177,12 +179,15 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str, answer_every
     out = sys.stdout.buffer
     out.write(pack(("ready",)))
     out.flush()
-    answers: list[bytes] = []
+    answers: list[tuple[int, CardResult]] = []
     every = int(answer_every) or 1 << 30  # 0: only when nothing more is waiting
+    waiting = select.poll()  # made once: select.select builds three lists per call
+    waiting.register(0, select.POLLIN)
+    authorise = issuer.authorise
 
     def answer() -> None:
         issuer.flush()  # the decisions are committed before anyone hears of them
-        out.write(b"".join(answers))
+        out.write(pack(answers))  # the group's answers in one pickle: one header, CardResult named once
         out.flush()
         answers.clear()
     try:
@@ -191,10 +196,10 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str, answer_every
             if not data:
                 return 0  # the host closed the pipe (or is gone)
             for ident, request in messages.feed(data):
-                answers.append(pack((ident, issuer.authorise(request))))
+                answers.append((ident, authorise(request)))
                 if len(answers) >= every:
                     answer()
-            if answers and not select.select([0], [], [], 0)[0]:  # nothing more has come meanwhile
+            if answers and not waiting.poll(0):  # nothing more has come meanwhile
                 answer()
     finally:
         issuer.close()

@@ -133,6 +133,39 @@ def test_missing_or_malformed_icc_data_is_a_format_error_naming_the_tag(issuer, 
     assert issuer.authorise(sale(card, icc=short)).code is R.FORMAT_ERROR
 
 
+@pytest.mark.parametrize("change, error", [
+    ({}, None),
+    ({0x9F03: None}, None),  # Amount, Other may be absent: zeros
+    ({0x9F27: None}, None),  # no CID: taken as an ARQC
+    ({0x9F26: None}, "9F26 is missing"),
+    ({0x9F26: bytes(7)}, "9F26 must be 8 bytes"),
+    ({0x9F36: b"\x01"}, "9F36 must be 2 bytes"),
+    ({0x9F37: None, 0x9F26: bytes(7)}, "9F26 must be 8 bytes"),  # the AC is named first
+    ({0x9F02: bytes.fromhex("00000000100A")}, "9F02 must be BCD digits"),
+    ({0x5F2A: bytes.fromhex("015A")}, "5F2A must be BCD digits"),
+    ({0x9F10: bytes(5)}, "9F10 must be at least 7 bytes"),
+    ({0x9F10: None}, "9F10 is missing"),
+    ({0x9F27: b"\x80\x00"}, "9F27 must be 1 byte"),
+])
+def test_the_one_pass_read_of_field_55_gives_what_the_tag_by_tag_read_gives(change, error):
+    """read_cryptogram reads the common case in one pass (the issuer's per-sale path) and
+    anything else tag by tag (`_read_checked`): the same cryptogram, or the same error."""
+    from acquirer.channels.issuer_cryptogram import IccDataError, _read_checked, read_cryptogram
+
+    card = Card(CardFamily.PBOC_SM4, PANS[CardFamily.PBOC_SM4], "01", bytes(range(16)))
+    icc = {**card.field55(1_234), **change}
+    icc = {tag: value for tag, value in icc.items() if value is not None}
+    for family in (CardFamily.PBOC_SM4, "PBOC_SM4"):
+        if error is None:
+            fast, checked = read_cryptogram(family, icc), _read_checked(family, icc)
+            assert fast == checked and type(fast.data) is bytes and fast.amount == 1_234 and fast.currency == "156"
+            assert fast.data == ac_data(family, icc)
+        else:
+            for read in (read_cryptogram, _read_checked):
+                with pytest.raises(IccDataError, match=error):
+                    read(family, icc)
+
+
 def test_an_aac_sent_online_is_declined_with_an_arpc(issuer, card):
     icc = card.field55(1_000, cid=0x00)
     result = issuer.authorise(sale(card, icc=icc))
@@ -364,6 +397,23 @@ def test_the_pan_token_is_sm3_of_the_salt_and_the_pan(issuer):
     store = issuer._store
     assert store.token(PANS[CardFamily.PBOC_SM4]) == sm3(store._salt + PANS[CardFamily.PBOC_SM4].encode()).hex()
     assert store.token("6214988600000000001") != store.token("6214988600000000002")
+
+
+def test_only_the_grouped_store_keeps_tokens_by_pan_and_at_most_its_bound(tmp_path, monkeypatch):
+    """The issuer's process keeps the tokens of the cards it saw (keys.hsm keeps their card
+    keys the same way): the same SM3 value, the oldest dropped first; the desk keeps none."""
+    from acquirer.channels import issuer_accounts
+    from keys.hashes import sm3
+
+    monkeypatch.setattr(issuer_accounts, "_TOKENS", 3)
+    grouped = issuer_accounts.AccountStore(tmp_path / "issuer.db", durable=False, grouped=True)
+    desk = issuer_accounts.AccountStore(tmp_path / "issuer.db")
+    pans = [f"62149886000000{n:05d}" for n in range(5)]
+    for pan in pans + pans[-2:]:
+        assert grouped.token(pan) == desk.token(pan) == sm3(grouped._salt + pan.encode()).hex()
+    assert list(grouped._tokens) == pans[-3:] and desk._tokens is None
+    grouped.close()
+    desk.close()
 
 
 def test_a_voided_sale_gives_back_its_daily_allowance(hsm, issuer):

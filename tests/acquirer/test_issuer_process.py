@@ -127,3 +127,65 @@ def test_the_issuer_process_reads_the_same_requests_as_the_pipe_carries():
         ResponseCode.APPROVED, "000001", b"\x01" * 10, "approved", 5)
     assert vars(card_result(ResponseCode.INVALID_CARD, text="x")) == vars(CardResult(ResponseCode.INVALID_CARD,
                                                                                     text="x"))
+
+
+def _issuer_child(tmp_path, answer_every: str):
+    """The issuer's process as the host starts it, on accounts with one PBOC card."""
+    import subprocess
+
+    from acquirer.channels.issuer import IssuerSimulator
+    from acquirer.childproc import PROJECT_ROOT, Messages, command
+    from keys.emv import CardFamily
+    from keys.hsm import HSM
+    from tests.acquirer.cards import personalise
+
+    hsm = HSM.open(tmp_path / "hsm.db", tmp_path / "lmk")
+    issuer = IssuerSimulator(hsm, tmp_path / "issuer.db", durable=False)
+    card = personalise(hsm, issuer, CardFamily.PBOC_SM4, balance=10_000)
+    zpk = issuer.zpk_name
+    issuer.close()
+    hsm.close()
+    argv, env = command("acquirer.channels.remote", str(tmp_path / "hsm.db"), str(tmp_path / "lmk"),
+                        str(tmp_path / "issuer.db"), zpk, answer_every)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+    messages = Messages()
+    ready: list = []
+    while not ready:
+        ready = messages.feed(os.read(proc.stdout.fileno(), 1 << 16))
+    assert ready == [("ready",)]
+    return proc, messages, card
+
+
+def _sales(card, amounts) -> bytes:
+    from acquirer.channels.base import CardAuthorisation, Operation
+    from acquirer.childproc import pack
+
+    return b"".join(pack((n, CardAuthorisation(Operation.SALE, card.pan, card.psn, "2712", amount, "156", "T0000001",
+                                               "898440358120001", f"{n:06d}", card.field55(amount))))
+                    for n, amount in enumerate(amounts, 1))
+
+
+def test_the_issuer_process_answers_each_commit_in_one_message_after_the_commit(tmp_path):
+    """Requests waiting together are decided in order and committed as a group; its answers
+    leave as one message, the list of (id, result), once they are in the file; no more than
+    answer_every decisions are held back."""
+    proc, messages, card = _issuer_child(tmp_path, "2")
+    outside = sqlite3.connect(tmp_path / "issuer.db")
+    try:
+        proc.stdin.write(_sales(card, (4_000, 9_000, 5_000)))  # one write: the child reads all three at once
+        proc.stdin.flush()
+        got: list = []
+        while sum(map(len, got)) < 3:
+            got += messages.feed(os.read(proc.stdout.fileno(), 1 << 16))
+            stored = outside.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+            assert stored >= sum(map(len, got))  # every answer read is a decision on disk
+        assert [[ident for ident, _ in group] for group in got] == [[1, 2], [3]]
+        results = [result for group in got for _, result in group]
+        assert [r.code for r in results] == [ResponseCode.APPROVED, ResponseCode.INSUFFICIENT_FUNDS,
+                                             ResponseCode.APPROVED]
+        assert results[2].balance == 10_000 - 4_000 - 5_000
+    finally:
+        outside.close()
+        proc.stdin.close()
+        assert proc.wait(30) == 0
+        proc.stdout.close()
