@@ -254,7 +254,7 @@ def main() -> int:
                 built[name] = min(built[name], build(classes, inputs, time.thread_time) / len(inputs) * 1e6)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"CPU us per sale                              units (before)   rows (now)   ratio")
+    print("CPU us per sale                              units (before)   rows (now)   ratio")
     figures: dict[str, Any] = {}
     for g in sizes:
         (u_loop, u_child), (r_loop, r_child) = best[by_units, g], best[by_rows, g]
@@ -268,7 +268,7 @@ def main() -> int:
     print(f"ledger process, fitted: fixed us per group  {u_fixed:14.1f} {r_fixed:12.1f} {r_fixed / u_fixed:7.2f}")
     print(f"ledger process, fitted: us per sale more    {u_each:14.1f} {r_each:12.1f} {r_each / u_each:7.2f}")
     before, now = built["before"], built["now"]
-    print(f"event loop: a sale's record, entry, stored response, unit, receipt")
+    print("event loop: a sale's record, entry, stored response, unit, receipt")
     print(f"  (dataclass __init__ + checks one by one = before)   {before:8.2f} {now:12.2f} {now / before:7.2f}")
     g = args.group
     (u_loop, u_child), (r_loop, r_child) = best[by_units, g], best[by_rows, g]

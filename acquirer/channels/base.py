@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Mapping, Protocol, TypeVar
+from typing import Protocol
 
+from acquirer.frozen import made
 from acquirer.protocol import ResponseCode
 from keys.tlv import mask_pan
-
-
-T = TypeVar("T")
-
-
-def made(cls: type[T], values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> T:
-    """An instance of the frozen dataclass `cls` holding `values` (every field), made without
-    its __init__, which sets each field through object.__setattr__ and costs several times
-    this: for the channels' once-per-sale objects. Only for a class whose __init__ checks
-    nothing (no __post_init__): what it would check is the caller's to know."""
-    obj = object.__new__(cls)
-    obj.__dict__.update(values)
-    return obj
 
 
 class Operation(str, enum.Enum):

@@ -48,7 +48,7 @@ from acquirer.sqlite_tx import write_transaction
 from keys.emv import CardFamily
 from keys.tlv import mask_pan
 
-from .base import made
+from acquirer.frozen import made
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from keys.emv import CardFamily
 
-from .base import made
+from acquirer.frozen import made
 
 # (tag, length, name, may be absent). A value absent from field 55 counts as zeros, as in
 # a DOL (EMV Book 3, 5.4), only for Amount Other: UnionPay terminals often leave it out.

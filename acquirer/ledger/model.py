@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _json_str  # json.dumps' own string encoder (ensure_ascii)
 from typing import TYPE_CHECKING, Any, Mapping
 
+from acquirer.frozen import made
 from acquirer.protocol import ProtocolError, mac_input
 from keys.hashes import sm3
 
@@ -80,15 +81,6 @@ _NO_EXTRA: Any = object()  # TxnRecord's extra not given: a new empty dict
 _NEEDS_ORIGINAL = frozenset({TxnKind.REFUND, TxnKind.VOID})
 _MASKED_PAN = re.compile(r"^\d{6}\*{3,9}\d{4}$")
 _PAN_LIKE = re.compile(r"\d{13,19}")
-
-
-def _made(cls: type, values: dict[str, Any]) -> Any:
-    """An instance of the frozen dataclass `cls` whose attributes are `values` (every field,
-    a new dict), made without its __init__ (each field set through object.__setattr__): for
-    the ledger's objects built once per sale whose fields the caller has checked."""
-    obj = object.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    return obj
 
 
 def _require(cond: bool, name: str, reason: str) -> None:
@@ -273,14 +265,14 @@ class JournalEntry:
             raise InvalidEntry("kind", f"{record.kind.value} cannot be AUTHORISED; use refunded/voided")
         if record.response_code != "00":
             raise InvalidEntry("response_code", "an authorised transaction answers 00")
-        return _made(cls, {"event": Event.AUTHORISED, "txn_id": record.txn_id, "amount": record.amount,
+        return made(cls, {"event": Event.AUTHORISED, "txn_id": record.txn_id, "amount": record.amount,
                            "record": record, "details": {}})
 
     @classmethod
     def declined(cls, record: TxnRecord) -> "JournalEntry":
         if record.response_code == "00":
             raise InvalidEntry("response_code", "a declined transaction cannot answer 00")
-        return _made(cls, {"event": Event.DECLINED, "txn_id": record.txn_id, "amount": record.amount,
+        return made(cls, {"event": Event.DECLINED, "txn_id": record.txn_id, "amount": record.amount,
                            "record": record, "details": {}})
 
     @classmethod
@@ -421,7 +413,7 @@ class Receipt:
     @classmethod
     def of_seqs(cls, seqs: tuple[int, ...]) -> "Receipt":
         """A plain unit's receipt (`rows.receipts`): its seqs, nothing reversed, no batch."""
-        return _made(cls, {"seqs": seqs, "reversals": {}, "next_batch": None})
+        return made(cls, {"seqs": seqs, "reversals": {}, "next_batch": None})
 
     @property
     def reversal(self) -> ReversalOutcome | None:
