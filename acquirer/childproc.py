@@ -90,36 +90,14 @@ def command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", module, *args], env
 
 
-# How the children are scheduled (`acquirer serve --children`), set by the host before it
-# starts them. "batch" (Linux SCHED_BATCH): a child woken by the event loop's write to its
-# pipe does not preempt the event loop, which caps the host; it runs on another core, or
-# when the loop waits. "normal": the default policy, which lets the woken child take the
-# loop's core at once (wake-up preemption), often while the other core idles.
-POLICIES = ("normal", "batch")
-policy = "normal"
-
-
-def apply_policy(pid: int, name: str) -> None:
-    """Schedule process `pid` by policy `name` (one of POLICIES); where the platform has no
-    such policy, nothing changes."""
-    if name not in POLICIES:
-        raise ValueError(f"scheduling policy must be one of {', '.join(POLICIES)}, got {name!r}")
-    if name == "batch" and hasattr(os, "SCHED_BATCH"):
-        try:
-            os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
-        except OSError:  # not permitted here: the child runs as it would have anyway
-            pass
-
-
 async def spawn(module: str, *args: str, wait_s: float = 60.0):
     """Start `python -m module args...` with pipes and wait for its ("ready",); None if it
-    never says so (it is killed then). It is scheduled by `policy`."""
+    never says so (it is killed then)."""
     import asyncio
 
     argv, env = command(module, *args)
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                 env=env, cwd=PROJECT_ROOT)
-    apply_policy(proc.pid, policy)
     try:
         ready = await asyncio.wait_for(receive_async(proc.stdout), wait_s)
     except (asyncio.IncompleteReadError, asyncio.TimeoutError):

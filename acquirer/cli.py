@@ -11,7 +11,7 @@ DEFAULT_STATE = os.environ.get("SOFTPOS_ACQUIRER_STATE", "var/acquirer")
 
 # how `acquirer serve` splits the host into processes and paces them: bench/host.py offers
 # the same options and passes them on (`process_argv`)
-PROCESS_OPTIONS = ("loop", "ledger_writer", "issuer", "issuer_answer_every", "ledger_groups", "children")
+PROCESS_OPTIONS = ("loop", "ledger_writer", "issuer", "issuer_answer_every", "ledger_groups")
 
 
 def add_process_options(p: argparse.ArgumentParser) -> None:
@@ -25,9 +25,6 @@ def add_process_options(p: argparse.ArgumentParser) -> None:
                    help="tuning: the issuer process answers at least every N decisions (0: when no request waits)")
     p.add_argument("--ledger-groups", type=int, default=2, metavar="N",
                    help="tuning: group commits at the ledger process at once (default 2)")
-    p.add_argument("--children", choices=("normal", "batch"), default="normal",
-                   help="tuning: scheduling of the ledger and issuer processes: batch (Linux SCHED_BATCH: a woken "
-                        "child does not preempt the event loop) or normal (default)")
 
 
 def process_argv(args: argparse.Namespace) -> list[str]:
@@ -190,7 +187,7 @@ def _cmd_serve(args) -> int:
                               qr_wait=args.qr_wait, face_liveness=args.face_liveness == "on",
                               ledger_process=args.ledger_writer == "process",
                               issuer_process=args.issuer == "process", issuer_answer_every=args.issuer_answer_every,
-                              ledger_groups=args.ledger_groups, children=args.children)
+                              ledger_groups=args.ledger_groups)
         await service.start()
         print(f"acquirer host listening on {args.host}:{service.port}"
               + (f", metrics on :{service.metrics_port}" if service.metrics_port else ""), flush=True)

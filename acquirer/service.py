@@ -22,7 +22,6 @@ import os
 import threading
 from pathlib import Path
 
-from acquirer import childproc
 from acquirer.card_flows import CardFlows
 from acquirer.channels.issuer import IssuerSimulator
 from acquirer.channels.remote import ANSWER_EVERY, IssuerProcess
@@ -51,8 +50,7 @@ class HostService:
                  qr_poll: PollPolicy | None = None, qr_retry_every: float = 30.0, face_liveness: bool = True,
                  static_qr_port: int = 0, static_qr_url: str = "", static_pay_window: float = 120.0,
                  static_orders_per_minute: int = 60, require_fix: bool | None = None, ledger_process: bool = True,
-                 issuer_process: bool = True, issuer_answer_every: int = ANSWER_EVERY, ledger_groups: int = 2,
-                 children: str = "normal"):
+                 issuer_process: bool = True, issuer_answer_every: int = ANSWER_EVERY, ledger_groups: int = 2):
         """`require_fix`: None follows the fence policy (a fenced terminal must attach a signed
         fix to every payment); False lets payments without one through (terminals without a
         location source, during a roll-out) while still judging every fix that comes.
@@ -62,11 +60,7 @@ class HostService:
         decisions riding on the ledger's group commit). `issuer_answer_every`: the issuer
         process answers at least every so many decisions (0: only when no request waits);
         `ledger_groups`: group commits at the ledger process at once. Both trade CPU per
-        sale (bigger groups) against the three processes working at the same time. `children`: how
-        the child processes are scheduled (acquirer.childproc.POLICIES)."""
-        if children not in childproc.POLICIES:
-            raise ValueError(f"children must be one of {', '.join(childproc.POLICIES)}, got {children!r}")
-        childproc.policy = children  # the host's children, whoever starts them (issuer, ledger)
+        sale (bigger groups) against the three processes working at the same time."""
         self.state = Path(state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
         self.hsm = HSM.open(self.state / "hsm.db", self.state / "lmk")
