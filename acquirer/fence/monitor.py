@@ -160,7 +160,7 @@ class FenceMonitor:
             reason = "no signed location attached: fix required"
             return FenceVerdict(MISSING, reason, True, alert_id=self._alert(names, "missing", reason))
         try:
-            rep = again = self.current(terminal, report) if txn_id else None
+            rep = reused = self.current(terminal, report) if txn_id else None
             if rep is not None:  # the latest accepted report, attached again: judged again, not taken again
                 age = rep.age_s(now)
                 self._fresh(rep, age, max_age, terminal_id, now)
@@ -189,7 +189,7 @@ class FenceMonitor:
                 return FenceVerdict(UNFENCED, "fence has no site yet", required, report=rep, fix_age_s=age)
             fence = self._adopt(fence, rep)
         verdict = self._judge(fence, rep, age, required, names)
-        if again is not None and verdict.status == INSIDE:
+        if reused is not None and verdict.status == INSIDE:
             self._remember(terminal, report, merchant, required_arg, fence, rep, max_age, verdict)
         return verdict
 
