@@ -224,7 +224,7 @@ class IssuerSimulator:
         return card_result(ResponseCode.APPROVED, auth_code, issuer_data, text, balance)
 
     def _sale(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
-        # The issuer's busiest path (every card sale): the checks of _check_standing and of the
+        # The issuer's busiest path (every card sale): the card's standing (status, expiry) and the
         # limits are written out here, in the same order, with each value read once.
         verified = None
         kept: dict = {}  # written with the decision, whatever it is: one row of the flush's UPDATE
