@@ -30,7 +30,7 @@ from keys.pinblock import PinBlockFormat, encrypt_pin_block
 from .base import CardAuthorisation, CardResult, Operation, card_result
 from .issuer_accounts import (Account, AccountError, AccountStatus, AccountStore, Decision, check_pan,
                               new_account)
-from .issuer_cryptogram import CID_ARQC, CID_TYPE_MASK, IccDataError, OnlineCryptogram, read_cryptogram
+from .issuer_cryptogram import IccDataError, OnlineCryptogram, read_cryptogram
 
 __all__ = ["IssuerSimulator", "Account", "AccountError", "AccountStatus"]
 
@@ -49,13 +49,13 @@ class _Decline(Exception):
 
 
 class _Verified:
-    """An ARQC that verified, its ATC as a number, and the ARPC for an approval (ARC "00").
+    """An ARQC that verified, and the ARPC for an approval (ARC "00").
     (A plain class: one per sale, a frozen dataclass's __init__ costs several times this one.)"""
 
-    __slots__ = ("cryptogram", "atc", "approval_arpc")
+    __slots__ = ("cryptogram", "approval_arpc")
 
-    def __init__(self, cryptogram: OnlineCryptogram, atc: int, approval_arpc: bytes):
-        self.cryptogram, self.atc, self.approval_arpc = cryptogram, atc, approval_arpc
+    def __init__(self, cryptogram: OnlineCryptogram, approval_arpc: bytes):
+        self.cryptogram, self.approval_arpc = cryptogram, approval_arpc
 
 
 @functools.lru_cache(maxsize=256)
@@ -192,8 +192,6 @@ class IssuerSimulator:
             elif request.amount <= 0:
                 result = self._declined(db, account, request, today, _Decline(
                     ResponseCode.INVALID_AMOUNT, "amount must be above zero"))
-            elif operation is Operation.SALE:
-                result = self._sale(db, account, request, today)
             else:
                 result = _HANDLERS[operation](self, db, account, request, today)
         if log.isEnabledFor(logging.INFO):  # the masked PAN and the enum values only when the line is written
@@ -220,33 +218,25 @@ class IssuerSimulator:
         changes["balance"] = balance = account.balance + effect
         account = store.change(db, account, changes)
         store.record(db, account, request, "00", auth_code=auth_code, effect=effect, day=today, undoes=undoes)
-        issuer_data = b"" if verified is None else verified.approval_arpc + b"00"  # ARPC || ARC, the code "00"
-        return card_result(ResponseCode.APPROVED, auth_code, issuer_data, text, balance)
+        return card_result(ResponseCode.APPROVED, auth_code,
+                           self._issuer_data(account, request, verified, ResponseCode.APPROVED), text, balance)
 
     def _sale(self, db, account: Account, request: CardAuthorisation, today: str) -> CardResult:
-        # The issuer's busiest path (every card sale): the card's standing (status, expiry) and the
-        # limits are written out here, in the same order, with each value read once.
         verified = None
         kept: dict = {}  # written with the decision, whatever it is: one row of the flush's UPDATE
         amount = request.amount
         try:
-            if account.status is not AccountStatus.ACTIVE:
-                self._check_status(account)
-            if account.expiry < today[2:6]:  # YYMM strings compare as dates within one century
-                raise _Decline(ResponseCode.EXPIRED_CARD, "card expired")
-            if request.expiry and request.expiry != account.expiry:
-                raise _Decline(ResponseCode.EXPIRED_CARD, "expiry date does not match the card")
+            self._check_standing(account, request, today)
             if request.icc:
                 verified = self._verify_cryptogram(account, request)
-                kept["last_atc"] = verified.atc
-                cid = verified.cryptogram.cid  # OnlineCryptogram.is_arqc, without the property's call
-                if cid is not None and cid & CID_TYPE_MASK != CID_ARQC:
+                kept["last_atc"] = verified.cryptogram.atc_value
+                if not verified.cryptogram.is_arqc:
                     raise _Decline(ResponseCode.DO_NOT_HONOR, "the card did not ask for online authorisation")
             if request.pin_block is not None:
                 self._check_pin(account, request, kept)
             if account.per_transaction_limit is not None and amount > account.per_transaction_limit:
                 raise _Decline(ResponseCode.EXCEEDS_LIMIT, "above the card's per-transaction limit")
-            spent = account.day_total if account.day == today else 0  # Account.spent_on(today)
+            spent = account.spent_on(today)
             if account.daily_limit is not None and spent + amount > account.daily_limit:
                 raise _Decline(ResponseCode.EXCEEDS_LIMIT, "above the card's daily limit")
             if amount > account.balance:
@@ -314,6 +304,13 @@ class IssuerSimulator:
         return {"day_total": max(0, account.day_total - sale.amount)} if sale.day == account.day else {}
 
     # --- the checks ------------------------------------------------------------
+    def _check_standing(self, account: Account, request: CardAuthorisation, today: str) -> None:
+        self._check_status(account)
+        if account.expiry < today[2:6]:  # YYMM strings compare as dates within one century
+            raise _Decline(ResponseCode.EXPIRED_CARD, "card expired")
+        if request.expiry and request.expiry != account.expiry:
+            raise _Decline(ResponseCode.EXPIRED_CARD, "expiry date does not match the card")
+
     @staticmethod
     def _check_status(account: Account) -> None:
         if account.status is AccountStatus.BLOCKED:
@@ -328,17 +325,16 @@ class IssuerSimulator:
             raise _Decline(ResponseCode.FORMAT_ERROR, str(exc)) from None
         if cryptogram.amount != request.amount:
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "amount in the cryptogram (9F02) differs from field 4")
-        currency = request.currency
-        if cryptogram.currency != (currency if len(currency) == 3 else currency.rjust(3, "0")[-3:]):
+        if cryptogram.currency != request.currency.rjust(3, "0")[-3:]:
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "currency in the cryptogram (5F2A) differs from field 49")
-        atc = int.from_bytes(cryptogram.atc)  # OnlineCryptogram.atc_value
-        if atc <= account.last_atc:
-            raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, f"suspected replay: ATC {atc} not above {account.last_atc}")
+        if cryptogram.atc_value <= account.last_atc:
+            raise _Decline(ResponseCode.CRYPTOGRAM_FAILED,
+                           f"suspected replay: ATC {cryptogram.atc_value} not above {account.last_atc}")
         try:
             arpc = self._verify_arqc(account, request, cryptogram, b"00")
         except MACError:
             raise _Decline(ResponseCode.CRYPTOGRAM_FAILED, "ARQC does not verify") from None
-        return _Verified(cryptogram, atc, arpc)
+        return _Verified(cryptogram, arpc)
 
     def _verify_arqc(self, account: Account, request: CardAuthorisation, cryptogram: OnlineCryptogram,
                      arc: bytes) -> bytes:

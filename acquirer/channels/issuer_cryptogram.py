@@ -96,11 +96,8 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
     ask for a family that has no layout here."""
     if type(family) is not CardFamily:
         CardFamily(family)
-    # The common case in three C-level passes: every tag there at its length (an absent
-    # optional one as its zeros). Anything else takes the tag-by-tag way, which names the tag.
-    parts = list(map(icc.get, _AC_TAGS, _AC_ABSENT))
-    if list(map(len, parts)) != _AC_LENGTHS:
-        parts = [_value(icc, tag, length, optional) for tag, length, _, optional in AC_DATA]
+    # Anything but the common case takes the tag-by-tag way, which names the tag.
+    parts = _common_parts(icc) or [_value(icc, tag, length, optional) for tag, length, _, optional in AC_DATA]
     data = b"".join(parts)
     iad = icc.get(0x9F10)
     if iad is None:
@@ -110,13 +107,20 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
     return data + bytes(iad[IAD_CVR])
 
 
+def _common_parts(icc: dict[int, bytes]) -> list[bytes] | None:
+    """The AC_DATA values in the common case, in three C-level passes: every tag there at its
+    length (an absent optional one as its zeros); None otherwise."""
+    parts = list(map(icc.get, _AC_TAGS, _AC_ABSENT))
+    return parts if list(map(len, parts)) == _AC_LENGTHS else None
+
+
 def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCryptogram:
     """Take the AC, the ATC and the covered data from field 55's tags."""
     # The common case (once per sale) in one pass: every tag there at its length, the amount
     # and the currency in BCD. Anything else goes the checked way, which names the bad tag.
     ac, cid, iad = icc.get(0x9F26), icc.get(0x9F27), icc.get(0x9F10)
-    parts = list(map(icc.get, _AC_TAGS, _AC_ABSENT))
-    if (type(family) is CardFamily and list(map(len, parts)) == _AC_LENGTHS and ac is not None and len(ac) == 8
+    parts = _common_parts(icc)
+    if (type(family) is CardFamily and parts is not None and ac is not None and len(ac) == 8
             and iad is not None and len(iad) >= IAD_CVR.stop and (cid is None or len(cid) == 1)):
         amount, currency = parts[0].hex(), parts[4].hex()
         if amount.isdigit() and currency.isdigit():
