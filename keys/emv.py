@@ -325,15 +325,11 @@ class CardKey:
             data = bytes(data)
         session_key = self._encrypt_ecb(_SIX_ZEROS + atc + _SIX_ZEROS + (int.from_bytes(atc) ^ 0xFFFF).to_bytes(2))
         encrypt = _new_encryptor(_session_sm4(session_key), _CBC_ZERO_IV).update
-        last = encrypt(data + _PAD16[len(data) % 16])[-16:]  # pad_iso9797_m2(data, 16)
+        last = encrypt(pad_iso9797_m2(data, 16))[-16:]
         if not (isinstance(arqc, (bytes, bytearray)) and hmac.compare_digest(last[:AC_LENGTH], bytes(arqc))):
             return None
         x = (int.from_bytes(_fixed(arqc, AC_LENGTH, "ARQC")) ^ int.from_bytes(_fixed(arc, 2, "ARC")) << 48) << 64
         return encrypt((x ^ int.from_bytes(last)).to_bytes(16))[:AC_LENGTH]
-
-
-# ISO 9797-1 padding method 2 to 16-byte blocks, by the data's length modulo 16: 0x80, then zeros
-_PAD16 = tuple(b"\x80" + bytes(15 - n) for n in range(16))
 
 
 def _session_sm4(key: bytes) -> SM4:

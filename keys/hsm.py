@@ -22,7 +22,7 @@ from pathlib import Path
 from . import emv, envelope, keyblock
 from .errors import InvalidKey, KeyBlockError, KeyNotFound, KeyUsageError, MACError
 from .hashes import HMACSM3
-from .mac import CBCMAC, cmac, cup_ecb_mac, x919_mac
+from .mac import CBCMAC, cmac, cup_ecb_mac, verify, x919_mac
 from .model import Key, KeyAlgorithm, KeyUsage
 from .pinblock import PinBlockFormat, decrypt_pin_block, encrypt_pin_block
 from .symmetric import open_field, seal_field
@@ -302,8 +302,7 @@ class HSM:
         raise ValueError(f"MAC method must be one of {', '.join(MAC_METHODS)}, got {method!r}")
 
     def verify_mac(self, name: str, data: bytes, tag: bytes, method: str = "cbc") -> None:
-        if not hmac.compare_digest(self.generate_mac(name, data, method, len(tag)), tag):
-            raise MACError("MAC mismatch")
+        verify(self.generate_mac(name, data, method, len(tag)), tag)
 
     # --- EMV -------------------------------------------------------------------
     def verify_arqc(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str, atc: bytes,

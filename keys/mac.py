@@ -73,10 +73,7 @@ class CBCMAC:
 
     def mac(self, data: bytes) -> bytes:
         b = self._block
-        if self._method == 2:  # inline: this runs for every message in both directions
-            data = data + b"\x80" + bytes(-(len(data) + 1) % b)
-        else:
-            data = _pad(data, b, self._method)
+        data = _pad(data, b, self._method)
         if self._sm4:  # the last block of CBC under a zero IV, in one call on the running chain
             with self._lock:
                 out = self._update((int.from_bytes(data[:16]) ^ self._last).to_bytes(16) + data[16:])

@@ -228,8 +228,7 @@ def random_key(algorithm: Algorithm | str, length: int | None = None) -> bytes:
 
 def pad_iso9797_m2(data: bytes, block_size: int) -> bytes:
     """ISO/IEC 9797-1 padding method 2: append 0x80, then zeros to a block boundary."""
-    data = data + b"\x80"
-    return data + bytes(-len(data) % block_size)
+    return data + b"\x80" + bytes(-(len(data) + 1) % block_size)
 
 
 def unpad_iso9797_m2(data: bytes) -> bytes:
@@ -245,7 +244,7 @@ def seal_field(cipher: BlockCipher, data: bytes, iv: bytes | None = None) -> byt
     A fresh IV per message keeps equal PANs from producing equal ciphertexts."""
     b = cipher.block_size
     iv = os.urandom(b) if iv is None else iv
-    data = data + b"\x80" + bytes(-(len(data) + 1) % b)  # ISO 9797-1 method 2, inline (every sale)
+    data = pad_iso9797_m2(data, b)
     if cipher.algorithm is Algorithm.SM4 and len(iv) == b:  # whole blocks, a sound IV: straight to the chain
         return iv + cipher._running_cbc(True, data, iv)
     return iv + cipher.encrypt_cbc(data, iv)
