@@ -22,7 +22,7 @@ from acquirer.protocol import PrivateTag, ResponseCode, private_fields
 from keys.tlv import TLVError, flatten
 
 from .engine import Decision, RiskEngine
-from .rules import BLOCKING, Action, Status
+from .rules import Action, Status
 from .variables import Facts, normalise_flag
 
 log = logging.getLogger("acquirer.risk")
@@ -98,15 +98,6 @@ class RiskAssessor:
             location = (verdict.status, verdict.required, verdict.refusal, verdict.reason,
                         0.0 if offset is None else offset, -1.0 if distance is None else distance,
                         -1.0 if age is None else age, verdict.cells)
-        if pin:
-            cdcvm = False
-        else:  # `_cdcvm`, inline for field 55 the card flow has parsed already
-            icc = ctx.icc
-            if icc is None:
-                cdcvm = _cdcvm(None, doc.get("55"))
-            else:
-                ctq = icc.get(_CTQ, b"")
-                cdcvm = len(ctq) >= 2 and bool(ctq[1] & _CTQ2_CDCVM)
         # positional, in `Facts` field order (checked at import, `_FACTS_ORDER`): keywords
         # cost more than the rest of this method together (a dataclass of 27 fields)
         return Facts(
@@ -114,7 +105,8 @@ class RiskAssessor:
             self.clock() if at is None else at, _CHANNELS.get(type_code, "card"), _KINDS.get(type_code, "sale"),
             ctx.terminal.device_id or "", merchant.risk_grade, merchant.mcc, bool(merchant.mobile),
             getattr(ctx, "pan_token", "") or "", getattr(ctx, "masked_pan", "") or "",
-            getattr(ctx, "card_family", "") or "", pin, _PASSCODE_BLOCK in private, cdcvm, doc.get("22", ""),
+            getattr(ctx, "card_family", "") or "", pin, _PASSCODE_BLOCK in private,
+            not pin and _cdcvm(ctx.icc, doc.get("55")), doc.get("22", ""),
             _flags(flags) if flags else _NO_FLAGS, *location)
 
     @staticmethod
@@ -123,7 +115,7 @@ class RiskAssessor:
         if hits:  # `_value_`: the member's own attribute (`.value` is a property, the enum's hash a Python call)
             ctx.notes.append(f"risk {decision.action._value_}: " + ",".join(
                 [h.rule + "(trial)" if h.status == _TRIAL else h.rule for h in hits]))
-        if decision.action not in BLOCKING:  # `decision.blocks`, without the property call
+        if not decision.blocks:
             return
         text = decision.text
         if decision.code == ResponseCode.GEOFENCE_VIOLATION.value and facts.location_reason:

@@ -156,24 +156,9 @@ class Counters:
             if month > self._month:
                 self._forget_before(month, int(t // 60))
         minute = int(t // 60)
-        # the three keys inline, not through a helper: two calls fewer per key, on every decision
-        cards, terminals, merchants = self._cards, self._terminals, self._merchants
-        c = cards.get(card) if card else None
-        if c is None and card:
-            c = cards[card] = Tally()
-        if c is not None:
-            c.count(t, minute, day, amount, rnd)
-        tm = terminals.get(terminal) if terminal else None
-        if tm is None and terminal:
-            tm = terminals[terminal] = Tally()
-        if tm is not None:
-            tm.count(t, minute, day, amount, rnd)
-        m = merchants.get(merchant) if merchant else None
-        if m is None and merchant:
-            m = merchants[merchant] = Tally()
-        if m is not None:
-            m.count(t, minute, day, amount, rnd)
-        return c, tm, m
+        return (_count(self._cards, card, t, minute, day, amount, rnd),
+                _count(self._terminals, terminal, t, minute, day, amount, rnd),
+                _count(self._merchants, merchant, t, minute, day, amount, rnd))
 
     def _forget_before(self, month: int, minute: int) -> None:
         """At a new month, drop keys with nothing left in any window (bounded memory)."""
@@ -182,3 +167,13 @@ class Counters:
             for key in [k for k, tl in by_key.items() if tl.month < month and tl.idle_since(minute)]:
                 del by_key[key]
 
+
+def _count(by_key: dict[str, Tally], key: str, t: float, minute: int, day: int, amount: int,
+           rnd: int) -> Tally | None:
+    if not key:
+        return None
+    tally = by_key.get(key)
+    if tally is None:
+        tally = by_key[key] = Tally()
+    tally.count(t, minute, day, amount, rnd)
+    return tally

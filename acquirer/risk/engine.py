@@ -40,7 +40,6 @@ _PASS, _STEP_UP, _DECLINE = Action.PASS, Action.STEP_UP, Action.DECLINE
 _FREEZE_MERCHANT, _HOLD_SETTLEMENT = Action.FREEZE_MERCHANT, Action.HOLD_SETTLEMENT
 _DECLINE_SEVERITY = _DECLINE.severity
 _HOLDING = (_FREEZE_MERCHANT, _HOLD_SETTLEMENT)
-_GATED = ("refused", "missing")  # the location statuses `_builtins` may decline
 
 
 @dataclass(slots=True)  # not frozen, as `Decision`: a frozen dataclass's __init__ costs ~1 us more per hit
@@ -189,8 +188,7 @@ class RiskEngine:
             fired = rs.evaluate(f, snap)
         except Exception:  # one rule failing at run time must not silence the others
             fired = self._one_by_one(rs, f, snap)
-        # the built-in gates only when one can apply (nearly every decision has no hold, no refusal)
-        hits = self._builtins(f) if self._holds or f.location_status in _GATED else []
+        hits = self._builtins(f)
         # the most severe live hit wins, the first of equals; the built-in gates (live
         # declines) come first, and a live `pass` rule that fires is a winner too
         winner, severity = (hits[0], _DECLINE_SEVERITY) if hits else (None, -1)
