@@ -67,7 +67,7 @@ _PLAIN_JOURNAL = ("INSERT INTO journal (seq, txn_id, event, amount, at, original
                   "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM responses WHERE terminal_id = ?8 "
                   "AND batch = ?9 AND stan = ?10 AND reversal = 1) AND (?3 = 'DECLINED' OR EXISTS (SELECT 1 FROM "
                   "batches WHERE terminal_id = ?8 AND batch = ?9 AND closed_at IS NULL))")
-_CREATED = {Event.AUTHORISED.value: Status.APPROVED.value, Event.DECLINED.value: Status.DECLINED.value}
+_CREATED = {event.value: status.value for event, status in projection.CREATED_STATUS.items()}  # by wire value
 
 
 def apply_plain(conn: sqlite3.Connection, items: Sequence[tuple], at: float) -> list[tuple[int, ...]] | None:

@@ -17,7 +17,7 @@ COLUMNS = tuple(f.name for f in dataclasses.fields(Transaction))
 SELECT_TXN = f"SELECT {', '.join(COLUMNS)} FROM transactions"
 INSERT = f"INSERT INTO transactions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _AMOUNT, _ORIGINAL, _AT = (COLUMNS.index(c) for c in ("amount", "original_txn_id", "created_at"))
-_CREATED_STATUS = {Event.AUTHORISED: Status.APPROVED, Event.REFUNDED: Status.APPROVED,
+CREATED_STATUS = {Event.AUTHORISED: Status.APPROVED, Event.REFUNDED: Status.APPROVED,
                    Event.VOIDED: Status.APPROVED, Event.DECLINED: Status.DECLINED}
 
 
@@ -44,11 +44,11 @@ def load(conn: sqlite3.Connection, txn_id: str) -> Transaction | None:
 
 def project(conn: sqlite3.Connection, event: Event, txn_id: str, amount: int, at: float,
             details: Mapping[str, Any]) -> None:
-    if event in _CREATED_STATUS:
+    if event in CREATED_STATUS:
         d = details
         _create(conn, event, (txn_id, d["terminal_id"], d["merchant_id"], d["batch"], d["stan"], d["rrn"],
                               d["auth_code"], d["kind"], d["channel"], amount, d["currency"],
-                              _CREATED_STATUS[event].value, 0, d["original_txn_id"], d["response_code"],
+                              CREATED_STATUS[event].value, 0, d["original_txn_id"], d["response_code"],
                               d["masked_pan"], d["pan_token"], at, at))
     elif event is Event.REVERSED:
         row = conn.execute("SELECT kind, original_txn_id, amount FROM transactions WHERE txn_id = ?",
@@ -76,7 +76,7 @@ def project_created(conn: sqlite3.Connection, event: Event, txn_id: str, amount:
     """`project` of a creating entry, read from its record instead of the journal's details
     (`TxnRecord.details()`: the same values under the same names)."""
     _create(conn, event, (txn_id, rec.terminal_id, rec.merchant_id, rec.batch, rec.stan, rec.rrn, rec.auth_code,
-                          rec.kind.value, rec.channel.value, amount, rec.currency, _CREATED_STATUS[event].value, 0,
+                          rec.kind.value, rec.channel.value, amount, rec.currency, CREATED_STATUS[event].value, 0,
                           rec.original_txn_id, rec.response_code, rec.masked_pan, rec.pan_token, at, at))
 
 
