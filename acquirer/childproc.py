@@ -63,11 +63,6 @@ class Messages:
     def __init__(self):
         self._buf = bytearray()
 
-    @staticmethod
-    def _load(data: memoryview):
-        """One message from its pickle (a subclass may build it another way)."""
-        return pickle.loads(data)
-
     def feed(self, data: bytes) -> list:
         buf = self._buf
         buf += data
@@ -77,7 +72,7 @@ class Messages:
                 n = _LEN.unpack_from(buf, at)[0]
                 if end - at < _LEN.size + n:
                     break
-                out.append(self._load(view[at + _LEN.size:at + _LEN.size + n]))
+                out.append(pickle.loads(view[at + _LEN.size:at + _LEN.size + n]))
                 at += _LEN.size + n
         del buf[:at]  # once per read, not once per message
         return out
