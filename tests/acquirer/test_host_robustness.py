@@ -110,6 +110,24 @@ def test_malformed_message_gets_format_error_and_nothing_is_stored(lane):
     assert lane.session.sale(100, lane.card_data(100)).approved  # still serving
 
 
+def test_an_mti_the_dialect_does_not_speak_closes_the_connection_and_nothing_is_stored(lane):
+    msg = encode({"t": "0999", "11": "000001", "41": TERMINAL, "42": MERCHANT})
+    assert _send(lane.host.port, Frame(msg).encode()) == "closed"
+    assert _events(lane) == []
+    assert lane.session.sale(100, lane.card_data(100)).approved  # still serving
+
+
+def test_private_data_that_is_not_ber_tlv_gets_a_format_error_naming_field_59(lane):
+    # a tag with no length: field 59 cannot be read, so the request goes no further
+    msg = encode({"t": "0200", "3": "000000", "4": "000000000100", "11": "000123", "41": TERMINAL, "42": MERCHANT,
+                  "59": "DF03"})
+    answer = _send(lane.host.port, Frame(msg).encode())
+    assert answer["t"] == "0210" and answer["39"] == R.FORMAT_ERROR.value
+    assert answer["44"].startswith("field 59: private data is not BER-TLV")
+    assert _events(lane) == []
+    assert lane.session.sale(100, lane.card_data(100)).approved
+
+
 def test_unknown_terminal_is_told_so(lane):
     from acquirer.protocol import encode
     msg = encode({"t": "0800", "11": "000001", "41": "T9999999", "42": MERCHANT, "60": "9900000030160"})
