@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import socket
 import struct
 import subprocess
@@ -269,6 +270,13 @@ def host_cpu_s(pid: int) -> float:
     return total
 
 
+def interpreter() -> str:
+    """The Python running the host (its children and this driver run the same one): the
+    figures depend on its build (scripts/setup prefers Debian's optimised python3)."""
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return f"{platform.python_version()} {base}"
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000 if values else float("nan")
@@ -331,9 +339,9 @@ def main() -> int:
         "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
         **{name: getattr(a, name) for name in PROCESS_OPTIONS}, "fresh_fixes": a.fresh_fixes,
         "host_warnings": host_warnings, "host_cpu_us_per_sale": round(host_cpu_us),
-        "setup_s": round(setup_s, 1),
+        "setup_s": round(setup_s, 1), "python": interpreter(),
     }
-    print(f"terminals: {a.terminals}, setup {setup_s:.1f} s (cards {cards_s:.1f} s, provisioning {provision_s:.1f} s,"
+    print(f"python {figures['python']}; terminals: {a.terminals}, setup {setup_s:.1f} s (cards {cards_s:.1f} s, provisioning {provision_s:.1f} s,"
           f" pre-building sales {setup_s - cards_s - provision_s:.1f} s)")
     print(f"closed loop:  {tps:8.1f} durable sales/s   p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms"
           f"   (not approved: {declined})")
