@@ -51,6 +51,8 @@ sequences          name -> next value; RRNs are reserved from here in blocks per
 """
 from __future__ import annotations
 
+import sqlite3
+
 SCHEMA_VERSION = "1"
 
 EVENTS = ("AUTHORISED", "DECLINED", "REFUNDED", "VOIDED", "REVERSED", "SETTLED")
@@ -157,13 +159,15 @@ def upgrade_events_check(conn) -> bool:
     did. SQLite's documented way to change a CHECK constraint in place (a change that
     touches no stored row: https://sqlite.org/lang_altertable.html, "otherwise"): the
     table's text in sqlite_schema rewritten and the schema version bumped, in one write
-    transaction, so every connection reloads the schema. `conn` is in autocommit mode."""
+    transaction, so every connection reloads the schema. A file that cannot be changed
+    (read-only, say) keeps the IN list, which refuses the same values: it opens and works
+    as before, only slower. `conn` is in autocommit mode."""
     find = "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'journal'"
     row = conn.execute(find).fetchone()
     if row is None or OLD_EVENTS_CHECK not in row[0]:
         return False
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         row = conn.execute(find).fetchone()  # again under the write lock: another opener may have done it
         if OLD_EVENTS_CHECK not in row[0]:
             conn.execute("ROLLBACK")
@@ -177,8 +181,8 @@ def upgrade_events_check(conn) -> bool:
             conn.execute("PRAGMA writable_schema = OFF")
         conn.execute(f"PRAGMA schema_version = {version + 1}")
         conn.execute("COMMIT")
-    except BaseException:
+    except sqlite3.Error:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise
+        return False
     return True

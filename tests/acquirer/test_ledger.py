@@ -461,6 +461,17 @@ def test_a_file_made_with_the_events_in_list_check_is_given_the_equivalent_one_a
             assert passed == ok, event
 
 
+def test_a_file_that_cannot_be_changed_keeps_its_in_list_check_and_still_reads(tmp_path):
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(schema.SCHEMA.replace(schema.EVENTS_CHECK, schema.OLD_EVENTS_CHECK))
+    conn.execute("PRAGMA query_only = ON")  # as a read-only file: the upgrade's write is refused
+    assert not schema.upgrade_events_check(conn)
+    assert not conn.in_transaction and conn.execute("SELECT count(*) FROM journal").fetchone() == (0,)
+    assert schema.OLD_EVENTS_CHECK in conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'journal'").fetchone()[0]
+    conn.close()
+
+
 def test_a_plain_units_journal_row_builds_no_table_per_row(tmp_path, clock):
     # the IN list of the event CHECK was an ephemeral table built for every row inserted, and an
     # INSERT ... SELECT a statement journal per row: the plain insert has neither now
