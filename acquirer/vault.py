@@ -59,15 +59,17 @@ class CardVault(CompanionStore):
         self._db.execute("CREATE TABLE IF NOT EXISTS cards (txn_id TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
         self._lock = threading.RLock()  # the connection (and a flush in progress)
         self._deferred = grouped
-        self._pending: dict[str, bytes] = {}  # grouped: txn_id -> sealed card, not yet written
-        self._sending: list[dict[str, bytes]] = []  # taken by `take_writes`, not yet known written
+        self._pending: dict[str, bytearray] = {}  # grouped: txn_id -> sealed card, not yet written
+        self._sending: list[dict[str, bytearray]] = []  # taken by `take_writes`, not yet known written
         self._pending_lock = threading.Lock()  # held only to put a card aside or take them all
 
     def token(self, pan: str) -> str:
         return self._hsm.token(TOKEN_KEY, pan.encode("ascii"))
 
     def keep(self, txn_id: str, pan: str, expiry: str, psn: str) -> None:
-        sealed = self._hsm.seal_data(VAULT_KEY, _card_json(pan, expiry, psn))
+        # a bytearray: sqlite3 binds one as a blob straight away, bytes only after looking for
+        # an adapter (the ledger process writes these rows: acquirer/ledger/process.py)
+        sealed = bytearray(self._hsm.seal_data(VAULT_KEY, _card_json(pan, expiry, psn)))
         if self._deferred:  # written by the next flush: no SQLite on the caller's thread
             with self._pending_lock:
                 self._pending[txn_id] = sealed
@@ -87,7 +89,7 @@ class CardVault(CompanionStore):
                 if row is None:
                     return None
                 sealed = row[0]
-        pan, expiry, psn = json.loads(self._hsm.open_data(VAULT_KEY, sealed))
+        pan, expiry, psn = json.loads(self._hsm.open_data(VAULT_KEY, bytes(sealed)))
         return pan, expiry, psn
 
     def take_writes(self):
@@ -109,7 +111,7 @@ class CardVault(CompanionStore):
             if not ok:
                 self._set_aside_again(token)
 
-    def _set_aside_again(self, batch: dict[str, bytes]) -> None:
+    def _set_aside_again(self, batch: dict[str, bytearray]) -> None:
         """Cards whose write may have failed wait for the next one, under what was kept
         meanwhile (a newer card for the same transaction wins). Hold `_pending_lock`."""
         batch.update(self._pending)

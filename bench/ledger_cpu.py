@@ -7,7 +7,8 @@ process with `thread_time` (CPU, not wall: the machine is shared), on a real SQL
 (WAL, synchronous=FULL, so each group's COMMIT is fsync'ed as in the host):
 
 - loop side: encoding a group for the pipe, decoding its answer;
-- ledger side: decoding the group, BEGIN, applying it, COMMIT, encoding the answer.
+- ledger side: decoding the group, BEGIN, applying it, COMMIT, encoding the answer, with
+  the values bound as the ledger process binds them (`process.bind_as_is`).
 
 "rows" is the host's way (acquirer.ledger.rows: plain units as tuples, each run of them
 applied with one executemany per table); "units" the way before it, measured in the same
@@ -46,6 +47,7 @@ from acquirer.childproc import Messages, pack  # noqa: E402
 from acquirer.ledger import (Channel, CommitUnit, JournalEntry, Receipt, SQLiteLedger, StoredResponse,  # noqa: E402
                              TxnKind, TxnRecord, apply, request_digest, rows)
 from acquirer.ledger.model import ReversalOutcome, _digits, _no_card_data, _require  # noqa: E402
+from acquirer.ledger.process import bind_as_is  # noqa: E402
 
 TERMINALS = [f"B{n:07d}" for n in range(64)]
 MID = "898440358120001"
@@ -241,6 +243,7 @@ def main() -> int:
     ap.add_argument("--dir", default=None, help="where the files go (default: a new temporary directory)")
     args = ap.parse_args()
     sizes = sorted({args.group, *(int(g) for g in args.small.split(",") if g)})
+    bind_as_is()  # as the ledger process binds (both ways run here, so both are measured so)
     workdir = tempfile.mkdtemp(prefix="ledger-cpu-", dir=args.dir)
     best = {(way, g): [float("inf")] * 2 for g in sizes for way in (by_units, by_rows)}
     inputs = record_inputs(args.records)

@@ -59,14 +59,17 @@ def apply_unit(conn: sqlite3.Connection, unit: CommitUnit, at: float, *, probe: 
 
 # A plain unit's statements (`rows`), each run by one executemany for a run of plain units.
 # Its entries are journaled only where `check_new` would let them in (no reversal of their
-# STAN already answered; their batch open, unless declined), so the rows inserted say
-# whether every unit passed; seq is given, counted on from the journal's last.
+# STAN already answered; their batch open, unless declined): where it would not, the details
+# are NULL, which the journal's NOT NULL refuses (an IntegrityError: the caller applies the
+# group again unit by unit). A one-row INSERT ... VALUES, not INSERT ... SELECT WHERE: an
+# INSERT from a SELECT may write several rows, so SQLite opens a statement journal (a
+# savepoint) for every row it runs. seq is given, counted on from the journal's last.
 _PLAIN_RESPONSE = ("INSERT INTO responses (terminal_id, batch, stan, reversal, request_digest, response, at) "
                    "VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING")
 _PLAIN_JOURNAL = ("INSERT INTO journal (seq, txn_id, event, amount, at, original_txn_id, details) "
-                  "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM responses WHERE terminal_id = ?8 "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN NOT EXISTS (SELECT 1 FROM responses WHERE terminal_id = ?8 "
                   "AND batch = ?9 AND stan = ?10 AND reversal = 1) AND (?3 = 'DECLINED' OR EXISTS (SELECT 1 FROM "
-                  "batches WHERE terminal_id = ?8 AND batch = ?9 AND closed_at IS NULL))")
+                  "batches WHERE terminal_id = ?8 AND batch = ?9 AND closed_at IS NULL)) THEN ?7 END)")
 _CREATED = {event.value: status.value for event, status in projection.CREATED_STATUS.items()}  # by wire value
 
 
@@ -93,10 +96,9 @@ def apply_plain(conn: sqlite3.Connection, items: Sequence[tuple], at: float) -> 
         if responses and conn.executemany(_PLAIN_RESPONSE, responses).rowcount != len(responses):
             return None  # a key answered already
         if journal_rows:
-            if conn.executemany(_PLAIN_JOURNAL, journal_rows).rowcount != len(journal_rows):
-                return None  # an entry check_new refuses
+            conn.executemany(_PLAIN_JOURNAL, journal_rows)
             conn.executemany(projection.INSERT, txn_rows)
-    except sqlite3.IntegrityError:  # a transaction that exists
+    except sqlite3.IntegrityError:  # an entry check_new refuses (details NULL), or a transaction that exists
         return None
     return seqs
 

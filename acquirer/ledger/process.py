@@ -111,9 +111,26 @@ class LedgerProcess:
                 proc.wait()
 
 
+def _same(value):
+    return value
+
+
+def bind_as_is() -> None:
+    """Bytes and None bound with no adaptation lookup. sqlite3 binds only exact int, float,
+    str and bytearray straight away; any other value (a response's bytes, a vault row's
+    sealed card, a NULL original) is first looked up in the adapter registry and then asked
+    for `__adapt__` and `__conform__`, which fail by raising and clearing an AttributeError
+    whose message is formatted: about 3,500 instructions a value, five a sale. An adapter
+    registered for the exact type is found at once and binds the value itself. The registry
+    is per process: this one only (`main`), whose every statement is the ledger's."""
+    for kind in (bytes, type(None)):
+        sqlite3.register_adapter(kind, _same)
+
+
 def main(path: str) -> int:
     from .sqlite import SQLiteLedger
 
+    bind_as_is()
     ledger = SQLiteLedger(path)
     companions = _CompanionFiles()
     fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()

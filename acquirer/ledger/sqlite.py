@@ -24,7 +24,7 @@ from acquirer.sqlite_tx import write_transaction
 from . import apply, projection, rows
 from .errors import InvalidEntry, LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Event, JournalRecord, Receipt, Transaction, txn_id_for
-from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL
+from .schema import SCHEMA, SCHEMA_VERSION, TRANSACTIONS_DDL, upgrade_events_check
 from .settlement import BatchItem, BatchRecord, Totals
 from .store import BUSINESS_TZ, LedgerStore
 
@@ -58,6 +58,7 @@ class SQLiteLedger(LedgerStore):
         self._answers_gen = 0  # bumped by every committed group that stored responses
         self._w = self._connect()
         self._w.executescript(SCHEMA)
+        upgrade_events_check(self._w)
         self._w.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._process = None
         if writer_process:  # imported here: `python -m acquirer.ledger.process` must not find it loaded

@@ -13,6 +13,7 @@ from acquirer.ledger import (BUSINESS_TZ, AlreadyAnswered, BatchNotOpen, Channel
                              JournalEntry, LedgerUnavailable, LedgerWriter, OriginalNotFound, RefundExceedsRemaining, RefundNotAllowed,
                              Rejected, ReversalOutcome, ReversedBeforeArrival, SQLiteLedger, Status, TxnKind,
                              TxnRecord, UnknownTransaction, VoidNotAllowed, request_digest, reversal_outcome)
+from acquirer.ledger import apply, schema
 from acquirer.protocol import Frame, ResponseCode, mac_input
 from acquirer.protocol.examples import framed
 from keys.hashes import sm3
@@ -425,6 +426,58 @@ def test_a_terminals_or_a_batchs_transactions_are_a_range_of_ids_searched_not_sc
         plans = [row[3] for sql in statements if "terminal_id" in sql and "batch = '000001'" not in sql
                  for row in s._r().execute(f"EXPLAIN QUERY PLAN {sql}")]
         assert plans and not [p for p in plans if p.startswith("SCAN")], plans
+
+
+def test_a_file_made_with_the_events_in_list_check_is_given_the_equivalent_one_and_keeps_its_rows(tmp_path, clock):
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path)  # a file from before: the journal's event CHECK as an IN list
+    conn.executescript(schema.SCHEMA.replace(schema.EVENTS_CHECK, schema.OLD_EVENTS_CHECK))
+    conn.close()
+    with SQLiteLedger(path, clock=clock) as s:
+        s.open_batch(TID)
+        s.commit(sale_unit(s, 1, 100))
+    conn = sqlite3.connect(path)
+    journal_sql = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'journal'").fetchone()[0]
+    conn.close()
+    assert schema.OLD_EVENTS_CHECK not in journal_sql and schema.EVENTS_CHECK in journal_sql
+    with SQLiteLedger(path, clock=clock) as s:  # opened again: nothing left to change
+        assert not schema.upgrade_events_check(s._w)
+        assert s._w.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert [t.amount for t in s.transactions(TID)] == [100]
+        s.commit(sale_unit(s, 2, 200))
+        assert [e.event for e in s.journal()] == [Event.AUTHORISED, Event.AUTHORISED]
+        for event in (*schema.EVENTS, "BOGUS", "authorised", None):  # the same values pass as with the IN list
+            ok = event in schema.EVENTS
+            try:
+                s._w.execute("SAVEPOINT probe")
+                s._w.execute("INSERT INTO journal (txn_id, event, amount, at, details) VALUES ('x', ?, 0, 0, '{}')",
+                             (event,))
+                passed = True
+            except sqlite3.IntegrityError:
+                passed = False
+            finally:
+                s._w.execute("ROLLBACK TO probe")
+                s._w.execute("RELEASE probe")
+            assert passed == ok, event
+
+
+def test_a_file_that_cannot_be_changed_keeps_its_in_list_check_and_still_reads(tmp_path):
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(schema.SCHEMA.replace(schema.EVENTS_CHECK, schema.OLD_EVENTS_CHECK))
+    conn.execute("PRAGMA query_only = ON")  # as a read-only file: the upgrade's write is refused
+    assert not schema.upgrade_events_check(conn)
+    assert not conn.in_transaction and conn.execute("SELECT count(*) FROM journal").fetchone() == (0,)
+    assert schema.OLD_EVENTS_CHECK in conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'journal'").fetchone()[0]
+    conn.close()
+
+
+def test_a_plain_units_journal_row_builds_no_table_per_row(tmp_path, clock):
+    # the IN list of the event CHECK was an ephemeral table built for every row inserted, and an
+    # INSERT ... SELECT a statement journal per row: the plain insert has neither now
+    with SQLiteLedger(tmp_path / "ledger.db", clock=clock) as s:
+        ops = [r[1] for r in s._w.execute("EXPLAIN " + apply._PLAIN_JOURNAL, (None,) * 10)]
+    assert "OpenEphemeral" not in ops and "InitCoroutine" not in ops
 
 
 def test_sale_in_a_batch_the_host_has_not_open_is_refused(store):

@@ -2,10 +2,13 @@
 exactly what the general ones do; its journal text written directly is the generic one."""
 from __future__ import annotations
 
+import random
+import string
+
 import pytest
 
 from acquirer.ledger import Channel, InvalidEntry, TxnKind, TxnRecord
-from acquirer.ledger.model import details_dumps
+from acquirer.ledger.model import details_dumps, details_json_of
 
 TID, MID = "00000001", "898440358120001"
 
@@ -113,3 +116,20 @@ def test_entries_and_stored_responses_refuse_what_they_did():
             StoredResponse(TID, *args)
         assert err.value.field == field
     assert StoredResponse(TID, "000001", "000001", bytes(32), bytearray(b"r")).reversal is False
+
+
+def test_the_journal_text_of_any_mix_of_characters_is_the_generic_encoders():
+    # the direct text quotes plain fields as they stand: every other field (a quote, a backslash,
+    # a control or non-ASCII character anywhere) must still come out as the encoder writes it
+    rnd = random.Random(8)
+    plain, odd = string.ascii_letters + string.digits + "*: -", '"\\\x00\x1f\x7f\u00e9\u4e2d\u2028'
+    for _ in range(2_000):
+        texts = ["".join(rnd.choice(odd if rnd.random() < 0.03 else plain) for _ in range(rnd.randint(0, 9)))
+                 for _ in range(13)]
+        *fields, orig = texts
+        orig = None if rnd.random() < 0.5 else orig
+        extra = {} if rnd.random() < 0.8 else {"order": texts[0]}
+        names = ("terminal_id", "merchant_id", "batch", "stan", "kind", "channel", "currency", "rrn", "auth_code",
+                 "response_code", "masked_pan", "pan_token")
+        expected = details_dumps({**dict(zip(names, fields)), "original_txn_id": orig, "extra": extra})
+        assert details_json_of(*fields, orig, extra) == expected

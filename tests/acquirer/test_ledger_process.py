@@ -337,3 +337,25 @@ def test_the_child_answers_groups_that_waited_together_in_order_a_companion_fail
         if child.poll() is None:
             child.kill()
     assert _contents(tmp_path / "alone.db") == _contents(tmp_path / "child.db")
+
+
+_BOUND = """
+import sqlite3, sys
+from acquirer.ledger import process
+if sys.argv[1] == "as-is":
+    process.bind_as_is()
+class Blob(bytes):
+    pass
+conn = sqlite3.connect(":memory:")
+conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, v)")
+values = [b"", b"\\x00\\xff" * 40, None, Blob(b"sub"), bytearray(b"ba"), memoryview(b"mv"), "text", 7, 2.5]
+conn.executemany("INSERT INTO t (v) VALUES (?)", [(v,) for v in values])
+print(conn.execute("SELECT group_concat(typeof(v) || ':' || quote(v), ' ') FROM t ORDER BY n").fetchone()[0])
+"""
+
+
+def test_the_ledger_process_binds_bytes_and_none_as_sqlite3_adapts_them():
+    # bind_as_is registers adapters in its process: each binding is run in a process of its own
+    out = {how: subprocess.run([sys.executable, "-c", _BOUND, how], cwd=PROJECT_ROOT, capture_output=True,
+                               text=True, check=True).stdout for how in ("as-is", "adapted")}
+    assert out["as-is"] == out["adapted"] and "blob:X'00FF" in out["as-is"] and "null:NULL" in out["as-is"]
