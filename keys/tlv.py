@@ -171,12 +171,14 @@ def objects(data: bytes) -> list[tuple[int, bytes]]:
     if type(data) is not bytes:
         data = bytes(data)
     items, error = _objects(data, 0)
+    pairs = []  # a loop, not a second comprehension: field 59 holds one or two objects
     for tag, constructed, value, at in items:
         if constructed:
             decode(value, at)  # the same errors, at the same point, as decode's
+        pairs.append((tag, value))
     if error is not None:
         raise error
-    return [(tag, value) for tag, constructed, value, at in items]
+    return pairs
 
 
 def walk(nodes: Iterable[TLV]) -> Iterator[TLV]:

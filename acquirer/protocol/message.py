@@ -157,8 +157,10 @@ def read_private(doc: Message) -> dict[PrivateTag | int, bytes]:
         items = tlv_objects(bytes.fromhex(doc["59"]))
     except TLVError as exc:
         raise ProtocolError("59", f"private data is not BER-TLV ({exc})") from None
-    known = _PRIVATE_TAGS
-    return {known.get(tag, tag): value for tag, value in items}  # unknown tags stay plain ints
+    known, private = _PRIVATE_TAGS, {}
+    for tag, value in items:  # a loop: a comprehension's own call costs more than one or two objects
+        private[known.get(tag, tag)] = value  # unknown tags stay plain ints
+    return private
 
 
 # --- describing a message for logs -------------------------------------------------
