@@ -175,3 +175,34 @@ def test_encode_dict_is_tag_length_value_as_written_out(items):
         length = bytes([n]) if n < 0x80 else bytes([0x80 | size]) + n.to_bytes(size)
         return tag.to_bytes(max(1, (tag.bit_length() + 7) // 8)) + length + value
     assert encode_dict(items) == b"".join(written_out(t, v) for t, v in items.items())
+
+
+@given(st.lists(_PIECES, min_size=1, max_size=6).map(b"".join), st.data())
+def test_flatten_of_bytes_laid_out_as_before_is_the_lazy_parse(data, draw):
+    """flatten answers bytes of a length it saw from that layout: with other values in the same
+    places (a new sale's amounts and cryptogram), or any byte changed, it is still the parse's."""
+    from keys import tlv as module
+
+    module._FLAT_LAYOUTS.clear()
+    assert _outcome(flatten, data) == _outcome(_lazy_flatten, data)
+    for _ in range(3):
+        again = bytearray(data)
+        for i in draw.draw(st.lists(st.integers(0, max(len(data) - 1, 0)), max_size=3)):
+            if data:
+                again[i] = draw.draw(st.integers(0, 255))
+        assert _outcome(flatten, bytes(again)) == _outcome(_lazy_flatten, bytes(again))
+
+
+def test_field_55_of_the_next_sale_is_answered_from_the_layout():
+    from keys import tlv as module
+
+    module._FLAT_LAYOUTS.clear()
+    sale = [(0x9F02, b"\x00\x00\x00\x00\x01\x00"), (0x9F36, b"\x00\x01"), (0x9F26, bytes(8)), (0x70, b"")]
+    first = encode_dict(sale[:3]) + tlv(0x77, tlv(0x9F27, b"\x80") + tlv(0x9F36, b"\xff\xff"))
+    assert flatten(first) == _lazy_flatten(first) and len(first) in module._FLAT_LAYOUTS
+    following = encode_dict([(0x9F02, b"\x00\x00\x00\x00\x99\x00"), (0x9F36, b"\x00\x02"), (0x9F26, b"\x11" * 8)]) \
+        + tlv(0x77, tlv(0x9F27, b"\x40") + tlv(0x9F36, b"\x00\x00"))
+    assert flatten(following) == _lazy_flatten(following) == {0x9F02: b"\x00\x00\x00\x00\x99\x00", 0x9F36: b"\x00\x02",
+                                                             0x9F26: b"\x11" * 8, 0x9F27: b"\x40"}
+    moved = following.replace(b"\x9f\x27\x01", b"\x9f\x28\x01")  # another tag where 9F27 was: parsed again
+    assert flatten(moved)[0x9F28] == b"\x40" and 0x9F27 not in flatten(moved)
