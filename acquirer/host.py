@@ -158,8 +158,8 @@ class Host:
     def _response(self, ctx: Context) -> bytes:
         doc = ctx.doc or {}
         fields = {k: doc[k] for k in ECHOED if k in doc}
-        fields["t"] = ctx.mti.response.value
-        fields["39"] = ctx.code.value
+        fields["t"] = ctx.mti.response._value_  # the value without enum's property (its plain attribute)
+        fields["39"] = ctx.code._value_
         if ctx.text:
             fields["44"] = ctx.text.encode("ascii", "replace").decode("ascii")[:99]
         fields.update(ctx.reply_fields)
@@ -167,7 +167,7 @@ class Host:
         if ctx.mti is not MTI.NETWORK_REQUEST:
             tak = terminal_key_name(ctx.terminal_id, "TAK")
             if self.hsm.exists(tak):
-                mac = lambda data: self.hsm.generate_mac(tak, data)  # noqa: E731
+                mac = self.hsm.mac_function(tak)  # generate_mac(tak, data) without a lambda per response
         try:
             return encode(fields, mac)
         except ValueError:

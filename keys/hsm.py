@@ -45,9 +45,17 @@ _PIN_FORMATS = {KeyAlgorithm.TDES: PinBlockFormat.ISO0, KeyAlgorithm.SM4: PinBlo
                 KeyAlgorithm.AES: PinBlockFormat.ISO4}
 
 
+_USAGE_NAMES = {u.value: u.value for u in KeyUsage}
+
+
 def _usage_name(usage: KeyUsage | str) -> str:
-    # names are built on every request (the terminal's TAK, TDK, TPK): a member needs no lookup
-    return usage.value if type(usage) is KeyUsage else KeyUsage(usage).value
+    # names are built on every request (the terminal's TAK, TDK, TPK), mostly from plain str:
+    # one dict read, where KeyUsage(usage) costs as much as the rest of the name and its MAC check
+    if type(usage) is str:
+        name = _USAGE_NAMES.get(usage)
+        if name is not None:
+            return name
+    return usage._value_ if type(usage) is KeyUsage else KeyUsage(usage).value
 
 
 def terminal_key_name(terminal_id: str, usage: KeyUsage | str) -> str:
@@ -291,8 +299,7 @@ class HSM:
             return mac(data)
         key = self._get(name, KeyUsage.TAK, KeyUsage.ZAK)
         if method == "cbc":
-            return self._keyed((name, method, length), (KeyUsage.TAK, KeyUsage.ZAK),
-                               lambda key: CBCMAC(key.cipher, 2, length).mac)(data)
+            return self.mac_function(name, length)(data)
         if method == "cup_ecb":
             return cup_ecb_mac(key.cipher, data)
         if method == "x919":
@@ -303,6 +310,17 @@ class HSM:
 
     def verify_mac(self, name: str, data: bytes, tag: bytes, method: str = "cbc") -> None:
         verify(self.generate_mac(name, data, method, len(tag)), tag)
+
+    def mac_function(self, name: str, length: int = 8):
+        """`generate_mac(name, data, "cbc", length)` as a function of `data`: for a caller that
+        MACs one message under a name it has (the host's response), without the method dispatch.
+        Like `generate_mac` it is made once per key and usage-checked then; a replaced key gets
+        a new one (ask again per message: do not keep it)."""
+        mac = self._macs.get((name, "cbc", length))
+        if mac is None:
+            mac = self._keyed((name, "cbc", length), (KeyUsage.TAK, KeyUsage.ZAK),
+                              lambda key: CBCMAC(key.cipher, 2, length).mac)
+        return mac
 
     # --- EMV -------------------------------------------------------------------
     def verify_arqc(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str, atc: bytes,

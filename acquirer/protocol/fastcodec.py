@@ -7,16 +7,24 @@ a table of the few field shapes the dialect uses (fixed or BCD-length-prefixed; 
 BCD digits or ASCII; nibble counts with a left or right pad) and codes the common case
 directly.
 
+A host sees few message layouts (a sale, a sale with a PIN, a sign-on, their responses),
+so each layout gets a decoder or encoder of its own: straight-line code with the
+layout's offsets, lengths and pads written in, made the first time the layout is seen
+(namedtuple's way) and kept in a small table. A loop over a table of field shapes spent
+most of its time finding out, field by field, what that code already knows.
+
 It answers only what it is sure of: anything else (a field outside the table, a
 secondary bitmap, a value of the wrong type, length or alphabet, trailing bytes)
 returns None, and the caller asks pyiso8583, which then gives its own answer or its
 own error. So the result is pyiso8583's in every case;
-tests/acquirer/test_protocol_fastcodec.py checks that with generated messages.
+tests/acquirer/test_protocol_fastcodec.py checks that with generated messages. Every
+refusal is the same None, so a compiled coder may check a layout's conditions in any
+order (one bounds check for a run of fixed fields, say).
 """
 from __future__ import annotations
 
 import binascii
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from .spec import SPEC
 
@@ -53,31 +61,122 @@ _FIELDS, _KNOWN_BITS = _compile(SPEC)
 _MAC_BIT = 1  # field 64: the primary bitmap's last bit
 _KEYS = frozenset(x.key for x in _FIELDS) | {"t", "p", "h"}
 _BY_KEY = {x.key: x for x in _FIELDS}
+_MTI_BINARY = SPEC["t"]["data_enc"] == "b" and SPEC["p"]["data_enc"] == "b" and SPEC["h"]["max_len"] <= 0
+_LAYOUTS = 256  # compiled coders kept per direction; the oldest goes first (random bitmaps from a peer)
 
-
-def _by_bitmap_byte() -> tuple[tuple[tuple[_Field, ...], ...], ...]:
-    """For each of the bitmap's 8 bytes, for each value of it: the fields it marks, in order.
-    A message walks only the fields it has (a sale has half of the table's)."""
-    tables = []
-    for i in range(8):
-        shift = 8 * (7 - i)
-        tables.append(tuple(tuple(x for x in _FIELDS if (x.bit >> shift) & 0xFF & value) for value in range(256)))
-    return tuple(tables)
-
-
-_PRESENT = _by_bitmap_byte()
+# a byte of BCD -> 0-99; a byte that is not two BCD digits -> _NOT_BCD, which makes any
+# one- or two-byte length (hi * 100 + lo) exceed every limit below (at most 9999)
+_NOT_BCD = 10_000
+_BCD = tuple((b >> 4) * 10 + (b & 15) if b >> 4 < 10 and b & 15 < 10 else _NOT_BCD for b in range(256))
+_BCD_BYTE = tuple(bytes(((n // 10) << 4 | n % 10,)) for n in range(100))  # 0-99 -> one byte of BCD
 
 
 def _fields_of(bitmap: int) -> list[_Field]:
-    present: list[_Field] = []
-    for table, value in zip(_PRESENT, bitmap.to_bytes(8)):
-        if value:
-            present += table[value]
-    return present
-_MTI_BINARY = SPEC["t"]["data_enc"] == "b" and SPEC["p"]["data_enc"] == "b" and SPEC["h"]["max_len"] <= 0
+    return [x for x in _FIELDS if bitmap & x.bit]
 
 
-_BCD = [(b >> 4) * 10 + (b & 15) if b >> 4 < 10 and b & 15 < 10 else -1 for b in range(256)]  # byte -> 0-99
+def _limit(f: _Field) -> int:
+    """The largest length `f`'s prefix may declare: its maximum, and what the BCD digits hold."""
+    return min(f.max_len, 10 ** (2 * f.len_type) - 1)
+
+
+def _build(name: str, lines: list[str], scope: dict) -> Callable:
+    namespace = dict(scope)
+    exec(compile("\n".join(lines), f"<fastcodec {name}>", "exec"), namespace)  # noqa: S102 - made from SPEC alone
+    return namespace[name]
+
+
+def _remember(table: dict, key, value):
+    if len(table) >= _LAYOUTS:
+        table.pop(next(iter(table)), None)
+    table[key] = value
+    return value
+
+
+# --- decoding ------------------------------------------------------------------------
+def _unpadded(f: _Field, v: str, a: str, b: str, indent: str) -> list[str]:
+    """Lines setting `v` to the hex text hexed[a:b] of an odd nibble count less its pad
+    nibble: a left pad if the field has one and it is there, else a right pad, else
+    refused (pyiso8583's order)."""
+    lines = []
+    if f.left_pad:
+        lines.append(f"{indent}if hexed[{a}] == {f.left_pad!r}: {v} = hexed[{a} + 1:{b}]")
+    if f.right_pad:
+        lines.append(f"{indent}{'el' if lines else ''}if hexed[{b} - 1] == {f.right_pad!r}: {v} = hexed[{a}:{b} - 1]")
+    lines.append(f"{indent}{'else: ' if lines else ''}return None")
+    return lines
+
+
+def _decoder(bitmap: int) -> Callable[[bytes, str, int], dict | None]:
+    """decode(message, its hex in upper case, its length) for messages with this bitmap.
+
+    While fields are fixed their offsets are constants; after a length prefix they count
+    from `q`, where the last variable field's data ended."""
+    lines = ["def decode(s, hexed, end):"]
+    out = ["'t': hexed[:4]", "'p': hexed[4:20]"]
+    base, at = None, 10  # the current offset: q + at, or at while base is None
+    in_run = False  # within a run of fixed fields, whose end was checked once at its start
+
+    def pos(extra: int = 0) -> str:
+        n = at + extra
+        return str(n) if base is None else f"q + {n}" if n else "q"
+
+    def hex_pos(extra: int = 0) -> str:
+        return str(2 * (at + extra)) if base is None else f"2 * ({pos(extra)})" if at + extra else "2 * q"
+
+    fields = _fields_of(bitmap)
+    for n, f in enumerate(fields):
+        v = f"v{f.key}"
+        out.append(f"{f.key!r}: {v}")
+        if not f.len_type:
+            if not in_run:
+                run = 0
+                for g in fields[n:]:
+                    if g.len_type:
+                        break
+                    run += (g.max_len + 1) // 2 if g.nibbles else g.max_len
+                lines.append(f"    if {pos(run)} > end: return None")
+                in_run = True
+            size = (f.max_len + 1) // 2 if f.nibbles else f.max_len
+            if not f.binary:
+                lines.append(f"    {v} = s[{pos()}:{pos(size)}].decode('ascii')")
+            elif f.nibbles and f.max_len & 1:
+                lines += _unpadded(f, v, hex_pos(), hex_pos(size), "    ")
+            else:
+                lines.append(f"    {v} = hexed[{hex_pos()}:{hex_pos(size)}]")
+            at += size
+            continue
+        in_run = False
+        # a length prefix of one or two bytes of BCD (a byte that is not BCD makes n too big)
+        if f.len_type == 1:
+            lines.append(f"    n = bcd[s[{pos()}]]")
+        elif f.len_type == 2:
+            lines.append(f"    n = bcd[s[{pos()}]] * 100 + bcd[s[{pos(1)}]]")
+        else:
+            return _refuse  # longer prefixes: pyiso8583 decides
+        lines.append(f"    if n > {_limit(f)}: return None")
+        lines.append(f"    i = {pos(f.len_type)}")
+        lines.append(f"    q = i + {'(n + 1) // 2' if f.nibbles else 'n'}")
+        lines.append("    if q > end: return None")
+        if not f.binary:
+            lines.append(f"    {v} = s[i:q].decode('ascii')")
+        elif f.nibbles:
+            lines.append("    if n & 1:")
+            lines += _unpadded(f, v, "2 * i", "2 * q", "        ")
+            lines.append(f"    else: {v} = hexed[2 * i:2 * q]")
+        else:
+            lines.append(f"    {v} = hexed[2 * i:2 * q]")
+        base, at = "q", 0
+    lines.append(f"    if {pos()} != end: return None")
+    lines.append(f"    return {{{', '.join(out)}}}")
+    return _build("decode", lines, {"bcd": _BCD})
+
+
+def _refuse(*args) -> None:
+    return None
+
+
+_DECODERS: dict[int, Callable] = {}  # bitmap -> its compiled decoder
 
 
 def decode(s: bytes) -> dict | None:
@@ -87,53 +186,69 @@ def decode(s: bytes) -> dict | None:
     bitmap = int.from_bytes(s[2:10])
     if bitmap & ~_KNOWN_BITS:  # the secondary bitmap, or a field outside the table
         return None
-    hexed = s.hex().upper()  # once for the whole message: binary fields are slices of it
-    doc = {"t": hexed[:4], "p": hexed[4:20]}
-    idx, end, bcd = 10, len(s), _BCD
-    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in _fields_of(bitmap):
-        if len_type:
-            if idx + len_type > end:
-                return None
-            n = bcd[s[idx]]
-            if len_type == 2:
-                low = bcd[s[idx + 1]]
-                if n < 0 or low < 0:
-                    return None
-                n = n * 100 + low
-            elif len_type != 1 or n < 0:
-                return None
-            if n > max_len:
-                return None
-            idx += len_type
-            if n == 0:
-                doc[key] = ""
-                continue
-        else:
-            n = max_len
-        size = (n + 1) // 2 if nibbles else n
-        if idx + size > end:
-            return None
-        if binary:
-            value = hexed[2 * idx: 2 * (idx + size)]
-            idx += size
-            if nibbles and n & 1:
-                if left_pad and value[0] == left_pad:
-                    value = value[1:]
-                elif right_pad and value[-1] == right_pad:
-                    value = value[:-1]
-                else:
-                    return None
-        else:
-            data = s[idx: idx + size]
-            idx += size
-            if not data.isascii():
-                return None
-            value = data.decode("ascii")
-        doc[key] = value
-    return doc if idx == end else None
+    decoder = _DECODERS.get(bitmap) or _remember(_DECODERS, bitmap, _decoder(bitmap))
+    try:
+        # the hex once for the whole message: binary fields are slices of it
+        return decoder(s, s.hex().upper(), len(s))
+    except (IndexError, UnicodeDecodeError):  # a length prefix past the end; a field not ASCII
+        return None
 
 
-_BCD_BYTE = tuple(bytes(((n // 10) << 4 | n % 10,)) for n in range(100))  # 0-99 -> one byte of BCD
+# --- encoding ------------------------------------------------------------------------
+def _encoder(keys: tuple, maced: bool) -> Callable[[dict, bytes], bytes | None] | None:
+    """encode(doc, MTI bytes) for documents with these keys in this order; None for keys
+    outside the table. With `maced`, bit 64 is set and field 64 not encoded (see `encode`)."""
+    if not _KEYS.issuperset(keys):
+        return None
+    bitmap = 0
+    for key in keys:
+        f = _BY_KEY.get(key)
+        if f is not None:
+            bitmap |= f.bit
+    if maced:
+        bitmap |= _MAC_BIT
+    fields = [f for f in _fields_of(bitmap) if not (maced and f.bit == _MAC_BIT)]  # the caller appends the MAC
+    lines = ["def encode(doc, head):"]
+    parts = ["head", "bitmap"]
+    for f in fields:
+        if f.len_type > 2:
+            return _refuse  # longer prefixes: pyiso8583 decides
+        d, n = f"d{f.key}", f"n{f.key}"
+        lines.append(f"    v = doc[{f.key!r}]")
+        # a fixed field's length is known before its conversion (any refusal is the same None)
+        size = f.max_len if f.nibbles and f.binary else 2 * f.max_len if f.binary else \
+            f.max_len // 2 if f.nibbles else f.max_len
+        lines.append("    if v.__class__ is not str: return None" if f.len_type else
+                     f"    if v.__class__ is not str or len(v) != {size}: return None")
+        padded = f"{f.left_pad!r} + v" if f.left_pad else f"v + {f.right_pad!r}" if f.right_pad else None
+        if f.binary and f.nibbles:  # the nibble count is the text's length; an odd one gets a pad nibble
+            if f.len_type:
+                lines.append(f"    {n} = len(v)")
+                lines.append(f"    {d} = a2b_hex({padded} if {n} & 1 else v)" if padded else f"    {d} = a2b_hex(v)")
+            elif f.max_len & 1:
+                lines.append(f"    {d} = a2b_hex({padded})" if padded else "    return None")  # odd without a pad
+            else:
+                lines.append(f"    {d} = a2b_hex(v)")
+        elif f.binary:
+            lines.append(f"    {d} = a2b_hex(v)")
+            if f.len_type:
+                lines.append(f"    {n} = len({d})")
+        else:
+            if f.nibbles and not f.len_type and f.max_len & 1:
+                return _refuse  # an odd nibble count of whole ASCII bytes: never
+            lines.append(f"    {d} = v.encode('ascii')")
+            if f.len_type:
+                lines.append(f"    {n} = {'2 * ' if f.nibbles else ''}len({d})")
+        if f.len_type:
+            lines.append(f"    if {n} > {_limit(f)}: return None")
+            parts += [f"bcd[{n}]"] if f.len_type == 1 else [f"bcd[{n} // 100]", f"bcd[{n} % 100]"]
+        parts.append(d)
+    lines.append(f"    return b''.join(({', '.join(parts)},))")
+    return _build("encode", lines, {"a2b_hex": binascii.a2b_hex, "bcd": _BCD_BYTE, "bitmap": bitmap.to_bytes(8)})
+
+
+_ENCODERS: dict[tuple, Callable | None] = {}  # (maced, the document's keys) -> its compiled encoder
+_UNKNOWN = object()
 
 
 def encode(doc: dict, maced: bool = False) -> bytes | None:
@@ -142,46 +257,15 @@ def encode(doc: dict, maced: bool = False) -> bytes | None:
     `maced`: the message gets a MAC (field 64): its bit is set, and the bytes returned end
     where the MAC would begin (what the MAC covers); a "64" in `doc` is not encoded."""
     mti = doc.get("t")
-    if not _MTI_BINARY or not isinstance(mti, str) or len(mti) != 4 or not _KEYS.issuperset(doc):
+    if not _MTI_BINARY or not isinstance(mti, str) or len(mti) != 4:
+        return None
+    layout = (maced, *doc)
+    encoder = _ENCODERS.get(layout, _UNKNOWN)
+    if encoder is _UNKNOWN:
+        encoder = _remember(_ENCODERS, layout, _encoder(layout[1:], maced))
+    if encoder is None:
         return None
     try:
-        head = binascii.a2b_hex(mti)
-    except (ValueError, binascii.Error):
+        return encoder(doc, binascii.a2b_hex(mti))
+    except ValueError:  # not hex (binascii.Error), not ASCII (UnicodeEncodeError)
         return None
-    bitmap = 0
-    for key in doc:
-        f = _BY_KEY.get(key)
-        if f is not None:
-            bitmap |= f.bit
-    fields = _fields_of(bitmap | _MAC_BIT if maced else bitmap)
-    if maced:
-        fields.pop()  # field 64, always the last: the caller appends the MAC
-    parts = []
-    for key, bit, binary, len_type, max_len, nibbles, left_pad, right_pad in fields:
-        value = doc[key]
-        if value.__class__ is not str:  # None too
-            return None
-        if binary:
-            text = value
-            if nibbles and len(value) & 1:
-                text = left_pad + value if left_pad else value + right_pad
-            try:
-                data = binascii.a2b_hex(text)
-            except (ValueError, binascii.Error):
-                return None
-            n = len(value) if nibbles else len(data)
-        else:
-            if not value.isascii():
-                return None
-            data = value.encode("ascii")
-            n = len(data) * 2 if nibbles else len(data)
-        if len_type:
-            if n > max_len or len_type > 2 or n >= 10 ** (2 * len_type):
-                return None
-            parts.append(_BCD_BYTE[n] if len_type == 1 else _BCD_BYTE[n // 100] + _BCD_BYTE[n % 100])
-        elif n != max_len:
-            return None
-        parts.append(data)
-    if maced:
-        bitmap |= _MAC_BIT
-    return head + bitmap.to_bytes(8) + b"".join(parts)

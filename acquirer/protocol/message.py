@@ -11,6 +11,7 @@ business: pass a function of those bytes.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Callable, NamedTuple
 
 import iso8583
@@ -93,6 +94,7 @@ class Field60(NamedTuple):  # a tuple, not a frozen dataclass: read from every r
         return f"{self.type_code:0>2}{self.batch:0>6}{self.network:0>3}{self.capability}{self.partial}"
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # a terminal's requests repeat one value per batch; a Field60 is immutable
     def decode(cls, value: str) -> "Field60":
         if len(value) < 8 or not value.isdigit():
             raise ProtocolError("60", "needs at least type code and batch number, digits only")
@@ -145,7 +147,7 @@ SENSITIVE_PRIVATE = frozenset({PrivateTag.FACE_TEMPLATE, PrivateTag.PASSCODE_BLO
 
 
 def private_fields(items: dict[PrivateTag, bytes]) -> str:
-    return encode_dict({int(t): v for t, v in items.items()}).hex().upper()
+    return encode_dict(items).hex().upper()  # a PrivateTag encodes as its int does
 
 
 def read_private(doc: Message) -> dict[PrivateTag | int, bytes]:
@@ -155,8 +157,10 @@ def read_private(doc: Message) -> dict[PrivateTag | int, bytes]:
         items = tlv_objects(bytes.fromhex(doc["59"]))
     except TLVError as exc:
         raise ProtocolError("59", f"private data is not BER-TLV ({exc})") from None
-    known = _PRIVATE_TAGS
-    return {known.get(tag, tag): value for tag, value in items}  # unknown tags stay plain ints
+    known, private = _PRIVATE_TAGS, {}
+    for tag, value in items:  # a loop: a comprehension's own call costs more than one or two objects
+        private[known.get(tag, tag)] = value  # unknown tags stay plain ints
+    return private
 
 
 # --- describing a message for logs -------------------------------------------------

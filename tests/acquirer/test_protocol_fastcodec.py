@@ -185,3 +185,24 @@ def test_protocol_encode_with_a_mac_gives_pyiso8583s_bytes_with_the_mac_over_the
         assert verdict == "encoded"
         assert seen == [raw[:-8]]
         assert ours == raw[:-8] + bytes(range(8))
+
+
+def test_coders_are_made_per_layout_and_the_oldest_goes_when_the_table_is_full(monkeypatch):
+    monkeypatch.setattr(fastcodec, "_LAYOUTS", 3)
+    monkeypatch.setattr(fastcodec, "_DECODERS", {})
+    monkeypatch.setattr(fastcodec, "_ENCODERS", {})
+    docs = [{"t": "0200", "11": "000001"}, {"t": "0200", "11": "000001", "41": "T0000001"},
+            {"t": "0800", "41": "T0000001", "60": "00000001004"}, {"t": "0210", "39": "00", "11": "000001"},
+            {"t": "0200", "11": "000001"}]
+    for doc in docs:
+        raw = fastcodec.encode(doc)
+        assert ("encoded", raw) == _reference_encode(doc)
+        assert ("decoded", fastcodec.decode(raw)) == _reference_decode(raw)
+        assert len(fastcodec._DECODERS) <= 3 and len(fastcodec._ENCODERS) <= 3
+    assert list(fastcodec._ENCODERS) == [(False, "t", "41", "60"), (False, "t", "39", "11"), (False, "t", "11")]
+
+
+def test_the_same_fields_in_another_order_encode_alike():
+    doc = {"t": "0210", "11": "000001", "39": "00", "41": "T0000001", "44": "approved"}
+    again = dict(reversed(doc.items()))
+    assert fastcodec.encode(doc, True) == fastcodec.encode(again, True) == _reference_encode({**doc, "64": "00" * 8})[1][:-8]

@@ -122,6 +122,30 @@ def test_rotating_a_mac_key_drops_the_cached_mac(hsm):
     assert hsm.generate_mac("t/TAK", b"msg") != before
 
 
+def test_mac_function_is_generate_mac_and_follows_a_rotated_key(hsm):
+    hsm.generate("t/TAK", "SM4", "TAK")
+    for length in (8, 16):
+        mac = hsm.mac_function("t/TAK", length)
+        assert mac(b"0210 response") == hsm.generate_mac("t/TAK", b"0210 response", "cbc", length)
+    before = hsm.mac_function("t/TAK")(b"msg")
+    hsm.generate("t/TAK", "SM4", "TAK")
+    assert hsm.mac_function("t/TAK")(b"msg") == hsm.generate_mac("t/TAK", b"msg") != before
+    hsm.generate("t/TPK", "SM4", "TPK")
+    with pytest.raises(KeyUsageError):
+        hsm.mac_function("t/TPK")
+    with pytest.raises(KeyNotFound):
+        hsm.mac_function("t/none")
+
+
+def test_key_names_take_a_usage_as_member_or_text_and_refuse_others():
+    for usage in KeyUsage:
+        assert terminal_key_name("T1", usage) == terminal_key_name("T1", usage.value) == f"terminal/T1/{usage.value}"
+    assert channel_key_name("upi", "ZAK") == "channel/upi/ZAK" and issuer_key_name("p", KeyUsage.IMK_AC) == "issuer/p/IMK_AC"
+    for bad in ("tak", "NOPE", "", 3):
+        with pytest.raises(ValueError):
+            terminal_key_name("T1", bad)
+
+
 @pytest.mark.parametrize("family", list(emv.CardFamily))
 def test_arqc_verification_and_arpc(hsm, family):
     name = issuer_key_name("profile-a", "IMK_AC")

@@ -2,8 +2,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from keys.tlv import (TLV, TLVError, build_dol_data, decode, describe, encode_dict, flatten, mask_pan, objects,
-                      parse_dol, tlv)
+from keys.tlv import (TLV, TLVError, _read_length, _read_tag, build_dol_data, decode, describe, encode_dict, flatten,
+                      is_constructed, mask_pan, objects, parse_dol, tlv, walk)
 
 FCI = bytes.fromhex("6F1A840E325041592E5359532E4444463031A508880102" "5F2D027A68")
 
@@ -111,3 +111,98 @@ def test_an_error_inside_a_template_names_the_offset_in_the_whole_data():
     data = tlv(0x82, b"\x19\x80") + bytes.fromhex("7006") + bytes.fromhex("9F3608123456")
     with pytest.raises(TLVError, match="tag 9F36 at offset 6 declares 8 bytes, only 3 remain"):
         flatten(data)
+
+
+# --- the one-pass scanner against a lazy reference parse ----------------------------------------
+def _lazy_decode(data: bytes, offset: int = 0) -> list[TLV]:
+    """The reference: EMV Book 3's reading, object by object, a template's contents before the
+    next object, raising at the first malformed byte met (what the scanner's callers must raise)."""
+    out, i = [], 0
+    while i < len(data):
+        if data[i] in (0x00, 0xFF):
+            i += 1
+            continue
+        start = i
+        tag, i = _read_tag(data, i)
+        length, i = _read_length(data, i)
+        if i + length > len(data):
+            raise TLVError(f"tag {tag:X} at offset {offset + start} declares {length} bytes, "
+                           f"only {len(data) - i} remain")
+        value = data[i:i + length]
+        out.append(TLV(tag, value, _lazy_decode(value, offset + i) if is_constructed(tag) else []))
+        i += length
+    return out
+
+
+def _lazy_flatten(data: bytes) -> dict[int, bytes]:
+    result: dict[int, bytes] = {}
+    for n in walk(_lazy_decode(data)):
+        if not n.constructed:
+            result.setdefault(n.tag, n.value)
+    return result
+
+
+_PIECES = st.one_of(
+    st.builds(tlv, st.sampled_from([0x82, 0x95, 0x9F36, 0x5F2A, 0xDF03, 0x9F8101]), st.binary(max_size=6)),
+    st.builds(lambda inner: tlv(0x70, inner), st.binary(max_size=8)),  # a template, its contents often broken
+    st.builds(lambda a, b: tlv(0x77, tlv(0x9F27, a) + b), st.binary(max_size=2), st.binary(max_size=4)),
+    st.sampled_from([b"\x00", b"\xff", b"\x9f", b"\x81", b"\x9f\x36\x08\x01", b"\x84\x01\x02\x03\x04\x05"]),
+    st.binary(max_size=4))
+
+
+@given(st.one_of(st.binary(max_size=48), st.lists(_PIECES, max_size=6).map(b"".join)))
+def test_decode_objects_and_flatten_are_the_lazy_parse_error_for_error(data):
+    """Same nodes, pairs and dict, or the same first error in document order (a broken template
+    before a broken top-level object raises the template's), as a parse that raises as it reads."""
+    assert _outcome(decode, data) == _outcome(_lazy_decode, data)
+    assert _outcome(objects, data) == _outcome(lambda d: [(n.tag, n.value) for n in _lazy_decode(d)], data)
+    assert _outcome(flatten, data) == _outcome(_lazy_flatten, data)
+
+
+def test_a_broken_template_raises_before_a_broken_object_after_it():
+    data = bytes.fromhex("7003") + bytes.fromhex("9F3609") + bytes.fromhex("9F2705")
+    with pytest.raises(TLVError, match="tag 9F36 at offset 2 declares 9 bytes, only 0 remain"):
+        flatten(data)
+    with pytest.raises(TLVError, match="tag 9F36 at offset 2"):
+        objects(data)
+
+
+@given(st.dictionaries(st.integers(0, 0xFFFFFF), st.binary(max_size=200), max_size=5))
+def test_encode_dict_is_tag_length_value_as_written_out(items):
+    def written_out(tag: int, value: bytes) -> bytes:
+        n = len(value)
+        size = (n.bit_length() + 7) // 8
+        length = bytes([n]) if n < 0x80 else bytes([0x80 | size]) + n.to_bytes(size)
+        return tag.to_bytes(max(1, (tag.bit_length() + 7) // 8)) + length + value
+    assert encode_dict(items) == b"".join(written_out(t, v) for t, v in items.items())
+
+
+@given(st.lists(_PIECES, min_size=1, max_size=6).map(b"".join), st.data())
+def test_flatten_of_bytes_laid_out_as_before_is_the_lazy_parse(data, draw):
+    """flatten answers bytes of a length it saw from that layout: with other values in the same
+    places (a new sale's amounts and cryptogram), or any byte changed, it is still the parse's."""
+    from keys import tlv as module
+
+    module._FLAT_LAYOUTS.clear()
+    assert _outcome(flatten, data) == _outcome(_lazy_flatten, data)
+    for _ in range(3):
+        again = bytearray(data)
+        for i in draw.draw(st.lists(st.integers(0, max(len(data) - 1, 0)), max_size=3)):
+            if data:
+                again[i] = draw.draw(st.integers(0, 255))
+        assert _outcome(flatten, bytes(again)) == _outcome(_lazy_flatten, bytes(again))
+
+
+def test_field_55_of_the_next_sale_is_answered_from_the_layout():
+    from keys import tlv as module
+
+    module._FLAT_LAYOUTS.clear()
+    sale = [(0x9F02, b"\x00\x00\x00\x00\x01\x00"), (0x9F36, b"\x00\x01"), (0x9F26, bytes(8)), (0x70, b"")]
+    first = encode_dict(sale[:3]) + tlv(0x77, tlv(0x9F27, b"\x80") + tlv(0x9F36, b"\xff\xff"))
+    assert flatten(first) == _lazy_flatten(first) and len(first) in module._FLAT_LAYOUTS
+    following = encode_dict([(0x9F02, b"\x00\x00\x00\x00\x99\x00"), (0x9F36, b"\x00\x02"), (0x9F26, b"\x11" * 8)]) \
+        + tlv(0x77, tlv(0x9F27, b"\x40") + tlv(0x9F36, b"\x00\x00"))
+    assert flatten(following) == _lazy_flatten(following) == {0x9F02: b"\x00\x00\x00\x00\x99\x00", 0x9F36: b"\x00\x02",
+                                                             0x9F26: b"\x11" * 8, 0x9F27: b"\x40"}
+    moved = following.replace(b"\x9f\x27\x01", b"\x9f\x28\x01")  # another tag where 9F27 was: parsed again
+    assert flatten(moved)[0x9F28] == b"\x40" and 0x9F27 not in flatten(moved)
