@@ -63,6 +63,8 @@ _KEYS = frozenset(x.key for x in _FIELDS) | {"t", "p", "h"}
 _BY_KEY = {x.key: x for x in _FIELDS}
 _MTI_BINARY = SPEC["t"]["data_enc"] == "b" and SPEC["p"]["data_enc"] == "b" and SPEC["h"]["max_len"] <= 0
 _LAYOUTS = 256  # compiled coders kept per direction; the oldest goes first (random bitmaps from a peer)
+_COMPILE_AT = 4  # a layout's sightings before it gets a compiled coder (`_compiled`)
+_UNKNOWN = object()
 
 # a byte of BCD -> 0-99; a byte that is not two BCD digits -> _NOT_BCD, which makes any
 # one- or two-byte length (hi * 100 + lo) exceed every limit below (at most 9999)
@@ -91,6 +93,24 @@ def _remember(table: dict, key, value):
         table.pop(next(iter(table)), None)
     table[key] = value
     return value
+
+
+def _compiled(table: dict, seen: dict, key, make: Callable[[], Callable | None]):
+    """The coder compiled for layout `key`, or `_UNKNOWN` while the layout is new.
+
+    A layout is compiled at its `_COMPILE_AT`th sighting, not its first: a compile costs
+    about a millisecond of the event loop, and a bitmap comes from the peer before its MAC
+    is checked. A peer that sends a new layout with every frame thus costs pyiso8583's
+    decode per frame and a fraction of a compile, not a compile per frame. The counts are
+    bounded like the table (cleared when full)."""
+    count = seen.get(key, 0) + 1
+    if count < _COMPILE_AT:
+        if len(seen) >= 4 * _LAYOUTS:
+            seen.clear()
+        seen[key] = count
+        return _UNKNOWN
+    seen.pop(key, None)
+    return _remember(table, key, make())
 
 
 # --- decoding ------------------------------------------------------------------------
@@ -177,6 +197,7 @@ def _refuse(*args) -> None:
 
 
 _DECODERS: dict[int, Callable] = {}  # bitmap -> its compiled decoder
+_DECODERS_SEEN: dict[int, int] = {}  # bitmap -> sightings, until it is compiled
 
 
 def decode(s: bytes) -> dict | None:
@@ -186,7 +207,9 @@ def decode(s: bytes) -> dict | None:
     bitmap = int.from_bytes(s[2:10])
     if bitmap & ~_KNOWN_BITS:  # the secondary bitmap, or a field outside the table
         return None
-    decoder = _DECODERS.get(bitmap) or _remember(_DECODERS, bitmap, _decoder(bitmap))
+    decoder = _DECODERS.get(bitmap) or _compiled(_DECODERS, _DECODERS_SEEN, bitmap, lambda: _decoder(bitmap))
+    if decoder is _UNKNOWN:
+        return None
     try:
         # the hex once for the whole message: binary fields are slices of it
         return decoder(s, s.hex().upper(), len(s))
@@ -248,7 +271,7 @@ def _encoder(keys: tuple, maced: bool) -> Callable[[dict, bytes], bytes | None] 
 
 
 _ENCODERS: dict[tuple, Callable | None] = {}  # (maced, the document's keys) -> its compiled encoder
-_UNKNOWN = object()
+_ENCODERS_SEEN: dict[tuple, int] = {}  # layout -> sightings, until it is compiled
 
 
 def encode(doc: dict, maced: bool = False) -> bytes | None:
@@ -262,8 +285,8 @@ def encode(doc: dict, maced: bool = False) -> bytes | None:
     layout = (maced, *doc)
     encoder = _ENCODERS.get(layout, _UNKNOWN)
     if encoder is _UNKNOWN:
-        encoder = _remember(_ENCODERS, layout, _encoder(layout[1:], maced))
-    if encoder is None:
+        encoder = _compiled(_ENCODERS, _ENCODERS_SEEN, layout, lambda: _encoder(layout[1:], maced))
+    if encoder is None or encoder is _UNKNOWN:
         return None
     try:
         return encoder(doc, binascii.a2b_hex(mti))

@@ -8,6 +8,7 @@ broken values, and byte strings around valid encodings (cut, extended, bit-flipp
 from __future__ import annotations
 
 import iso8583
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from acquirer.protocol import Frame, ProtocolError, decode, encode, examples
@@ -17,6 +18,16 @@ from acquirer.protocol.spec import SPEC
 DATA_FIELDS = sorted((k for k in SPEC if k.isdigit() and 2 <= int(k) <= 64), key=int)
 HEX = "0123456789ABCDEFabcdef"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compile_at_first_sight():
+    """The generated messages here go through compiled coders at once (the host compiles a
+    layout at its fourth sighting: `test_a_layout_is_compiled_at_its_fourth_sighting`)."""
+    kept = fastcodec._COMPILE_AT
+    fastcodec._COMPILE_AT = 1
+    yield
+    fastcodec._COMPILE_AT = kept
 
 
 def _valid_value(key: str) -> st.SearchStrategy[str]:
@@ -206,3 +217,18 @@ def test_the_same_fields_in_another_order_encode_alike():
     doc = {"t": "0210", "11": "000001", "39": "00", "41": "T0000001", "44": "approved"}
     again = dict(reversed(doc.items()))
     assert fastcodec.encode(doc, True) == fastcodec.encode(again, True) == _reference_encode({**doc, "64": "00" * 8})[1][:-8]
+
+
+def test_a_layout_is_compiled_at_its_fourth_sighting(monkeypatch):
+    """A bitmap comes from the peer before its MAC is checked, and a compile costs about a
+    millisecond: a new layout is left to pyiso8583 three times, compiled the fourth."""
+    monkeypatch.setattr(fastcodec, "_COMPILE_AT", 4)
+    for table in ("_DECODERS", "_DECODERS_SEEN", "_ENCODERS", "_ENCODERS_SEEN"):
+        monkeypatch.setattr(fastcodec, table, {})
+    doc = {"t": "0200", "11": "000001", "41": "T0000001"}
+    raw = _reference_encode(doc)[1]
+    for sighting in range(1, 5):  # through the codec, which asks pyiso8583 while fastcodec is not sure
+        assert decode(raw) == _reference_decode(raw)[1] and encode(doc) == raw
+        assert len(fastcodec._DECODERS) == len(fastcodec._ENCODERS) == (sighting == 4)
+    assert fastcodec.decode(raw) == _reference_decode(raw)[1] and fastcodec.encode(doc) == raw
+    assert not fastcodec._DECODERS_SEEN and not fastcodec._ENCODERS_SEEN
