@@ -3,7 +3,7 @@
     .venv/bin/python bench/issuer_cpu.py [--sales 3000] [--rounds 3] [--cards 300]
 
 The host hands every card sale to the issuer simulator's own process
-(acquirer/channels/remote.py): pickled `CardAuthorisation`s down a pipe, the decision
+(acquirer/channels/remote.py): a pickled `CardAuthorisation` down a pipe, the decision
 (account, ARQC, ARPC, limits, balance) committed to the issuer's SQLite file with its
 group, the pickled `CardResult` back. This runs that child exactly as the host starts it
 (`python -m acquirer.channels.remote`, WAL, the host's synchronous setting) on sales
@@ -46,9 +46,8 @@ MERCHANT = "898440358120001"
 TERMINALS = 16
 GROUPS = (1, 4)
 
-# The baseline child: the issuer process's loop (read all that waits, unpickle the
-# requests, pickle an answer each in one message, write it) with a canned answer instead
-# of a decision.
+# The baseline child: the issuer process's loop (read all that waits, unpickle each
+# request, pickle an answer each, write them) with a canned answer instead of a decision.
 ECHO = r"""
 import os, select, sys
 from acquirer.channels.base import card_result
@@ -63,8 +62,8 @@ while True:
     data = os.read(0, 1 << 16)
     if not data:
         break
-    answers = [(ident, answer) for batch in messages.feed(data) for ident, _ in batch]
-    out.write(pack(answers))
+    answers = [pack((ident, answer)) for ident, _ in messages.feed(data)]
+    out.write(b"".join(answers))
     out.flush()
 """
 
@@ -82,16 +81,17 @@ def prepare(workdir: Path, cards: int) -> tuple[list, str]:
     return made, zpk
 
 
-def requests(cards: list, count: int, first: int) -> list[tuple[int, CardAuthorisation]]:
-    """`count` sales as the host builds them: the request CardFlows.sale builds (a contactless
+def requests(cards: list, count: int, first: int) -> list[bytes]:
+    """`count` sales as the host pickles them: the request CardFlows.sale builds (a contactless
     sale without PIN, field 55 as the terminal sent it), each card tapped in turn (its ATC rises)."""
     out = []
     for n in range(first, first + count):
         card = cards[n % len(cards)]
         amount = 100 + n % 900
-        out.append((n, CardAuthorisation(Operation.SALE, card.pan, "01", "2712", amount, "156", f"B{n % TERMINALS:07d}",
-                                          MERCHANT, f"{n % 999_999 + 1:06d}", card.field55(amount), None, None,
-                                          risk_flags=())))
+        request = CardAuthorisation(Operation.SALE, card.pan, "01", "2712", amount, "156", f"B{n % TERMINALS:07d}",
+                                    MERCHANT, f"{n % 999_999 + 1:06d}", card.field55(amount), None, None,
+                                    risk_flags=())
+        out.append(pack((n, request)))
     return out
 
 
@@ -105,22 +105,21 @@ def cpu_ns(pid: int) -> int:
 
 
 def answers_in(messages: list) -> int:
-    """Answers in what the child wrote: a list of them per message."""
-    return sum(map(len, messages))
+    """Answers in what the child wrote: one per message, or a group's list in one."""
+    return sum(len(m) if isinstance(m, list) else 1 for m in messages)
 
 
-def drive(argv: list[str], env: dict, warm: list, timed: list, group: int) -> float:
-    """Start a child, send `warm` then `timed` in groups, each group one message as the host
-    sends a turn of its event loop (each group's answers awaited before the next), and return
-    the child's CPU microseconds per timed sale."""
+def drive(argv: list[str], env: dict, warm: list[bytes], timed: list[bytes], group: int) -> float:
+    """Start a child, send `warm` then `timed` in groups (each group's answers awaited before
+    the next), and return the child's CPU microseconds per timed sale."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT)
     try:
         messages = Messages()
         fd_in, fd_out = proc.stdin.fileno(), proc.stdout.fileno()
 
-        def exchange(batch: list) -> None:
+        def exchange(batch: list[bytes]) -> None:
             for i in range(0, len(batch), group):
-                os.write(fd_in, pack(batch[i:i + group]))
+                os.write(fd_in, b"".join(batch[i:i + group]))
                 got = 0
                 while got < len(batch[i:i + group]):
                     data = os.read(fd_out, 1 << 16)

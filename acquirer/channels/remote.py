@@ -49,7 +49,6 @@ from keys.hsm import HSM
 from .base import CardAuthorisation, CardResult, Operation
 
 log = logging.getLogger("acquirer.issuer.remote")
-_MODE = os.environ.get("ISS_MODE", "turn")
 
 # decisions the child holds back at most while more requests keep coming: small enough that
 # the host's loop and ledger get work while the issuer decides the rest of a burst, large
@@ -71,8 +70,6 @@ class IssuerProcess:
         self._reader: asyncio.Task | None = None
         self._pending: dict[int, tuple[asyncio.Future, CardAuthorisation]] = {}
         self._advices: list[CardAuthorisation] = []  # reversals owed to the next process
-        self._outbox: list[tuple[int, CardAuthorisation]] = []  # this turn's requests, for `_outbox_proc`
-        self._outbox_proc: asyncio.subprocess.Process | None = None
         self._next_id = 0
         self._starting: asyncio.Lock | None = None
         self.started = 0  # processes started (1 unless one died)
@@ -110,17 +107,8 @@ class IssuerProcess:
         ident = self._next_id
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self._outbox_proc is not proc:
-            self._send()  # (none: a new process) what was gathered for the last one goes to it, not to this one
-        if not self._outbox:
-            self._outbox_proc = proc
-            if _MODE == "idle" and not self._pending:
-                self._pending[ident] = (future, request)
-                self._write(proc, pack([(ident, request)]))
-                return await future
-            loop.call_soon(self._send)
         self._pending[ident] = (future, request)
-        self._outbox.append((ident, request))
+        self._write(proc, pack((ident, request)))  # at once: the issuer starts while the loop goes on
         if proc.stdin.transport.get_write_buffer_size() > 1 << 20:
             await proc.stdin.drain()  # the issuer is behind: wait for the pipe, not for memory
         return await future
@@ -129,13 +117,6 @@ class IssuerProcess:
         result = await self.authorise_async(advice)
         log.warning("reversal advice for %s stan %s after the issuer process ended: %s %s",
                     advice.terminal_id, advice.stan, result.code.value, result.text)
-
-    def _send(self) -> None:
-        """The requests gathered in this turn of the event loop, in one message and one write."""
-        batch, proc = self._outbox, self._outbox_proc
-        if batch:
-            self._outbox = []
-            self._write(proc, pack(batch))
 
     def _write(self, proc: asyncio.subprocess.Process, data: bytes) -> None:
         try:
@@ -177,7 +158,6 @@ class IssuerProcess:
                     future.set_result(_no_answer("issuer process ended"))
 
     async def close(self) -> None:
-        self._send()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -215,11 +195,10 @@ def main(hsm_path: str, lmk_path: str, db_path: str, zpk_name: str, answer_every
             data = os.read(0, 1 << 16)  # everything waiting, at least one byte
             if not data:
                 return 0  # the host closed the pipe (or is gone)
-            for batch in messages.feed(data):
-                for ident, request in batch:
-                    answers.append((ident, authorise(request)))
-                    if len(answers) >= every:
-                        answer()
+            for ident, request in messages.feed(data):
+                answers.append((ident, authorise(request)))
+                if len(answers) >= every:
+                    answer()
             if answers and not waiting.poll(0):  # nothing more has come meanwhile
                 answer()
     finally:

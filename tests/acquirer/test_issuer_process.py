@@ -160,9 +160,9 @@ def _sales(card, amounts) -> bytes:
     from acquirer.channels.base import CardAuthorisation, Operation
     from acquirer.childproc import pack
 
-    return pack([(n, CardAuthorisation(Operation.SALE, card.pan, card.psn, "2712", amount, "156", "T0000001",
-                                       "898440358120001", f"{n:06d}", card.field55(amount)))
-                 for n, amount in enumerate(amounts, 1)])  # one message, as the host sends a turn's requests
+    return b"".join(pack((n, CardAuthorisation(Operation.SALE, card.pan, card.psn, "2712", amount, "156", "T0000001",
+                                               "898440358120001", f"{n:06d}", card.field55(amount))))
+                    for n, amount in enumerate(amounts, 1))
 
 
 def test_the_issuer_process_answers_each_commit_in_one_message_after_the_commit(tmp_path):
