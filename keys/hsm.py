@@ -338,11 +338,14 @@ class HSM:
         (at most _CARD_KEYS cards, the oldest dropped first). Each is kept with the IMK
         it came from and served only while that IMK is still the one under its name: a
         rotated or deleted IMK is never answered from an old derivation."""
-        imk = self._get(imk_name, KeyUsage.IMK_AC)  # keys.emv checks the family
         slot = (imk_name, family, pan, psn)
         kept = self._card_keys.get(slot)
-        if kept is not None and kept[0] is imk:
+        # A kept card key came from the Key object that passed the IMK_AC check when it was
+        # made; while that object is still the one under its name, the check stands (a Key's
+        # usage never changes), so once per sale it is only this identity test.
+        if kept is not None and kept[0] is self._cache.get(imk_name):
             return kept[1]
+        imk = self._get(imk_name, KeyUsage.IMK_AC)  # keys.emv checks the family
         card = emv.CardKey(family, imk.material, pan, psn)
         with self._lock:
             if slot not in self._card_keys and len(self._card_keys) >= _CARD_KEYS:

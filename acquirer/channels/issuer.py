@@ -350,9 +350,9 @@ class IssuerSimulator:
         """Tag 91: ARPC || ARC, for a cryptogram that verified; the ARC is the response code."""
         if verified is None:
             return b""
-        arc = code.value.encode("ascii")
         if code is ResponseCode.APPROVED:
-            return verified.approval_arpc + arc
+            return verified.approval_arpc + b"00"
+        arc = code._value_.encode("ascii")  # ._value_: .value without the enum's descriptor
         return self._verify_arqc(account, request, verified.cryptogram, arc) + arc
 
     def _check_pin(self, account: Account, request: CardAuthorisation, kept: dict) -> None:

@@ -136,6 +136,9 @@ def test_missing_or_malformed_icc_data_is_a_format_error_naming_the_tag(issuer, 
 @pytest.mark.parametrize("change, error", [
     ({}, None),
     ({0x9F03: None}, None),  # Amount, Other may be absent: zeros
+    ({0x9F03: bytes.fromhex("000000000100")}, None),  # or there, then covered as it is
+    ({0x9F03: bytes(5)}, "9F03 must be 6 bytes"),
+    ({0x9A: None}, "9A is missing"),
     ({0x9F27: None}, None),  # no CID: taken as an ARQC
     ({0x9F26: None}, "9F26 is missing"),
     ({0x9F26: bytes(7)}, "9F26 must be 8 bytes"),
