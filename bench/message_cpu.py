@@ -23,7 +23,6 @@ Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pickle
