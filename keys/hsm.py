@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import emv, envelope, keyblock
+from .bounded import remember
 from .errors import InvalidKey, KeyBlockError, KeyNotFound, KeyUsageError, MACError
 from .hashes import HMACSM3
 from .mac import CBCMAC, cmac, cup_ecb_mac, verify, x919_mac
@@ -348,9 +349,7 @@ class HSM:
         imk = self._get(imk_name, KeyUsage.IMK_AC)  # keys.emv checks the family
         card = emv.CardKey(family, imk.material, pan, psn)
         with self._lock:
-            if slot not in self._card_keys and len(self._card_keys) >= _CARD_KEYS:
-                del self._card_keys[next(iter(self._card_keys))]
-            self._card_keys[slot] = (imk, card)
+            remember(self._card_keys, slot, (imk, card), _CARD_KEYS)
         return card
 
     def export_icc_master_key(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str,

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator, NamedTuple
 
+from .bounded import remember
+
 
 class TLVError(ValueError):
     """Malformed BER-TLV; the message names the offset and what was wrong."""
@@ -259,9 +261,8 @@ def _remember_layout(data: bytes, spans: list[tuple[int, int, int]]) -> None:
     if len(read) < 2:  # itemgetter of one place gives no tuple; nothing worth keeping anyway
         return
     structure = itemgetter(*read)
-    if len(_FLAT_LAYOUTS) >= _FLAT_LAYOUTS_MAX:
-        _FLAT_LAYOUTS.pop(next(iter(_FLAT_LAYOUTS)), None)
-    _FLAT_LAYOUTS[len(data)] = _Layout(structure, structure(data), tuple(first), tuple(first.values()))
+    remember(_FLAT_LAYOUTS, len(data), _Layout(structure, structure(data), tuple(first), tuple(first.values())),
+             _FLAT_LAYOUTS_MAX)
 
 
 def encode_dict(items: dict[int, bytes] | Iterable[tuple[int, bytes]]) -> bytes:

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import hashes
 
 from acquirer.ledger.companion import CompanionStore, GroupedWrites
 from acquirer.sqlite_tx import write_transaction
+from keys.bounded import remember
 from keys.emv import CardFamily
 from keys.tlv import mask_pan
 
@@ -271,9 +272,7 @@ class AccountStore(CompanionStore):
         h.update(pan.encode("ascii", "replace"))
         token = h.finalize().hex()
         if tokens is not None:
-            if len(tokens) >= _TOKENS:
-                del tokens[next(iter(tokens))]  # the oldest first
-            tokens[pan] = token
+            remember(tokens, pan, token, _TOKENS)
         return token
 
     @contextmanager

@@ -26,6 +26,8 @@ from __future__ import annotations
 import binascii
 from typing import Callable, NamedTuple
 
+from keys.bounded import remember
+
 from .spec import SPEC
 
 
@@ -88,13 +90,6 @@ def _build(name: str, lines: list[str], scope: dict) -> Callable:
     return namespace[name]
 
 
-def _remember(table: dict, key, value):
-    if len(table) >= _LAYOUTS:
-        table.pop(next(iter(table)), None)
-    table[key] = value
-    return value
-
-
 def _compiled(table: dict, seen: dict, key, make: Callable[[], Callable | None]):
     """The coder compiled for layout `key`, or `_UNKNOWN` while the layout is new.
 
@@ -110,7 +105,7 @@ def _compiled(table: dict, seen: dict, key, make: Callable[[], Callable | None])
         seen[key] = count
         return _UNKNOWN
     seen.pop(key, None)
-    return _remember(table, key, make())
+    return remember(table, key, make(), _LAYOUTS)
 
 
 # --- decoding ------------------------------------------------------------------------
