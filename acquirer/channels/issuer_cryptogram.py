@@ -35,15 +35,13 @@ AC_DATA: tuple[tuple[int, int, str, bool], ...] = (
     (0x82, 2, "Application Interchange Profile", False),
     (0x9F36, 2, "Application Transaction Counter", False),
 )
-_AC_TAGS = tuple(tag for tag, _, _, _ in AC_DATA)
-_AC_LENGTHS = [length for _, length, _, _ in AC_DATA]
-# what an absent tag reads as in the common case: zeros when it may be absent, else a value
-# of the wrong length (empty), which sends ac_data the tag-by-tag way and its error
-_AC_ABSENT = tuple(bytes(length) if optional else b"" for _, length, _, optional in AC_DATA)
-# read_cryptogram's common case: the AC data's tags that must be there, then 9F26, in one
-# C-level lookup (a KeyError: one is missing, the checked way names it); 9F03 is read apart
-_TAKE = itemgetter(*(tag for tag, _, _, optional in AC_DATA if not optional), 0x9F26)
-_TAKE_LENGTHS = [length for _, length, _, optional in AC_DATA if not optional] + [8]
+# The common case's read (`_common_parts`): the tags that must be there in one C-level lookup
+# (a KeyError: one is missing, and the checked way names it), then 9F03, the one tag that may
+# be absent (read as its zeros), apart.
+_REQUIRED = itemgetter(*(tag for tag, _, _, optional in AC_DATA if not optional))
+_REQUIRED_LENGTHS = [length for _, length, _, optional in AC_DATA if not optional]
+if [tag for tag, _, _, optional in AC_DATA if optional] != [0x9F03] or AC_DATA[1][0] != 0x9F03:
+    raise RuntimeError("_common_parts reads AC_DATA's only optional tag, 9F03, second in order, apart")
 _NO_AMOUNT_OTHER = bytes(6)
 IAD_CVR = slice(3, 7)  # of 9F10: length (1) | DKI (1) | CVN (1) | CVR (4: 03 + 3 bytes) | ...
 CID_TYPE_MASK, CID_ARQC = 0xC0, 0x80  # 9F27 bits 8-7: 00 AAC, 01 TC, 10 ARQC
@@ -114,31 +112,33 @@ def ac_data(family: CardFamily | str, icc: dict[int, bytes]) -> bytes:
 
 
 def _common_parts(icc: dict[int, bytes]) -> list[bytes] | None:
-    """The AC_DATA values in the common case, in three C-level passes: every tag there at its
-    length (an absent optional one as its zeros); None otherwise."""
-    parts = list(map(icc.get, _AC_TAGS, _AC_ABSENT))
-    return parts if list(map(len, parts)) == _AC_LENGTHS else None
+    """The AC_DATA values in the common case: every tag there at its length (9F03, which may
+    be absent, as its zeros); None otherwise."""
+    try:
+        required = _REQUIRED(icc)
+    except KeyError:
+        return None
+    other = icc.get(0x9F03, _NO_AMOUNT_OTHER)
+    if len(other) != 6 or list(map(len, required)) != _REQUIRED_LENGTHS:
+        return None
+    return [required[0], other, *required[1:]]
 
 
 def read_cryptogram(family: CardFamily | str, icc: dict[int, bytes]) -> OnlineCryptogram:
     """Take the AC, the ATC and the covered data from field 55's tags."""
     # The common case (once per sale) in one pass: every tag there at its length, the amount
     # and the currency in BCD. Anything else goes the checked way, which names the bad tag.
-    try:
-        taken = _TAKE(icc)
-    except KeyError:
-        return _read_checked(family, icc)
-    other, cid, iad = icc.get(0x9F03, _NO_AMOUNT_OTHER), icc.get(0x9F27), icc.get(0x9F10)
-    if (type(family) is CardFamily and list(map(len, taken)) == _TAKE_LENGTHS and len(other) == 6
+    ac, cid, iad = icc.get(0x9F26), icc.get(0x9F27), icc.get(0x9F10)
+    parts = _common_parts(icc)
+    if (type(family) is CardFamily and parts is not None and ac is not None and len(ac) == 8
             and iad is not None and len(iad) >= IAD_CVR.stop and (cid is None or len(cid) == 1)):
-        amount, country, tvr, currency, date, kind, un, aip, atc, ac = taken  # AC_DATA's order, 9F03 apart
-        amount_digits, currency_digits = amount.hex(), currency.hex()
-        if amount_digits.isdigit() and currency_digits.isdigit():
+        amount, currency = parts[0].hex(), parts[4].hex()
+        if amount.isdigit() and currency.isdigit():
+            parts.append(iad[IAD_CVR])
             # made without the frozen dataclass's __init__ (`made`: it checks nothing more)
-            return made(OnlineCryptogram, {
-                "ac": bytes(ac), "atc": bytes(atc),
-                "data": b"".join((amount, other, country, tvr, currency, date, kind, un, aip, atc, iad[IAD_CVR])),
-                "amount": int(amount_digits), "currency": currency_digits[-3:], "cid": None if cid is None else cid[0]})
+            return made(OnlineCryptogram, {"ac": bytes(ac), "atc": bytes(parts[9]), "data": b"".join(parts),
+                                           "amount": int(amount), "currency": currency[-3:],
+                                           "cid": None if cid is None else cid[0]})
     return _read_checked(family, icc)
 
 
