@@ -240,27 +240,25 @@ def details_json_of(terminal_id: str, merchant_id: str, batch: str, stan: str, k
                               "kind": kind, "channel": channel, "currency": currency, "rrn": rrn,
                               "auth_code": auth, "response_code": response_code, "masked_pan": masked_pan,
                               "pan_token": pan_token, "original_txn_id": orig, "extra": dict(extra)})
-    joined = "".join((auth, batch, channel, currency, kind, masked_pan, merchant_id, orig or "", pan_token,
-                      response_code, rrn, stan, terminal_id))
-    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
-        # Each text is its own JSON already (printable ASCII, no quote, no backslash: what
-        # the encoder leaves as it is), so it is quoted as it stands instead of passing
-        # through the encoder one by one: the ledger process's largest piece of Python per
-        # sale. Joined, not formatted: a str subclass gives its characters, as the encoder takes them.
-        return "".join((
-            '{"auth_code":"', auth, '","batch":"', batch, '","channel":"', channel, '","currency":"', currency,
-            '","extra":', details_dumps(dict(extra)) if extra else "{}", ',"kind":"', kind,
-            '","masked_pan":"', masked_pan, '","merchant_id":"', merchant_id,
-            '","original_txn_id":', "null" if orig is None else f'"{orig}"',
-            ',"pan_token":"', pan_token, '","response_code":"', response_code, '","rrn":"', rrn,
-            '","stan":"', stan, '","terminal_id":"', terminal_id, '"}'))
-    q = _json_str
-    return (f'{{"auth_code":{q(auth)},"batch":{q(batch)},"channel":{q(channel)},'
-            f'"currency":{q(currency)},"extra":{details_dumps(dict(extra)) if extra else "{}"},'
-            f'"kind":{q(kind)},"masked_pan":{q(masked_pan)},'
-            f'"merchant_id":{q(merchant_id)},"original_txn_id":{"null" if orig is None else q(orig)},'
-            f'"pan_token":{q(pan_token)},"response_code":{q(response_code)},"rrn":{q(rrn)},'
-            f'"stan":{q(stan)},"terminal_id":{q(terminal_id)}}}')
+    texts = (auth, batch, channel, currency, kind, masked_pan, merchant_id, orig or "", pan_token, response_code, rrn,
+             stan, terminal_id)
+    joined = "".join(texts)
+    if not (joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined):
+        # Printable ASCII with no quote or backslash is its own JSON text (what the encoder
+        # leaves as it is): the common case goes into the template as it stands, with no
+        # encoder call per field (the ledger process's largest piece of Python per sale).
+        # Anything else passes through the encoder, less the quotes the template puts.
+        texts = [_json_str(t)[1:-1] for t in texts]
+    auth, batch, channel, currency, kind, masked_pan, merchant_id, orig_text, pan_token, response_code, rrn, stan, \
+        terminal_id = texts
+    # joined, not formatted: a str subclass gives its characters, as the encoder takes them
+    return "".join((
+        '{"auth_code":"', auth, '","batch":"', batch, '","channel":"', channel, '","currency":"', currency,
+        '","extra":', details_dumps(dict(extra)) if extra else "{}", ',"kind":"', kind,
+        '","masked_pan":"', masked_pan, '","merchant_id":"', merchant_id,
+        '","original_txn_id":', "null" if orig is None else '"' + orig_text + '"',
+        ',"pan_token":"', pan_token, '","response_code":"', response_code, '","rrn":"', rrn,
+        '","stan":"', stan, '","terminal_id":"', terminal_id, '"}'))
 
 
 @dataclass(frozen=True)
