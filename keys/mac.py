@@ -36,12 +36,24 @@ from .errors import InvalidKey, MACError
 from .symmetric import Algorithm, BlockCipher, pad_iso9797_m2
 
 
+def _pad_m1(data: bytes, block: int) -> bytes:
+    """ISO 9797-1 padding method 1: zeros to a block boundary (empty data: one block of them)."""
+    return data + bytes(-len(data) % block) if data else bytes(block)
+
+
+_PADDINGS = {1: _pad_m1, 2: pad_iso9797_m2}
+
+
+def _padding(method: int):
+    """The ISO 9797-1 padding function (data, block) -> bytes of `method` 1 or 2."""
+    try:
+        return _PADDINGS[method]
+    except (KeyError, TypeError):
+        raise ValueError(f"ISO 9797-1 padding method must be 1 or 2, got {method}") from None
+
+
 def _pad(data: bytes, block: int, method: int) -> bytes:
-    if method == 2:
-        return pad_iso9797_m2(data, block)
-    if method == 1:
-        return data + bytes(-len(data) % block) if data else bytes(block)
-    raise ValueError(f"ISO 9797-1 padding method must be 1 or 2, got {method}")
+    return _padding(method)(data, block)
 
 
 class CBCMAC:
@@ -53,7 +65,7 @@ class CBCMAC:
     the context gave (which is then the same as starting from a zero IV). One OpenSSL call
     per MAC, and no copy beyond the padding and that first block."""
 
-    __slots__ = ("_cipher", "_block", "_method", "_length", "_update", "_sm4", "_lock", "_last")
+    __slots__ = ("_cipher", "_block", "_method", "_pad", "_length", "_update", "_sm4", "_lock", "_last")
 
     def __init__(self, cipher: BlockCipher, padding: int = 2, length: int | None = None):
         self._cipher = cipher
@@ -61,7 +73,7 @@ class CBCMAC:
         self._method = padding
         self._length = length or cipher.block_size
         self._update = cipher.ecb_block_function
-        _pad(b"", self._block, padding)  # validate the padding method once
+        self._pad = _padding(padding)  # chosen (and the method validated) once, not per message
         self._sm4 = cipher.algorithm is Algorithm.SM4
         if self._sm4:
             self._update = cipher.cbc_context()
@@ -73,7 +85,7 @@ class CBCMAC:
 
     def mac(self, data: bytes) -> bytes:
         b = self._block
-        data = pad_iso9797_m2(data, b) if self._method == 2 else _pad(data, b, self._method)  # the host's: no dispatch
+        data = self._pad(data, b)
         if self._sm4:  # the last block of CBC under a zero IV, in one call on the running chain
             with self._lock:
                 out = self._update((int.from_bytes(data[:16]) ^ self._last).to_bytes(16) + data[16:])
