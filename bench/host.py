@@ -1,6 +1,6 @@
 """Host throughput and latency: signed-on terminals doing durable card sales.
 
-    .venv/bin/python bench/host.py [--terminals 16] [--rate 1000] [--seconds 3]
+    .venv/bin/python bench/host.py [--terminals 16] [--rate 1000] [--sustain 2000] [--seconds 3]
 
 The host runs as `acquirer serve` in its own process (the other core drives it). The
 terminals are provisioned over TCP (activation, key download, sign-on), then each
@@ -15,7 +15,13 @@ moves); --fresh-fixes signs a new one for every sale. Sales rotate over enough c
 1. closed loop: every terminal sends its next sale as soon as the last is answered
    -> durable sales per second, p50/p99;
 2. open loop at --rate sales/s offered -> p50/p99 latency;
-3. the same closed loop against a bare asyncio echo server with the same framing in
+3. open loop at --sustain sales/s offered (2,000, the issue's target) -> the rate the
+   host answered (answered sales / first sent to last answered) and p50/p99. A host that
+   keeps up answers what is offered with a steady latency; one that cannot falls behind
+   and its latency grows through the phase. Unlike the closed loop, whose rate is
+   --terminals / latency (each terminal waits for its answer), this does not depend on
+   how many tills happen to wait at once;
+4. the same closed loop against a bare asyncio echo server with the same framing in
    its own process, on the same event loop as the host (uvloop unless --loop asyncio),
    as the baseline of this machine at this moment -> echo_ratio.
 
@@ -231,11 +237,18 @@ def not_approved(bodies: list[bytes]) -> int:
     return sum(1 for b in bodies if decode(Frame.decode_body(b).message).get("39") != "00")
 
 
-async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, seconds: float) -> list[float]:
-    """Offer `rate` sales/s spread over the connections, whatever the host's pace."""
+async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, seconds: float
+                    ) -> tuple[list[float], float, list[bytes]]:
+    """Offer `rate` sales/s spread over the connections, whatever the host's pace (a till
+    does not wait for another till's answer). Returns the latencies, the span from the
+    first sale sent to the last answer (answered / span is the rate the host kept up) and
+    the answers."""
     n_conn = len(frames_per_conn)
     latencies: list[float] = []
+    bodies: list[bytes] = []
     interval = n_conn / rate
+    first = time.perf_counter() + 0.05  # every connection is open before the first sale leaves
+    last = [first]
 
     async def conn(i, frames):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -243,11 +256,12 @@ async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, 
 
         async def receive(count):
             for k in range(count):
-                await _read_frame(reader)
-                latencies.append(time.perf_counter() - sent[k])
+                bodies.append(await _read_frame(reader))
+                last[0] = max(last[0], now := time.perf_counter())
+                latencies.append(now - sent[k])
         count = min(len(frames), int(seconds / interval))
         rx = asyncio.create_task(receive(count))
-        start = time.perf_counter() + i * interval / n_conn
+        start = first + i * interval / n_conn
         for k in range(count):
             delay = start + k * interval - time.perf_counter()
             if delay > 0:
@@ -258,7 +272,7 @@ async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, 
         writer.close()
 
     await asyncio.gather(*(conn(i, f) for i, f in enumerate(frames_per_conn)))
-    return latencies
+    return latencies, last[0] - first, bodies
 
 
 def drive(coro):
@@ -322,17 +336,20 @@ def main() -> int:
                     help="concurrent terminals, one sale in flight each (a host at these rates serves thousands)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
     ap.add_argument("--rate", type=float, default=1000.0, help="offered sales/s in the open-loop phase")
+    ap.add_argument("--sustain", type=float, default=2000.0,
+                    help="offered sales/s in the second open-loop phase, which says whether the host keeps up")
     add_process_options(ap)  # acquirer serve's, passed on to the host
     ap.add_argument("--fresh-fixes", action="store_true",
                     help="every sale carries a newly signed fix (a terminal on the move): one SM2 check per sale")
     a = ap.parse_args()
     per_terminal = int(3000 * a.seconds / a.terminals) + 10
     per_terminal_open = int(a.rate * a.seconds / a.terminals) + 5
+    per_terminal_sustain = int(a.sustain * a.seconds / a.terminals) + 5
     with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:
         state = Path(tmp) / "host"
         state.mkdir()
         t0 = time.perf_counter()
-        cards = prepare(state, a.terminals, per_terminal + per_terminal_open)
+        cards = prepare(state, a.terminals, per_terminal + per_terminal_open + per_terminal_sustain)
         cards_s = time.perf_counter() - t0
         port, mport = free_port(), 0
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -346,12 +363,15 @@ def main() -> int:
             provision_s = time.perf_counter() - t0 - cards_s
             closed_frames = build_sales(lanes, per_terminal, fresh_fixes=a.fresh_fixes)
             open_frames = build_sales(lanes, per_terminal_open, first=per_terminal, fresh_fixes=a.fresh_fixes)
+            sustain_frames = build_sales(lanes, per_terminal_sustain, first=per_terminal + per_terminal_open,
+                                         fresh_fixes=a.fresh_fixes)
             setup_s = time.perf_counter() - t0
             cpu0 = host_cpu_s(host.pid)
             tps, lat, bodies = drive(closed_loop(port, closed_frames, a.seconds))
             host_cpu_us = (host_cpu_s(host.pid) - cpu0) * 1e6 / max(1, len(lat))
             declined = not_approved(bodies)
-            open_lat = drive(open_loop(port, open_frames, a.rate, a.seconds))
+            open_lat, _, _ = drive(open_loop(port, open_frames, a.rate, a.seconds))
+            sustain_lat, sustain_span, sustain_bodies = drive(open_loop(port, sustain_frames, a.sustain, a.seconds))
         finally:
             host.terminate()  # SIGTERM: the host finishes in-flight sales and closes its stores
             host.wait(60)
@@ -369,6 +389,9 @@ def main() -> int:
         "sales_per_s": round(tps, 1), "p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
         "declined_or_refused": declined, "offered_rate": a.rate, "p50_ms_at_1000": round(pct(open_lat, 50), 2),
         "p99_ms_at_1000": round(pct(open_lat, 99), 2), "answered_at_1000": len(open_lat),
+        "sustain_offered_rate": a.sustain, "sustained_sales_per_s": round(len(sustain_lat) / sustain_span, 1),
+        "sustained_not_approved": not_approved(sustain_bodies),
+        "p50_ms_sustained": round(pct(sustain_lat, 50), 2), "p99_ms_sustained": round(pct(sustain_lat, 99), 2),
         "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
         "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
         **{name: getattr(a, name) for name in PROCESS_OPTIONS}, "fresh_fixes": a.fresh_fixes,
@@ -383,6 +406,9 @@ def main() -> int:
           f" (a ceiling of {2e6 / host_cpu_us:.0f} sales/s on 2 cores, {1e6 / host_cpu_us:.0f} on one)")
     print(f"open loop at {a.rate:.0f}/s offered: p50 {figures['p50_ms_at_1000']} ms  "
           f"p99 {figures['p99_ms_at_1000']} ms over {len(open_lat)} sales")
+    print(f"open loop at {a.sustain:.0f}/s offered: {figures['sustained_sales_per_s']} durable sales/s answered"
+          f"   p50 {figures['p50_ms_sustained']} ms  p99 {figures['p99_ms_sustained']} ms over {len(sustain_lat)} sales"
+          f"   (not approved: {figures['sustained_not_approved']})")
     print(f"echo server, same framing: {echo_tps:8.1f} round trips/s  p99 {figures['echo_p99_ms']} ms"
           f"   ratio host/echo {figures['echo_ratio']}")
     print(json.dumps(figures))
