@@ -22,7 +22,8 @@ The baseline is the risk and fence packages at another git revision (`--baseline
 default the commit before the session-7 risk work), unpacked from git into a temporary
 directory and imported under other names beside this code's. Both decide the same
 requests, each on its own files, in alternating groups of 16 sales, so a busy moment
-of the machine falls on both; the best of `--rounds` is kept. Each side's answers on
+of the machine falls on both, with the setup frozen out of the garbage collector's sight
+(it made whichever side was built first slower); the best of `--rounds` is kept. Each side's answers on
 the contexts and everything its stores hold are digested: the two must match. Ends
 with one JSON line.
 """
