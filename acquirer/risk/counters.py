@@ -58,11 +58,30 @@ class Tally:
         # The hour in minute buckets: the newest minute's sums in the slots below (an event adds to
         # them, no tuple made per event), the minutes before it as (minute, count, amount, round),
         # oldest first; tuples, not lists: a tuple of numbers drops out of the garbage collector's
-        # sight, and a month of keys holds many.
-        self.minutes: deque = deque()
+        # sight, and a month of keys holds many. None until a second minute begins: most cards are
+        # tapped within one minute and never need it (an empty deque is 600 bytes).
+        self.minutes: deque | None = None
         self.minute = -1  # the newest minute with an event; -1: none yet
         self.minute_count = self.minute_amount = self.minute_round = 0
         self.day = self.month = -1
+
+    @classmethod
+    def starting(cls, t: float, minute: int, day: int, amount: int, rnd: int) -> Tally:
+        """A new key's tally with its first event counted: what `Tally().count(...)` gives,
+        written out (a new card is a new key every few sales, and its first event rolls
+        nothing, so the state is known without walking the windows)."""
+        if minute < 0 or day < 0:  # before 1970: `count`'s "nothing yet" marks would differ
+            tally = cls()
+            tally.count(t, minute, day, amount, rnd)
+            return tally
+        tally = cls.__new__(cls)
+        one = 1 if rnd else 0  # as `count` adds it to `v`
+        tally.v = [1, 1, 1, 1, amount, amount, amount, amount, one, one, one, one]
+        tally.recent = deque(((t, amount, rnd),))
+        tally.minutes = None
+        tally.minute, tally.minute_count, tally.minute_amount, tally.minute_round = minute, 1, amount, rnd
+        tally.day, tally.month = day, month_of_day(day)
+        return tally
 
     def add(self, t: float, amount: int, rnd: int) -> list[int]:
         """Move the windows to `t` and count one event in them; returns `v`.
@@ -83,6 +102,8 @@ class Tally:
         if minute > self.minute:  # the newest minute closes (a clock stepping back counts into it)
             minutes, old = self.minutes, minute - 60
             if self.minute >= 0:
+                if minutes is None:
+                    minutes = self.minutes = deque()
                 minutes.append((self.minute, self.minute_count, self.minute_amount, self.minute_round))
             self.minute, self.minute_count, self.minute_amount, self.minute_round = minute, 1, amount, rnd
             # minutes leave the hour only here: in the same (or an earlier) minute as the newest,
@@ -174,6 +195,7 @@ def _count(by_key: dict[str, Tally], key: str, t: float, minute: int, day: int, 
         return None
     tally = by_key.get(key)
     if tally is None:
-        tally = by_key[key] = Tally()
-    tally.count(t, minute, day, amount, rnd)
+        tally = by_key[key] = Tally.starting(t, minute, day, amount, rnd)
+    else:
+        tally.count(t, minute, day, amount, rnd)
     return tally

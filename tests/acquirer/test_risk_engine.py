@@ -231,3 +231,64 @@ def test_counters_are_rebuilt_from_stored_decisions_after_a_restart(tmp_path):
         assert outcome(second.decide(4_000_000, pin_present=True, card_token="BIG")) == ("decline", "61")
     finally:
         second.close()
+
+
+class _ReferenceCounters:
+    """`Counters.add` as a walk through each key's windows from an empty tally (the counting
+    before new keys' first events were written out, `Tally.starting`)."""
+
+    def __init__(self):
+        from tests.acquirer.test_risk_store import _TallyBefore
+
+        self._new = _TallyBefore
+        self._tallies: dict[tuple[str, str], object] = {}
+
+    def add(self, card: str, terminal: str, merchant: str, t: float, amount: int, rnd: int) -> tuple:
+        out = []
+        for scope, key in (("card", card), ("terminal", terminal), ("merchant", merchant)):
+            tally = None
+            if key:
+                tally = self._tallies.setdefault((scope, key), self._new())
+                tally.add(t, amount, rnd)
+            out.append(tally)
+        return tuple(out)
+
+
+def test_random_traffic_gets_the_decisions_and_rows_the_reference_counting_gives(tmp_path):
+    """The same random sales (new and returning cards, busy terminals, large and round amounts,
+    PINs, relay flags, days and a month going by) through an engine with the counters as they
+    are and one with the reference counting: the same decisions, the same counter values, the
+    same stored rows."""
+    import random
+
+    (tmp_path / "now").mkdir()
+    (tmp_path / "ref").mkdir()
+    now, ref = Bed(tmp_path / "now"), Bed(tmp_path / "ref")
+    ref.engine.counters = _ReferenceCounters()
+    rng = random.Random(19)
+    try:
+        for n in range(1500):
+            step = rng.choice((0.05, 0.4, 3, 70, 3000)) if rng.random() > 0.01 else 86_400 * rng.choice((1, 17))
+            now.clock.advance(step)
+            ref.clock.advance(step)
+            roll = rng.random()  # a new card every few sales, a few regulars all month, now and then none
+            card = rng.randrange(n // 3, n // 3 + 6) if roll > 0.3 else rng.randrange(3) if roll > 0.05 else None
+            kw = {"card_token": "" if card is None else f"{card:032X}",
+                  "terminal_id": f"T{rng.randrange(4):07d}", "merchant_grade": rng.choice("ABCD"),
+                  "pin_present": rng.random() < 0.2,
+                  "flags": frozenset({"relay-suspected"}) if rng.random() < 0.03 else frozenset()}
+            amount = rng.choice((1234, 99_00, 10_000 * rng.randrange(1, 30), 150_000, 4_000_000, 6_000_000))
+            a, b = now.decide(amount, **kw), ref.decide(amount, **kw)
+            assert (a.action, a.code, a.text, a.step_up, [h.as_dict() for h in a.hits]) == \
+                (b.action, b.code, b.text, b.step_up, [h.as_dict() for h in b.hits]), n
+            # every counter the rules could have read, not only those of the rules that fired
+            assert [list(getattr(now.engine._snap, s)) for s in ("card", "terminal", "merchant")] == \
+                [list(getattr(ref.engine._snap, s)) for s in ("card", "terminal", "merchant")], n
+        now.store.flush()
+        ref.store.flush()
+        rows = "SELECT txn_id, at, terminal_id, merchant_id, card_token, amount, round, action, code, text, facts," \
+               " hits FROM decisions ORDER BY seq"
+        assert now.store._db.execute(rows).fetchall() == ref.store._db.execute(rows).fetchall()
+    finally:
+        now.close()
+        ref.close()

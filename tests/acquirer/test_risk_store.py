@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 
 from acquirer.risk import DecisionStore, Facts
 from acquirer.risk.codec import capture, encode_facts, encode_hits, facts_dict, hits_dicts
-from acquirer.risk.counters import Tally, month_of_day, stat_index
+from acquirer.risk.counters import Counters, Tally, day_of, month_of_day, stat_index
 from acquirer.risk.engine import Hit
 from acquirer.risk.rules import Action
 
@@ -172,7 +173,12 @@ def test_a_store_with_json_rows_reads_them_beside_marshalled_ones(tmp_path):
 
 class _TallyBefore(Tally):
     """`Tally.count` as it was before the hour window's roll moved into the new-minute branch:
-    old minutes looked for at every event (the reference for the test below)."""
+    old minutes looked for at every event, a new key's first event counted by this same walk
+    through the windows (the reference for the tests below)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.minutes = deque()
 
     def count(self, t: float, minute: int, day: int, amount: int, rnd: int) -> list[int]:
         v, recent = self.v, self.recent
@@ -223,8 +229,56 @@ def test_the_windows_count_as_they_did_whatever_the_clock_does():
         if rng.random() < 0.05:
             now.uncount_amount(amount)
             before.uncount_amount(amount)
-        assert (now.minute, now.minute_count, now.minute_amount, list(now.minutes), list(now.recent)) == \
-            (before.minute, before.minute_count, before.minute_amount, list(before.minutes), list(before.recent)), n
+        assert _state(now) == _state(before), n
+
+
+def _state(tally: Tally) -> tuple:
+    return (tally.v, tally.minute, tally.minute_count, tally.minute_amount, tally.minute_round, tally.day, tally.month,
+            list(tally.minutes or ()), list(tally.recent))
+
+
+def test_a_new_keys_first_event_counts_as_walking_the_windows_would():
+    """`Tally.starting` (what `Counters` makes for a key it has not seen) against a new tally's
+    `count`, for odd inputs too (no amount, a round flag, a time before 1970), and both go on alike."""
+    import random
+
+    rng = random.Random(11)
+    for n, t in enumerate([T0, 0.0, 59.9, -0.5, -86_400.0 * 40, T0 + 0.25] + [rng.uniform(0, 2e9) for _ in range(200)]):
+        amount, rnd = rng.choice((0, 1, 9_999, 10_000, 123_456)), rng.choice((0, 1))
+        minute, day = int(t // 60), day_of(t)
+        new, before = Tally.starting(t, minute, day, amount, rnd), _TallyBefore()
+        before.count(t, minute, day, amount, rnd)
+        assert _state(new) == _state(before), n
+        for step in (0.5, 61, 3600, -30, 86_400 * 31):
+            t += step
+            assert new.add(t, amount, rnd) == before.add(t, amount, rnd), (n, step)
+            assert _state(new) == _state(before), (n, step)
+
+
+def test_the_counters_of_many_keys_count_as_new_tallies_walked_through_would():
+    """`Counters.add` over random traffic (new cards every few sales, a few busy terminals and
+    merchants, blocked amounts taken back) against one reference tally per key."""
+    import random
+
+    rng = random.Random(7)
+    counters, reference, clock = Counters(), {}, T0
+    for n in range(4000):
+        clock += rng.choice((0.01, 0.3, 2, 45, 700)) if rng.random() > 0.02 else -rng.choice((5, 90))
+        keys = (f"card{rng.randrange(n // 4 + 1, n // 4 + 8)}" if rng.random() > 0.1 else "",
+                f"T{rng.randrange(5)}", f"M{rng.randrange(2)}")
+        amount = rng.choice((0, 100, 20_000, 1_234))
+        rnd = 1 if amount >= 10_000 and amount % 10_000 == 0 else 0
+        got = counters.add(*keys, clock, amount, rnd)
+        for scope, key, tally in zip(("card", "terminal", "merchant"), keys, got):
+            if not key:
+                assert tally is None
+                continue
+            want = reference.setdefault((scope, key), _TallyBefore())
+            assert tally.v == want.add(clock, amount, rnd), n
+            if rng.random() < 0.05:
+                tally.uncount_amount(amount)
+                want.uncount_amount(amount)
+            assert _state(tally) == _state(want), n
 
 
 def _rows_in(path) -> list[str]:
