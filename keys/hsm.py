@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from . import emv, envelope, keyblock
@@ -105,8 +106,9 @@ class HSM:
         self._lmk = lmk
         self._lock = threading.RLock()
         self._cache: dict[str, Key] = {}
-        # per key name, what its use needs made once (a MAC's `mac`, a token key's keyed HMAC),
-        # made after the usage check and dropped when the key is replaced or deleted (_forget)
+        # per key name, what its use needs made once (a MAC's `mac`, a token key's keyed HMAC, a data
+        # key's seal and open), made after the usage check and dropped when the key is replaced or
+        # deleted (_forget)
         self._macs: dict[tuple, object] = {}
         self._sm2: dict[str, object] = {}  # SM2PrivateKey per name: importing one costs a scalar multiplication
         self._card_keys: dict[tuple, tuple[Key, emv.CardKey]] = {}  # verify_arqc's, see _card_key
@@ -270,11 +272,17 @@ class HSM:
 
     # --- data keys ---------------------------------------------------------------
     def seal_data(self, name: str, data: bytes) -> bytes:
-        return seal_field(self._get(name, KeyUsage.TDK).cipher, data)
+        seal = self._macs.get((name, "seal"))  # every approved sale seals its card: one dict read, as `token`
+        if seal is None:
+            seal = self._keyed((name, "seal"), (KeyUsage.TDK,), lambda key: partial(seal_field, key.cipher))
+        return seal(data)
 
     def open_data(self, name: str, sealed: bytes) -> bytes:
         """Decrypt a field sealed under a terminal's TDK (e.g. track 2 for the issuer)."""
-        return open_field(self._get(name, KeyUsage.TDK).cipher, sealed)
+        opener = self._macs.get((name, "open"))  # every sale opens its track 2: one dict read, as `token`
+        if opener is None:
+            opener = self._keyed((name, "open"), (KeyUsage.TDK,), lambda key: partial(open_field, key.cipher))
+        return opener(sealed)
 
     def token(self, name: str, data: bytes) -> str:
         """A keyed token (HMAC-SM3, 128 bits, hex) standing for `data` (a PAN) without revealing it."""

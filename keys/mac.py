@@ -61,11 +61,14 @@ class CBCMAC:
     (a 64-byte SM4 MAC is five block encryptions; re-expanding the key would triple it).
 
     SM4 runs on a CBC context of its own that is never finalised: each MAC continues the
-    chain of the one before, so its first block is XORed with the last ciphertext block
-    the context gave (which is then the same as starting from a zero IV). One OpenSSL call
-    per MAC, and no copy beyond the padding and that first block."""
+    chain of the one before. One block in front of the message brings the chain back to
+    zero: with S the last ciphertext block the context gave and Z = D_K(0), the block
+    S XOR Z enciphers to E_K(Z) = 0, so the padded message after it runs as CBC under a
+    zero IV and the last block out is its MAC. That block (`_reset`, S XOR Z for the next
+    MAC) is worked out once per MAC, and the message goes to OpenSSL in one call with no
+    surgery on its first block."""
 
-    __slots__ = ("_cipher", "_block", "_method", "_pad", "_length", "_update", "_sm4", "_lock", "_last")
+    __slots__ = ("_cipher", "_block", "_method", "_pad", "_length", "_update", "_sm4", "_lock", "_zero", "_reset")
 
     def __init__(self, cipher: BlockCipher, padding: int = 2, length: int | None = None):
         self._cipher = cipher
@@ -78,7 +81,9 @@ class CBCMAC:
         if self._sm4:
             self._update = cipher.cbc_context()
             self._lock = threading.Lock()  # the running chain is shared state (worker threads MAC too)
-            self._last = 0  # the context's last ciphertext block, as an integer
+            zero = cipher.zero_preimage()
+            self._zero = int.from_bytes(zero)  # Z = D_K(0), as an integer
+            self._reset = zero  # a fresh context's S is the zero IV: its reset block is Z itself
 
     def __repr__(self) -> str:
         return f"<CBCMAC {self._cipher.algorithm.value} pad={self._method} len={self._length}>"
@@ -88,9 +93,8 @@ class CBCMAC:
         data = self._pad(data, b)
         if self._sm4:  # the last block of CBC under a zero IV, in one call on the running chain
             with self._lock:
-                out = self._update((int.from_bytes(data[:16]) ^ self._last).to_bytes(16) + data[16:])
-                tail = out[-16:]
-                self._last = int.from_bytes(tail)
+                tail = self._update(self._reset + data)[-16:]
+                self._reset = (int.from_bytes(tail) ^ self._zero).to_bytes(16)
             return tail[: self._length]
         upd, fb = self._update, int.from_bytes
         h = 0

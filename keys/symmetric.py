@@ -4,12 +4,23 @@ One `BlockCipher` object per key keeps its key schedule and ECB contexts, so
 single-block work (MACs, PIN blocks, check values) does not re-expand the key each
 call. Modes beyond ECB are small functions over the same objects.
 
-SM4-CBC keeps one running CBC context per direction too (making a context costs about
+SM4-CBC keeps long-lived CBC contexts too, never finalised (making a context costs about
 ten times what a 3-block message does). A running context chains from the last
-ciphertext block S it saw instead of from the IV, and only the first block depends on
-that: encrypting, the first plaintext block goes in XOR IV XOR S; decrypting, the first
-output block comes out XOR S XOR IV. The result is exactly CBC under the given IV
-(tests/keys/test_primitives.py checks it against fresh contexts).
+ciphertext block S it saw instead of from the IV:
+
+* encrypting under a given IV, only the first block depends on S: it goes in XOR IV XOR S
+  (S is kept, as an integer, beside the context);
+* decrypting, the IV goes in first, as one more ciphertext block: its output (D(IV) XOR S)
+  is dropped, and every block after it comes out as D(C_i) XOR C_{i-1} with C_0 = IV, which
+  is the plaintext. Nothing to keep, no XOR in Python;
+* sealing (`seal_field` without an IV), a random block R goes in first on a context of
+  its own: its output E_K(R XOR S) is uniformly random because R is and S does not depend
+  on it, so it is the IV itself, and the blocks after it are CBC under that IV. The IV is
+  then a random block enciphered under the key, one of the ways NIST SP 800-38A
+  (appendix C) gives for making a CBC IV unpredictable.
+
+Each result is exactly CBC under its IV (tests/keys/test_primitives.py checks all three
+against fresh contexts).
 """
 from __future__ import annotations
 
@@ -51,7 +62,8 @@ def _check_key(algorithm: Algorithm, key: bytes) -> None:
 class BlockCipher:
     """Raw block encryption under one key. Holds the key: never log or repr it."""
 
-    __slots__ = ("algorithm", "block_size", "_enc", "_dec", "_key", "_module", "_cbc", "_cbc_lock")
+    __slots__ = ("algorithm", "block_size", "_enc", "_dec", "_key", "_module", "_cbc_enc", "_cbc_dec", "_cbc_seal",
+                 "_cbc_lock")
 
     def __init__(self, algorithm: Algorithm | str, key: bytes):
         algorithm = Algorithm(algorithm)
@@ -61,8 +73,11 @@ class BlockCipher:
         self.block_size = algorithm.block_size
         self._key = key
         self._module = _legacy_module(algorithm, key)
-        self._cbc: dict[bool, list] = {}  # SM4: encrypting? -> [running context, its last ciphertext block]
-        self._cbc_lock = threading.Lock()
+        # SM4's running CBC contexts (module docstring), each made on first use:
+        self._cbc_enc: list | None = None  # [update, its last ciphertext block as an integer]
+        self._cbc_dec = None  # update of the decryption context
+        self._cbc_seal = None  # update of the encryption context `seal_field` chains IVs on
+        self._cbc_lock = threading.Lock()  # one caller at a time on the contexts (worker threads use keys too)
         if algorithm is Algorithm.SM4:
             self._enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
             self._dec = None  # made on first decryption: most keys only ever encrypt
@@ -91,7 +106,14 @@ class BlockCipher:
         for a caller that keeps its own running chain (keys.mac.CBCMAC) and its own lock."""
         if self.algorithm is not Algorithm.SM4:
             raise InvalidKey("a running CBC context is offered for SM4 only")
-        return Cipher(algorithms.SM4(self._key), modes.CBC(bytes(16))).encryptor().update
+        return self._sm4_cbc_update(True)
+
+    def zero_preimage(self) -> bytes:
+        """D_K(0): the block this key enciphers to zeros (keys.mac.CBCMAC resets its chain
+        with it). Made on a context of its own, dropped after, as most such keys never decrypt."""
+        if self.algorithm is Algorithm.SM4:
+            return Cipher(algorithms.SM4(self._key), modes.ECB()).decryptor().update(bytes(16))
+        return self.decrypt_ecb(bytes(self.block_size))
 
     def decrypt_ecb(self, data: bytes) -> bytes:
         self._check_blocks(data)
@@ -106,35 +128,50 @@ class BlockCipher:
         self._check_blocks(data)
         iv = self._iv(iv)
         if self.algorithm is Algorithm.SM4:
-            return self._running_cbc(True, data, iv) if data else b""
+            return self._running_encrypt(data, iv) if data else b""
         return self._legacy(_MODE_CBC, iv=iv).encrypt(data)
 
     def decrypt_cbc(self, data: bytes, iv: bytes | None = None) -> bytes:
         self._check_blocks(data)
         iv = self._iv(iv)
         if self.algorithm is Algorithm.SM4:
-            return self._running_cbc(False, data, iv) if data else b""
+            return self._running_decrypt(iv + data)[16:] if data else b""
         return self._legacy(_MODE_CBC, iv=iv).decrypt(data)
 
-    def _running_cbc(self, encrypt: bool, data: bytes, iv: bytes) -> bytes:
-        """SM4-CBC of whole blocks under `iv` on the running context (module docstring)."""
-        b = self.block_size
+    def _running_encrypt(self, data: bytes, iv: bytes) -> bytes:
+        """SM4-CBC of whole blocks (at least one) under `iv`, on the running context (module docstring)."""
         with self._cbc_lock:
-            state = self._cbc.get(encrypt)
+            state = self._cbc_enc
             if state is None:
-                zero = bytes(b)
-                c = Cipher(algorithms.SM4(self._key), modes.CBC(zero))
-                state = self._cbc[encrypt] = [c.encryptor() if encrypt else c.decryptor(), zero]
-            ctx, last = state
-            fix = (int.from_bytes(iv) ^ int.from_bytes(last)).to_bytes(b)
-            if encrypt:
-                first = (int.from_bytes(data[:b]) ^ int.from_bytes(fix)).to_bytes(b)
-                out = ctx.update(first + data[b:])
-                state[1] = out[-b:]
-                return out
-            out = ctx.update(data)
-            state[1] = data[-b:]
-        return (int.from_bytes(out[:b]) ^ int.from_bytes(fix)).to_bytes(b) + out[b:]
+                state = self._cbc_enc = [self._sm4_cbc_update(True), 0]
+            update, last = state
+            out = update((int.from_bytes(data[:16]) ^ int.from_bytes(iv) ^ last).to_bytes(16) + data[16:])
+            state[1] = int.from_bytes(out[-16:])
+        return out
+
+    def _running_decrypt(self, chained: bytes) -> bytes:
+        """SM4-CBC decryption of `chained` = IV || whole ciphertext blocks on the running context.
+        The first 16 bytes out are the IV's own output, not plaintext (module docstring): the
+        caller skips them, so that a sealed field (IV || ciphertext) goes in as it stands."""
+        with self._cbc_lock:
+            update = self._cbc_dec
+            if update is None:
+                update = self._cbc_dec = self._sm4_cbc_update(False)
+            return update(chained)
+
+    def _seal_cbc(self, padded: bytes) -> bytes:
+        """Random IV || SM4-CBC(`padded`) under it, in one call: the IV is the running context's
+        output for a random block put in front (module docstring)."""
+        chained = os.urandom(16) + padded
+        with self._cbc_lock:
+            update = self._cbc_seal
+            if update is None:
+                update = self._cbc_seal = self._sm4_cbc_update(True)
+            return update(chained)
+
+    def _sm4_cbc_update(self, encrypt: bool):
+        c = Cipher(algorithms.SM4(self._key), modes.CBC(bytes(16)))
+        return (c.encryptor() if encrypt else c.decryptor()).update
 
     def crypt_ctr(self, data: bytes, nonce: bytes) -> bytes:
         """CTR mode (its own inverse); `nonce` is the full initial counter block."""
@@ -226,16 +263,26 @@ def random_key(algorithm: Algorithm | str, length: int | None = None) -> bytes:
     return os.urandom(length or algorithm.key_sizes[0])
 
 
+# method 2's tails per block size, by the length of the last partial block: a lookup and one
+# concatenation per message instead of building 0x80 + zeros (MACs pad every request and response)
+_M2_TAILS = {b: tuple(b"\x80" + bytes(-(n + 1) % b) for n in range(b)) for b in (8, 16)}
+
+
 def pad_iso9797_m2(data: bytes, block_size: int) -> bytes:
     """ISO/IEC 9797-1 padding method 2: append 0x80, then zeros to a block boundary."""
-    return data + b"\x80" + bytes(-(len(data) + 1) % block_size)
+    tails = _M2_TAILS.get(block_size)
+    if tails is None:
+        return data + b"\x80" + bytes(-(len(data) + 1) % block_size)
+    return data + tails[len(data) % block_size]
 
 
-def unpad_iso9797_m2(data: bytes) -> bytes:
+def unpad_iso9797_m2(data: bytes, start: int = 0) -> bytes:
+    """The message padded with method 2 in `data[start:]` (a caller whose buffer holds something
+    else in front, as `open_field`'s does, saves a copy)."""
     stripped = data.rstrip(b"\x00")
-    if not stripped or stripped[-1] != 0x80:
+    if len(stripped) <= start or stripped[-1] != 0x80:
         raise DecryptionError("bad ISO 9797-1 method 2 padding")
-    return stripped[:-1]
+    return stripped[start:-1]
 
 
 def seal_field(cipher: BlockCipher, data: bytes, iv: bytes | None = None) -> bytes:
@@ -243,10 +290,13 @@ def seal_field(cipher: BlockCipher, data: bytes, iv: bytes | None = None) -> byt
 
     A fresh IV per message keeps equal PANs from producing equal ciphertexts."""
     b = cipher.block_size
-    iv = os.urandom(b) if iv is None else iv
     data = pad_iso9797_m2(data, b)
-    if cipher.algorithm is Algorithm.SM4 and len(iv) == b:  # whole blocks, a sound IV: straight to the chain
-        return iv + cipher._running_cbc(True, data, iv)
+    if cipher.algorithm is Algorithm.SM4:
+        if iv is None:  # IV and ciphertext in one call (module docstring)
+            return cipher._seal_cbc(data)
+        if len(iv) == b:  # whole blocks, a sound IV: straight to the chain
+            return iv + cipher._running_encrypt(data, iv)
+    iv = os.urandom(b) if iv is None else iv
     return iv + cipher.encrypt_cbc(data, iv)
 
 
@@ -254,6 +304,6 @@ def open_field(cipher: BlockCipher, sealed: bytes) -> bytes:
     b = cipher.block_size
     if len(sealed) < 2 * b or len(sealed) % b:
         raise DecryptionError(f"sealed field must be IV plus whole {b}-byte blocks, got {len(sealed)} bytes")
-    if cipher.algorithm is Algorithm.SM4:  # lengths checked above: straight to the running chain
-        return unpad_iso9797_m2(cipher._running_cbc(False, sealed[b:], sealed[:b]))
+    if cipher.algorithm is Algorithm.SM4:  # lengths checked above: IV || ciphertext straight to the chain
+        return unpad_iso9797_m2(cipher._running_decrypt(sealed), b)
     return unpad_iso9797_m2(cipher.decrypt_cbc(sealed[b:], sealed[:b]))

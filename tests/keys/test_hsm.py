@@ -243,6 +243,32 @@ def test_sealed_fields_under_the_tdk(hsm):
         hsm.seal_data("terminal/T1/TAK", track2)
 
 
+def test_seal_and_open_are_kept_per_key_and_follow_rotation_and_deletion(hsm):
+    from keys.errors import DecryptionError
+    from keys.symmetric import BlockCipher, open_field, seal_field
+
+    name, track2 = "terminal/T1/TDK", b"6212345678901234D30122011234500000"
+    hsm.import_clear(name, Key("SM4", "TDK", bytes(16)))
+    old = seal_field(BlockCipher("SM4", bytes(16)), track2, bytes(range(16)))
+    assert hsm.open_data(name, old) == track2
+    assert open_field(BlockCipher("SM4", bytes(16)), hsm.seal_data(name, track2)) == track2
+    hsm.import_clear(name, Key("SM4", "TDK", bytes(range(16)), version=2))
+    assert open_field(BlockCipher("SM4", bytes(range(16))), hsm.seal_data(name, track2)) == track2
+    try:
+        opened = hsm.open_data(name, old)
+    except DecryptionError:
+        opened = None
+    assert opened != track2  # the replaced key is not served from what was made with it
+    hsm.delete(name)
+    for use in (hsm.seal_data, hsm.open_data):
+        with pytest.raises(KeyNotFound):
+            use(name, old)
+    hsm.generate("terminal/T1/TAK", "SM4", "TAK")
+    for use in (hsm.seal_data, hsm.open_data):
+        with pytest.raises(KeyUsageError):
+            use("terminal/T1/TAK", old)
+
+
 def test_tokens_are_kept_per_key_and_follow_rotation_and_deletion(hsm):
     from keys.hashes import hmac_sm3
 
