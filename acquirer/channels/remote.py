@@ -41,7 +41,7 @@ import os
 import select
 import sys
 
-from acquirer.childproc import Messages, pack, receive_many, spawn, stop
+from acquirer.childproc import Child, Messages, pack, spawn, stop
 from acquirer.protocol import ResponseCode
 from keys.errors import CryptoError
 from keys.hsm import HSM
@@ -66,7 +66,7 @@ class IssuerProcess:
         self._hsm = hsm  # the host's: PIN translation before a request leaves
         self.zpk_name = zpk_name
         self._args = (os.fspath(hsm_path), os.fspath(lmk_path), os.fspath(db_path), zpk_name, str(answer_every))
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Child | None = None
         self._reader: asyncio.Task | None = None
         self._pending: dict[int, tuple[asyncio.Future, CardAuthorisation]] = {}
         self._advices: list[CardAuthorisation] = []  # reversals owed to the next process
@@ -74,7 +74,7 @@ class IssuerProcess:
         self._starting: asyncio.Lock | None = None
         self.started = 0  # processes started (1 unless one died)
 
-    async def _child(self) -> asyncio.subprocess.Process:
+    async def _child(self) -> Child:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
@@ -118,7 +118,7 @@ class IssuerProcess:
         log.warning("reversal advice for %s stan %s after the issuer process ended: %s %s",
                     advice.terminal_id, advice.stan, result.code.value, result.text)
 
-    def _write(self, proc: asyncio.subprocess.Process, data: bytes) -> None:
+    def _write(self, proc: Child, data: bytes) -> None:
         try:
             proc.stdin.write(data)
         except (ConnectionError, OSError, RuntimeError) as exc:  # the reader answers what is pending
@@ -136,16 +136,17 @@ class IssuerProcess:
             return request
         return dataclasses.replace(request, pin_block=block, pin_key=self.zpk_name)
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+    def _answered(self, groups: list) -> None:
+        for group in groups:  # a list of answers per commit
+            for ident, result in group:
+                future, _ = self._pending.pop(ident, (None, None))
+                if future is not None and not future.done():
+                    future.set_result(result)
+
+    async def _read(self, proc: Child) -> None:
         try:
-            messages = Messages()
-            while True:
-                for group in await receive_many(proc.stdout, messages):  # a list of answers per commit
-                    for ident, result in group:
-                        future, _ = self._pending.pop(ident, (None, None))
-                        if future is not None and not future.done():
-                            future.set_result(result)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
+            await proc.receive_each(self._answered)
+        except (ConnectionError, OSError, EOFError):
             pass
         finally:
             if self._pending:
