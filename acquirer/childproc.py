@@ -134,7 +134,11 @@ class _Pipes(asyncio.subprocess.SubprocessStreamProtocol):
 async def spawn(module: str, *args: str, wait_s: float = 60.0) -> Child | None:
     """Start `python -m module args...` with pipes and wait for its ("ready",); None if it
     never says so (it is killed then)."""
-    argv, env = command(module, *args)
+    return await start(*command(module, *args), wait_s=wait_s)
+
+
+async def start(argv: list[str], env: dict[str, str], wait_s: float = 60.0) -> Child | None:
+    """`spawn` for any command line (bench/childpipe_cpu.py starts `python -c`)."""
     loop = asyncio.get_running_loop()
     transport, pipes = await loop.subprocess_exec(lambda: _Pipes(loop), *argv, stdin=asyncio.subprocess.PIPE,
                                                   stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)

@@ -121,7 +121,7 @@ class IssuerProcess:
 
     def _write(self, proc: Child, data: bytes) -> None:
         try:
-            proc.stdin.write(data)
+            proc.stdin.transport.write(data)  # StreamWriter.write would only forward it there
         except (ConnectionError, OSError, RuntimeError) as exc:  # the reader answers what is pending
             log.error("issuer process unreachable: %s", exc)
             proc.kill()

@@ -331,7 +331,7 @@ class ProcessLedgerWriter:
                     group.taken.append((companion, found[1]))
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 raise LedgerUnavailable("ledger process is not running")
-            self._proc.stdin.write(pack(("apply", self.store._clock(), [to_row(unit) for unit, _ in group], writes)))
+            self._proc.stdin.transport.write(pack(("apply", self.store._clock(), [to_row(unit) for unit, _ in group], writes)))
         except Exception as exc:  # nothing of this group is known to be durable
             err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
             self._answer(group, [err] * len(group))
