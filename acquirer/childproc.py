@@ -8,6 +8,7 @@ from a pipe the host itself opened to a child it started: no one else writes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import struct
@@ -148,7 +149,8 @@ async def start(argv: list[str], env: dict[str, str], wait_s: float = 60.0) -> C
     except asyncio.TimeoutError:
         pass
     if pipes.early[:1] != [("ready",)]:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            proc.kill()
         await proc.wait()
         return None
     del pipes.early[0]
