@@ -103,8 +103,8 @@ class _Pipes(asyncio.subprocess.SubprocessStreamProtocol):
         elif not self.ended.done():
             try:
                 found = self.messages.feed(data)
-            except Exception as exc:  # a broken pipe stream: nothing after it can be cut right
-                self.ended.set_exception(exc)
+            except Exception as exc:  # a broken stream: nothing after it can be cut right
+                self._end(exc)
                 return
             if not found:
                 return
@@ -120,16 +120,22 @@ class _Pipes(asyncio.subprocess.SubprocessStreamProtocol):
             self.handle(found)
         except Exception as exc:
             self.handle = None
-            if not self.ended.done():
-                self.ended.set_exception(exc)
+            self._end(exc)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         super().pipe_connection_lost(fd, exc)
         if fd == 1:
-            if not self.arrived.done():
-                self.arrived.set_result(None)
-            if not self.ended.done():
+            self._end(None)
+
+    def _end(self, exc: Exception | None) -> None:
+        """No more messages: `ended` says why (None: the child closed its stdout)."""
+        if not self.arrived.done():
+            self.arrived.set_result(None)
+        if not self.ended.done():
+            if exc is None:
                 self.ended.set_result(None)
+            else:
+                self.ended.set_exception(exc)
 
 
 async def spawn(module: str, *args: str, wait_s: float = 60.0) -> Child | None:
@@ -152,6 +158,8 @@ async def start(argv: list[str], env: dict[str, str], wait_s: float = 60.0) -> C
         with contextlib.suppress(ProcessLookupError):  # it may have exited already
             proc.kill()
         await proc.wait()
+        if pipes.ended.done():
+            pipes.ended.exception()  # what broke its stream needs no other reader: the child is not kept
         return None
     del pipes.early[0]
     return proc
