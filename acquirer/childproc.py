@@ -7,6 +7,8 @@ from a pipe the host itself opened to a child it started: no one else writes the
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import pickle
 import struct
@@ -39,24 +41,6 @@ def receive(stream):
     return pickle.loads(data)
 
 
-async def receive_async(reader):
-    """The same from an asyncio StreamReader (IncompleteReadError when the other side is gone)."""
-    head = await reader.readexactly(_LEN.size)
-    return pickle.loads(await reader.readexactly(_LEN.unpack(head)[0]))
-
-
-async def receive_many(reader, messages: "Messages") -> list:
-    """Every message whole in what an asyncio StreamReader has now (at least one): one
-    wake-up per read of the pipe, not two per message. EOFError when the other side is gone."""
-    while True:
-        data = await reader.read(1 << 16)
-        if not data:
-            raise EOFError("the other side closed the pipe")
-        found = messages.feed(data)
-        if found:
-            return found
-
-
 class Messages:
     """Messages out of the bytes a pipe gave so far (a child reads all that is waiting)."""
 
@@ -85,30 +69,105 @@ def command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", module, *args], env
 
 
-async def spawn(module: str, *args: str, wait_s: float = 60.0):
+class Child(asyncio.subprocess.Process):
+    """asyncio's Process for a child started by `spawn`, whose stdout is read as messages."""
+
+    async def receive_each(self, handle) -> None:
+        """Calls `handle(messages)` with the messages whole in each read of the child's stdout,
+        from the pipe's own callback, until the child closes its end (then returns; raises
+        what `handle` raised, after which nothing more is read). No StreamReader between: a
+        read of the pipe costs the loop one callback, not a buffer copy and a task woken to
+        take it out again (both host clients read answers this way)."""
+        pipes: _Pipes = self._protocol
+        early, pipes.early, pipes.handle = pipes.early, [], handle
+        if early:  # whole messages that came with the child's ("ready",)
+            pipes.deliver(early)
+        await pipes.ended
+
+
+class _Pipes(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's protocol for a child's pipes, except that its stdout goes through `Messages`
+    in the pipe's callback (`Child.receive_each`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__(limit=1 << 16, loop=loop)
+        self.messages = Messages()
+        self.handle = None  # until someone takes them, messages wait in `early`
+        self.early: list = []
+        self.arrived = loop.create_future()  # the first message (the child's ("ready",))
+        self.ended = loop.create_future()  # the child closed its stdout
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd != 1:
+            super().pipe_data_received(fd, data)
+        elif not self.ended.done():
+            try:
+                found = self.messages.feed(data)
+            except Exception as exc:  # a broken stream: nothing after it can be cut right
+                self._end(exc)
+                return
+            if not found:
+                return
+            if self.handle is None:
+                self.early += found
+                if not self.arrived.done():
+                    self.arrived.set_result(None)
+            else:
+                self.deliver(found)
+
+    def deliver(self, found: list) -> None:
+        try:
+            self.handle(found)
+        except Exception as exc:
+            self.handle = None
+            self._end(exc)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        super().pipe_connection_lost(fd, exc)
+        if fd == 1:
+            self._end(None)
+
+    def _end(self, exc: Exception | None) -> None:
+        """No more messages: `ended` says why (None: the child closed its stdout)."""
+        if not self.arrived.done():
+            self.arrived.set_result(None)
+        if not self.ended.done():
+            if exc is None:
+                self.ended.set_result(None)
+            else:
+                self.ended.set_exception(exc)
+
+
+async def spawn(module: str, *args: str, wait_s: float = 60.0) -> Child | None:
     """Start `python -m module args...` with pipes and wait for its ("ready",); None if it
     never says so (it is killed then)."""
-    import asyncio
+    return await start(*command(module, *args), wait_s=wait_s)
 
-    argv, env = command(module, *args)
-    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                env=env, cwd=PROJECT_ROOT)
+
+async def start(argv: list[str], env: dict[str, str], wait_s: float = 60.0) -> Child | None:
+    """`spawn` for any command line (bench/childpipe_cpu.py starts `python -c`)."""
+    loop = asyncio.get_running_loop()
+    transport, pipes = await loop.subprocess_exec(lambda: _Pipes(loop), *argv, stdin=asyncio.subprocess.PIPE,
+                                                  stdout=asyncio.subprocess.PIPE, env=env, cwd=PROJECT_ROOT)
+    proc = Child(transport, pipes, loop)
     try:
-        ready = await asyncio.wait_for(receive_async(proc.stdout), wait_s)
-    except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-        ready = None
-    if ready != ("ready",):
-        proc.kill()
+        await asyncio.wait_for(asyncio.shield(pipes.arrived), wait_s)
+    except asyncio.TimeoutError:
+        pass
+    if pipes.early[:1] != [("ready",)]:
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            proc.kill()
         await proc.wait()
+        if pipes.ended.done():
+            pipes.ended.exception()  # what broke its stream needs no other reader: the child is not kept
         return None
+    del pipes.early[0]
     return proc
 
 
 async def stop(proc, last: bytes = b"", wait_s: float = 30.0) -> None:
     """Close a child's stdin (after `last`, a final message): it finishes what it has and
     exits; killed if it has not within `wait_s`."""
-    import asyncio
-
     if proc.returncode is not None:
         return
     try:

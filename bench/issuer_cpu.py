@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from acquirer.channels.base import CardAuthorisation, Operation  # noqa: E402
 from acquirer.channels.issuer import IssuerSimulator  # noqa: E402
-from acquirer.childproc import Messages, command, pack  # noqa: E402
+from acquirer.channels.remote import request_message  # noqa: E402
+from acquirer.childproc import Messages, command  # noqa: E402
 from keys.emv import CardFamily  # noqa: E402
 from keys.hsm import HSM  # noqa: E402
 from tests.acquirer.cards import luhn_complete, personalise  # noqa: E402
@@ -91,7 +92,7 @@ def requests(cards: list, count: int, first: int) -> list[bytes]:
         request = CardAuthorisation(Operation.SALE, card.pan, "01", "2712", amount, "156", f"B{n % TERMINALS:07d}",
                                     MERCHANT, f"{n % 999_999 + 1:06d}", card.field55(amount), None, None,
                                     risk_flags=())
-        out.append(pack((n, request)))
+        out.append(request_message(n, request))
     return out
 
 

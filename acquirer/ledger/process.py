@@ -42,7 +42,7 @@ import threading
 from collections import deque
 from typing import Sequence
 
-from acquirer.childproc import PROJECT_ROOT, Messages, command, pack, receive, receive_many, send, spawn, stop
+from acquirer.childproc import PROJECT_ROOT, Child, Messages, command, pack, receive, send, spawn, stop
 
 from .errors import LedgerClosed, LedgerError, LedgerUnavailable
 from .model import CommitUnit, Receipt
@@ -273,7 +273,7 @@ class ProcessLedgerWriter:
         self.started = 0
         self._queue: list[tuple[CommitUnit, asyncio.Future]] = []
         self._sent: deque[_Group] = deque()  # at the process, oldest first
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Child | None = None
         self._reader: asyncio.Task | None = None
         self._scheduled = False
         self._closing = False
@@ -331,7 +331,7 @@ class ProcessLedgerWriter:
                     group.taken.append((companion, found[1]))
             if self._proc is None or self._proc.returncode is not None or self._reader.done():
                 raise LedgerUnavailable("ledger process is not running")
-            self._proc.stdin.write(pack(("apply", self.store._clock(), [to_row(unit) for unit, _ in group], writes)))
+            self._proc.stdin.transport.write(pack(("apply", self.store._clock(), [to_row(unit) for unit, _ in group], writes)))
         except Exception as exc:  # nothing of this group is known to be durable
             err = exc if isinstance(exc, LedgerError) else LedgerUnavailable(f"ledger writer failed: {exc}")
             self._answer(group, [err] * len(group))
@@ -350,18 +350,19 @@ class ProcessLedgerWriter:
         settle([(future, result) for (_, future), result in zip(group, results)])
         self._send()  # what gathered meanwhile leaves now
 
-    async def _read(self, proc) -> None:
+    def _answered(self, answers: list) -> None:
+        for results in answers:
+            if not self._sent:
+                continue
+            group = self._sent[0]  # the process answers its groups in order
+            results = receipts(results)
+            self.store._remember([unit for unit, _ in group], results)
+            self._answer(group, results)
+
+    async def _read(self, proc: Child) -> None:
         try:
-            messages = Messages()
-            while True:
-                for results in await receive_many(proc.stdout, messages):
-                    if not self._sent:
-                        continue
-                    group = self._sent[0]  # the process answers its groups in order
-                    results = receipts(results)
-                    self.store._remember([unit for unit, _ in group], results)
-                    self._answer(group, results)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, EOFError):
+            await proc.receive_each(self._answered)
+        except (ConnectionError, OSError, EOFError):
             pass
         finally:
             if not self._closing:

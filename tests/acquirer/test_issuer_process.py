@@ -129,6 +129,27 @@ def test_the_issuer_process_reads_the_same_requests_as_the_pipe_carries():
                                                                                     text="x"))
 
 
+def test_a_request_message_gives_the_issuer_process_the_request_pickling_it_would():
+    """request_message sends a request's fields, not the object: what the child builds from
+    them (base._authorisation) must be what unpickling the object gave, field for field."""
+    import pickle
+
+    from acquirer.channels.base import CardAuthorisation, Operation, _authorisation
+    from acquirer.channels.remote import request_message
+    from acquirer.childproc import Messages, pack
+
+    sent = [CardAuthorisation(op, f"62149886{n:011d}", "01", "2712", 100 + n, "156", "T0000001", "898440358120001",
+                              f"{n:06d}", {0x9F26: bytes([n]) * 8} if n % 2 else {}, bytes(16) if n % 3 == 0 else None,
+                              "channel/issuer-sim/ZPK" if n % 3 == 0 else None, 500 if n % 4 else None,
+                              "000001" if n % 4 else None, ("relay-suspected",) if n % 5 == 0 else ())
+            for n, op in zip(range(12), [*Operation] * 3)]
+    got = Messages().feed(b"".join(request_message(n, r) for n, r in enumerate(sent)))
+    for n, (request, (ident, fields)) in enumerate(zip(sent, got)):
+        built, unpickled = _authorisation(*fields), pickle.loads(pack(request)[4:])
+        assert ident == n and built == unpickled == request
+        assert type(built.operation) is Operation and vars(built) == vars(unpickled)
+
+
 def _issuer_child(tmp_path, answer_every: str):
     """The issuer's process as the host starts it, on accounts with one PBOC card."""
     import subprocess
@@ -158,10 +179,10 @@ def _issuer_child(tmp_path, answer_every: str):
 
 def _sales(card, amounts) -> bytes:
     from acquirer.channels.base import CardAuthorisation, Operation
-    from acquirer.childproc import pack
+    from acquirer.channels.remote import request_message
 
-    return b"".join(pack((n, CardAuthorisation(Operation.SALE, card.pan, card.psn, "2712", amount, "156", "T0000001",
-                                               "898440358120001", f"{n:06d}", card.field55(amount))))
+    return b"".join(request_message(n, CardAuthorisation(Operation.SALE, card.pan, card.psn, "2712", amount, "156", "T0000001",
+                                               "898440358120001", f"{n:06d}", card.field55(amount)))
                     for n, amount in enumerate(amounts, 1))
 
 
