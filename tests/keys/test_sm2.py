@@ -9,7 +9,6 @@ import copy
 import pickle
 import shutil
 import subprocess
-import threading
 
 import pytest
 from gmssl import func as gm_func
@@ -21,6 +20,7 @@ from keys.errors import CryptoError, DecryptionError, InvalidKey, InvalidSignatu
 from keys.sm2 import (DEFAULT_SIGNER_ID, SM2PrivateKey, SM2PublicKey, libcrypto_info, signature_from_der,
                       signature_to_der)
 from tests.keys import oracle
+from tests.keys.threads import run_in_threads
 
 N = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
 P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
@@ -434,23 +434,13 @@ def test_generated_keys_are_sm2_and_distinct():
 
 
 def test_concurrent_use_from_threads(key):
-    errors = []
-
     def run(t: int) -> None:
-        try:
-            for i in range(40):
-                m = b"%d-%d" % (t, i)
-                key.public_key.verify(key.sign(m, b"T%d" % t), m, b"T%d" % t)
-                assert key.decrypt(key.public_key.encrypt(m)) == m
-        except Exception as e:  # collected and re-raised below
-            errors.append(e)
+        for i in range(40):
+            m = b"%d-%d" % (t, i)
+            key.public_key.verify(key.sign(m, b"T%d" % t), m, b"T%d" % t)
+            assert key.decrypt(key.public_key.encrypt(m)) == m
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_in_threads(run)
 
 
 # ---------------------------------------------------------------- loading
