@@ -30,10 +30,9 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from acquirer.channels.base import CardAuthorisation, Operation, card_result  # noqa: E402
+from acquirer.channels.base import CardAuthorisation, Operation  # noqa: E402
 from acquirer.channels.remote import request_message  # noqa: E402
 from acquirer.childproc import Messages, command, pack, start, stop  # noqa: E402
-from acquirer.protocol import ResponseCode  # noqa: E402
 
 # Answers each request at once: (id, result) in a list, as the issuer's commit does.
 ECHO = r"""
