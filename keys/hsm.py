@@ -60,6 +60,28 @@ def _usage_name(usage: KeyUsage | str) -> str:
     return usage._value_ if type(usage) is KeyUsage else KeyUsage(usage).value
 
 
+# What `HSM._keyed` keeps per key name, with the usages each may be made from:
+_DATA_KEY = (KeyUsage.TDK,)
+_TOKEN_KEY = (KeyUsage.TOKEN,)
+_MAC_KEY = (KeyUsage.TAK, KeyUsage.ZAK)
+
+
+def _sealer(key: Key):
+    return partial(seal_field, key.cipher)
+
+
+def _opener(key: Key):
+    return partial(open_field, key.cipher)
+
+
+def _keyed_hmac(key: Key):
+    return HMACSM3(key.material).digest
+
+
+def _cbc_mac(key: Key, length: int):
+    return CBCMAC(key.cipher, 2, length).mac
+
+
 def terminal_key_name(terminal_id: str, usage: KeyUsage | str) -> str:
     return f"terminal/{terminal_id}/{_usage_name(usage)}"
 
@@ -272,43 +294,34 @@ class HSM:
 
     # --- data keys ---------------------------------------------------------------
     def seal_data(self, name: str, data: bytes) -> bytes:
-        seal = self._macs.get((name, "seal"))  # every approved sale seals its card: one dict read, as `token`
-        if seal is None:
-            seal = self._keyed((name, "seal"), (KeyUsage.TDK,), lambda key: partial(seal_field, key.cipher))
-        return seal(data)
+        return self._keyed((name, "seal"), _DATA_KEY, _sealer)(data)  # every approved sale seals its card
 
     def open_data(self, name: str, sealed: bytes) -> bytes:
         """Decrypt a field sealed under a terminal's TDK (e.g. track 2 for the issuer)."""
-        opener = self._macs.get((name, "open"))  # every sale opens its track 2: one dict read, as `token`
-        if opener is None:
-            opener = self._keyed((name, "open"), (KeyUsage.TDK,), lambda key: partial(open_field, key.cipher))
-        return opener(sealed)
+        return self._keyed((name, "open"), _DATA_KEY, _opener)(sealed)  # every sale opens its track 2
 
     def token(self, name: str, data: bytes) -> str:
         """A keyed token (HMAC-SM3, 128 bits, hex) standing for `data` (a PAN) without revealing it."""
-        keyed = self._macs.get((name, "token"))  # a dict read is atomic: `_keyed` makes it under the lock
-        if keyed is None:
-            keyed = self._keyed((name, "token"), (KeyUsage.TOKEN,), lambda key: HMACSM3(key.material).digest)
-        return keyed(data)[:16].hex().upper()
+        return self._keyed((name, "token"), _TOKEN_KEY, _keyed_hmac)(data)[:16].hex().upper()
 
-    def _keyed(self, slot: tuple, usages: tuple, make):
-        """What `make(key)` gives for the key `slot[0]` (of one of `usages`), kept under `slot`
-        until that key is replaced or deleted. Made under the lock `_put` and `delete` hold,
-        so nothing made from a replaced key is kept."""
-        with self._lock:
-            op = self._macs.get(slot)
-            if op is None:
-                op = self._macs[slot] = make(self._get(slot[0], *usages))
+    def _keyed(self, slot: tuple, usages: tuple, make, *args):
+        """What `make(key, *args)` gives for the key `slot[0]` (of one of `usages`), kept under
+        `slot` until that key is replaced or deleted. Kept, it is one dict read (atomic: every
+        request and response asks); the first time it is made under the lock `_put` and
+        `delete` hold, so nothing made from a replaced key is kept."""
+        op = self._macs.get(slot)
+        if op is None:
+            with self._lock:
+                op = self._macs.get(slot)
+                if op is None:
+                    op = self._macs[slot] = make(self._get(slot[0], *usages), *args)
         return op
 
     # --- MACs ------------------------------------------------------------------
     def generate_mac(self, name: str, data: bytes, method: str = "cbc", length: int = 8) -> bytes:
-        mac = self._macs.get((name, method, length))  # every request and response: one dict read
-        if mac is not None:
-            return mac(data)
-        key = self._get(name, KeyUsage.TAK, KeyUsage.ZAK)
-        if method == "cbc":
+        if method == "cbc":  # every request and response: kept per key (`mac_function`)
             return self.mac_function(name, length)(data)
+        key = self._get(name, *_MAC_KEY)
         if method == "cup_ecb":
             return cup_ecb_mac(key.cipher, data)
         if method == "x919":
@@ -325,11 +338,7 @@ class HSM:
         MACs one message under a name it has (the host's response), without the method dispatch.
         Like `generate_mac` it is made once per key and usage-checked then; a replaced key gets
         a new one (ask again per message: do not keep it)."""
-        mac = self._macs.get((name, "cbc", length))
-        if mac is None:
-            mac = self._keyed((name, "cbc", length), (KeyUsage.TAK, KeyUsage.ZAK),
-                              lambda key: CBCMAC(key.cipher, 2, length).mac)
-        return mac
+        return self._keyed((name, "cbc", length), _MAC_KEY, _cbc_mac, length)
 
     # --- EMV -------------------------------------------------------------------
     def verify_arqc(self, imk_name: str, family: emv.CardFamily | str, pan: str, psn: str, atc: bytes,
