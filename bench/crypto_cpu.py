@@ -9,7 +9,7 @@ under the terminal's TDK (HSM.open_data), tokenises the PAN (CardVault.token), s
 card for the vault (CardVault.keep, grouped as in the host: HSM.seal_data and set aside)
 and MACs its response (HSM.mac_function, ~120 bytes). Each is timed alone, `--calls` calls
 with `thread_time` (CPU, not wall: the machine is shared), in two processes, this tree and
-the baseline unpacked from git (bench/message_cpu.py's `unpack`), taking turns round by
+the baseline unpacked from git (bench/message_cpu.py's `unpack` and `start`), taking turns round by
 round so that a busy moment falls on both; the best round is kept.
 
 Both sides must give the same bytes: MACs, digests, tokens and opened track 2 are digested
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.message_cpu import unpack  # noqa: E402
+from bench.message_cpu import start, unpack  # noqa: E402
 
 BASELINE = "18a0a2d"  # main before session 9's crypto work
 TAK, TDK, VAULT, TOKEN = "terminal/B0000001/TAK", "terminal/B0000001/TDK", "host/VAULT", "host/TOKEN"
@@ -120,12 +120,6 @@ def prepare(state: Path, calls: int) -> str:
     return hashlib.sha256(repr([_card_json(*card[1:]) for card in cards]).encode()).hexdigest()[:16]
 
 
-def start(state: Path, tree: Path, copy_to: Path) -> subprocess.Popen:
-    shutil.copytree(state, copy_to)  # each side on its own files
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(copy_to), str(tree)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-
-
 def ask(proc: subprocess.Popen, line: str) -> str:
     proc.stdin.write(line + "\n")
     proc.stdin.flush()
@@ -142,8 +136,8 @@ def main() -> int:
     try:
         (workdir / "state").mkdir()
         cards_digest = prepare(workdir / "state", args.calls)
-        sides = {"baseline": start(workdir / "state", unpack(args.baseline, workdir / "baseline"), workdir / "b"),
-                 "now": start(workdir / "state", ROOT, workdir / "n")}
+        sides = {"baseline": start(workdir / "state", unpack(args.baseline, workdir / "baseline"), workdir / "b", WORKER),
+                 "now": start(workdir / "state", ROOT, workdir / "n", WORKER)}
         best = {label: {} for label in sides}
         digests = {label: set() for label in sides}
         opened = {label: set() for label in sides}  # what the other side's sealed cards opened to here

@@ -158,18 +158,18 @@ def prepare(state: Path, sales: int) -> None:
     hsm.close()
 
 
-def unpack(rev: str, into: Path) -> Path:
-    """The tree at `rev` (the packages the worker imports), unpacked from git."""
+def unpack(rev: str, into: Path, paths: tuple[str, ...] = ("acquirer", "keys", "hardware", "terminal")) -> Path:
+    """The tree at `rev` (by default the packages the worker imports), unpacked from git into `into`."""
     into.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "acquirer", "keys", "hardware", "terminal"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *paths], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
 
-def start(state: Path, tree: Path, copy_to: Path) -> subprocess.Popen:
+def start(state: Path, tree: Path, copy_to: Path, worker: str = WORKER) -> subprocess.Popen:
+    """`python -c worker STATE TREE` on its own copy of `state`, talking over its stdin and stdout."""
     shutil.copytree(state, copy_to)  # each side on its own files
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(copy_to), str(tree)], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", worker, str(copy_to), str(tree)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
 
 

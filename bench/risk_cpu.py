@@ -39,7 +39,6 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +54,8 @@ from acquirer.protocol import Field60, Frame, PrivateTag, encode, private_fields
 from acquirer.registry import Registry  # noqa: E402
 from keys.sm2 import SM2PrivateKey  # noqa: E402
 from keys.tlv import encode_dict, flatten  # noqa: E402
+
+from bench.message_cpu import unpack  # noqa: E402
 
 BASELINE = "98c6bf2"  # main before session 7's risk work
 T0 = 1749952800.0  # 2025-06-15 10:00 China Standard Time
@@ -226,15 +227,6 @@ def stored_digest(state: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def unpack(rev: str, into: Path) -> Path:
-    """The acquirer package at `rev`, unpacked from git."""
-    into.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "acquirer/risk", "acquirer/fence"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "acquirer"
-
-
 def one_round(workdir: Path, versions: dict, keys: dict, wire: list) -> dict:
     sides = [Side(label, risk, fence, workdir / label, keys, wire) for label, (risk, fence) in versions.items()]
     # the setup (both sides' decoded requests, registries, keys: the bench's own objects, not state
@@ -265,7 +257,7 @@ def main() -> int:
     logging.getLogger("acquirer").setLevel(logging.ERROR)  # refusals and holds would log a line each
     workdir = Path(tempfile.mkdtemp(prefix="risk-cpu-", dir=args.dir))
     try:
-        old = unpack(args.baseline, workdir / "baseline")
+        old = unpack(args.baseline, workdir / "baseline", ("acquirer/risk", "acquirer/fence")) / "acquirer"
         import acquirer.fence
         import acquirer.risk
 
