@@ -1,6 +1,6 @@
 """Host throughput and latency: signed-on terminals doing durable card sales.
 
-    .venv/bin/python bench/host.py [--terminals 16] [--rate 1000] [--sustain 2000] [--seconds 3]
+    .venv/bin/python bench/host.py [--terminals 64] [--few-terminals 16] [--rate 1000] [--sustain 2000] [--seconds 3]
 
 The host runs as `acquirer serve` in its own process (the other core drives it). The
 terminals are provisioned over TCP (activation, key download, sign-on), then each
@@ -12,22 +12,27 @@ app does (a standing terminal's TEE re-signs once per report interval, or when i
 moves); --fresh-fixes signs a new one for every sale. Sales rotate over enough cards that none trips the velocity rule
 (a real till does not see one card five times a minute either).
 
-1. closed loop: every terminal sends its next sale as soon as the last is answered
-   -> durable sales per second, p50/p99;
+1. closed loop: every one of --terminals terminals sends its next sale as soon as the
+   last is answered -> durable sales per second, p50/p99 (`sales_per_s`). Its rate is
+   terminals / latency: with 64 terminals the host has enough work waiting to be busy
+   all the time, so this is its capacity; with few terminals it is partly their waiting;
 2. open loop at --rate sales/s offered -> p50/p99 latency;
 3. open loop at --sustain sales/s offered (2,000, the issue's target) -> the rate the
    host answered at while the sales were offered (the first sixth left out) and p50/p99.
    A host that keeps up answers at the offered rate with a steady latency; one that
-   cannot answers at its own pace, and its latency grows through the phase. Unlike the closed loop, whose rate is
-   --terminals / latency (each terminal waits for its answer), this does not depend on
-   how many tills happen to wait at once;
-4. the same closed loop against a bare asyncio echo server with the same framing in
+   cannot answers at its own pace, and its latency grows through the phase. Unlike the
+   closed loop, this does not depend on how many tills happen to wait at once;
+4. the closed loop again with only the first --few-terminals of them (16; 0 leaves it
+   out) -> `sales_per_s_few_terminals`: the figure earlier sessions gave, where each
+   sale's wait at the issuer and the ledger, not the host's CPU, sets the pace;
+5. the same closed loop as 1 against a bare asyncio echo server with the same framing in
    its own process, on the same event loop as the host (uvloop unless --loop asyncio),
    as the baseline of this machine at this moment -> echo_ratio.
 
 It also reads the host process's CPU time (all threads) over the closed loop: CPU per
 sale says what the host costs even when other work on this shared machine slows the
-wall clock.
+wall clock. A closed loop that used up its pre-built sales before its time was over
+says so (`ran_out`): its rate is then low by the part of the time its terminals idled.
 Ends with one JSON line.
 """
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import socket
@@ -64,7 +70,8 @@ from tests.acquirer.cards import luhn_complete, personalise  # noqa: E402
 
 MERCHANT = "898440358120001"
 SITE = (31.2304, 121.4737)
-TAPS_PER_CARD = 4  # the default rules decline a card's sixth tap within a minute
+TAPS_PER_CARD = 4
+CLOSED_LOOP_MAX = 5000  # sales/s a closed loop has sales pre-built for (`ran_out` says when a host is faster)  # the default rules decline a card's sixth tap within a minute
 MEASUREMENT = bytes(range(32))
 ECHO_SERVER = r"""
 import asyncio, struct, sys
@@ -104,8 +111,9 @@ def wait_ready(proc: subprocess.Popen, marker: str, log: Path | None = None) -> 
             return
 
 
-def prepare(state: Path, terminals: int, sales_per_terminal: int) -> dict:
-    """Registry, measurement and card accounts, written before the host starts."""
+def prepare(state: Path, terminals: int, sales_per_terminal: int, *, first: int = 0, more: int = 0) -> dict:
+    """Registry, measurement and card accounts, written before the host starts: cards for
+    `sales_per_terminal` sales at each terminal, and `more` at the `first` ones."""
     hsm = HSM.open(state / "hsm.db", state / "lmk")
     hsm._db.execute("PRAGMA synchronous=NORMAL")  # card issuance before the run: no fsync per card (WAL still)
     reg = Registry(state / "registry.db")
@@ -113,9 +121,9 @@ def prepare(state: Path, terminals: int, sales_per_terminal: int) -> dict:
     reg.allow_measurement(MEASUREMENT, "bench build")
     codes = {f"B{i:07d}": reg.add_terminal(f"B{i:07d}", MERCHANT) for i in range(terminals)}
     issuer = IssuerSimulator(hsm, state / "issuer.db", durable=False)
-    per_terminal = -(-sales_per_terminal // TAPS_PER_CARD)
     cards = {tid: [personalise(hsm, issuer, CardFamily.PBOC_SM4, pan=luhn_complete(f"62149886{i:05d}{k:05d}"),
-                               profile="bench", balance=10**11, replace=True) for k in range(per_terminal)]
+                               profile="bench", balance=10**11, replace=True)
+                   for k in range(-(-(sales_per_terminal + (more if i < first else 0)) // TAPS_PER_CARD))]
              for i, tid in enumerate(codes)}
     issuer.close()
     reg.close()
@@ -154,6 +162,7 @@ def build_sales(lanes, per_terminal: int, first: int = 0, fresh_fixes: bool = Fa
     for tid, keys, session, cards in lanes:
         reuse_s = session.fence_terms.payment_fix_reuse_s
         frames = []
+        session._db.execute("BEGIN IMMEDIATE")  # the STANs taken in one durable write, not an fsync each
         for n in range(first, first + per_terminal):
             card = cards[n // TAPS_PER_CARD]
             track2 = keys.seal(f"{card.pan}D2712201{'0' * 8}".encode())
@@ -165,6 +174,7 @@ def build_sales(lanes, per_terminal: int, first: int = 0, fresh_fixes: bool = Fa
                       "59": private_fields({PrivateTag.LOCATION: keys.location_report(
                           tid, site.read(1.0), "fixed", reuse_s=0.0 if fresh_fixes else reuse_s)})}
             frames.append(Frame(encode(fields, keys.mac), 0, 1).encode())
+        session._db.execute("COMMIT")
         out.append(frames)
     return out
 
@@ -261,7 +271,7 @@ async def open_loop(port: int, frames_per_conn: list[list[bytes]], rate: float, 
                 bodies.append(await _read_frame(reader))
                 answered_at.append(now := time.perf_counter())
                 latencies.append(now - sent[k])
-        count = min(len(frames), int(seconds / interval))
+        count = min(len(frames), math.ceil(seconds / interval))  # offered up to the window's end
         rx = asyncio.create_task(receive(count))
         start = first + i * interval / n_conn
         for k in range(count):
@@ -336,8 +346,10 @@ def pct(values: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--terminals", type=int, default=16,
+    ap.add_argument("--terminals", type=int, default=64,
                     help="concurrent terminals, one sale in flight each (a host at these rates serves thousands)")
+    ap.add_argument("--few-terminals", type=int, default=16,
+                    help="the closed loop again with only this many of them (0: not)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase")
     ap.add_argument("--rate", type=float, default=1000.0, help="offered sales/s in the open-loop phase")
     ap.add_argument("--sustain", type=float, default=2000.0,
@@ -346,14 +358,17 @@ def main() -> int:
     ap.add_argument("--fresh-fixes", action="store_true",
                     help="every sale carries a newly signed fix (a terminal on the move): one SM2 check per sale")
     a = ap.parse_args()
-    per_terminal = int(3000 * a.seconds / a.terminals) + 10
+    few = min(a.few_terminals, a.terminals)
+    per_terminal = int(CLOSED_LOOP_MAX * a.seconds / a.terminals) + 10
     per_terminal_open = int(a.rate * a.seconds / a.terminals) + 5
     per_terminal_sustain = int(a.sustain * a.seconds / a.terminals) + 5
+    per_few = int(CLOSED_LOOP_MAX * a.seconds / few) + 10 if few else 0
     with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:
         state = Path(tmp) / "host"
         state.mkdir()
         t0 = time.perf_counter()
-        cards = prepare(state, a.terminals, per_terminal + per_terminal_open + per_terminal_sustain)
+        cards = prepare(state, a.terminals, per_terminal + per_terminal_open + per_terminal_sustain, first=few,
+                        more=per_few)
         cards_s = time.perf_counter() - t0
         port, mport = free_port(), 0
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -369,6 +384,9 @@ def main() -> int:
             open_frames = build_sales(lanes, per_terminal_open, first=per_terminal, fresh_fixes=a.fresh_fixes)
             sustain_frames = build_sales(lanes, per_terminal_sustain, first=per_terminal + per_terminal_open,
                                          fresh_fixes=a.fresh_fixes)
+            # built last and sent last: each terminal's location reports reach the host in order
+            few_frames = build_sales(lanes[:few], per_few, first=per_terminal + per_terminal_open + per_terminal_sustain,
+                                     fresh_fixes=a.fresh_fixes)
             setup_s = time.perf_counter() - t0
             cpu0 = host_cpu_s(host.pid)
             tps, lat, bodies = drive(closed_loop(port, closed_frames, a.seconds))
@@ -376,6 +394,7 @@ def main() -> int:
             declined = not_approved(bodies)
             open_lat, _, _ = drive(open_loop(port, open_frames, a.rate, a.seconds))
             sustain_lat, sustain_rate, sustain_bodies = drive(open_loop(port, sustain_frames, a.sustain, a.seconds))
+            few_tps, few_lat, few_bodies = drive(closed_loop(port, few_frames, a.seconds)) if few else (0.0, [], [])
         finally:
             host.terminate()  # SIGTERM: the host finishes in-flight sales and closes its stores
             host.wait(60)
@@ -398,14 +417,18 @@ def main() -> int:
         "p50_ms_sustained": round(pct(sustain_lat, 50), 2), "p99_ms_sustained": round(pct(sustain_lat, 99), 2),
         "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
         "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
+        "ran_out": len(lat) >= sum(map(len, closed_frames)), "few_terminals": few,
+        "sales_per_s_few_terminals": round(few_tps, 1), "p99_ms_few_terminals": round(pct(few_lat, 99), 2) if few else 0.0,
+        "few_terminals_not_approved": not_approved(few_bodies),
         **{name: getattr(a, name) for name in PROCESS_OPTIONS}, "fresh_fixes": a.fresh_fixes,
         "host_warnings": host_warnings, "host_cpu_us_per_sale": round(host_cpu_us),
         "setup_s": round(setup_s, 1), "python": interpreter(),
     }
     print(f"python {figures['python']}; terminals: {a.terminals}, setup {setup_s:.1f} s (cards {cards_s:.1f} s, provisioning {provision_s:.1f} s,"
           f" pre-building sales {setup_s - cards_s - provision_s:.1f} s)")
-    print(f"closed loop:  {tps:8.1f} durable sales/s   p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms"
-          f"   (not approved: {declined})")
+    print(f"closed loop, {a.terminals} terminals: {tps:8.1f} durable sales/s   p50 {figures['p50_ms']} ms"
+          f"  p99 {figures['p99_ms']} ms   (not approved: {declined})"
+          + ("   RAN OUT of pre-built sales: the rate is low" if figures["ran_out"] else ""))
     print(f"host CPU (all threads and child processes) per sale in the closed loop: {host_cpu_us:.0f} us"
           f" (a ceiling of {2e6 / host_cpu_us:.0f} sales/s on 2 cores, {1e6 / host_cpu_us:.0f} on one)")
     print(f"open loop at {a.rate:.0f}/s offered: p50 {figures['p50_ms_at_1000']} ms  "
@@ -413,6 +436,9 @@ def main() -> int:
     print(f"open loop at {a.sustain:.0f}/s offered: {figures['sustained_sales_per_s']} durable sales/s answered"
           f"   p50 {figures['p50_ms_sustained']} ms  p99 {figures['p99_ms_sustained']} ms over {len(sustain_lat)} sales"
           f"   (not approved: {figures['sustained_not_approved']})")
+    if few:
+        print(f"closed loop, {few} terminals: {few_tps:8.1f} durable sales/s   p99 {figures['p99_ms_few_terminals']} ms"
+              f"   (not approved: {figures['few_terminals_not_approved']})")
     print(f"echo server, same framing: {echo_tps:8.1f} round trips/s  p99 {figures['echo_p99_ms']} ms"
           f"   ratio host/echo {figures['echo_ratio']}")
     print(json.dumps(figures))
