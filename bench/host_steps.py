@@ -1,10 +1,10 @@
 """Where a durable card sale's CPU time goes in the host: microseconds per pipeline step.
 
-    .venv/bin/python bench/host_steps.py [--sales 3000]
+    .venv/bin/python bench/host_steps.py [--sales 3000] [--terminals 16]
 
 `bench/host.py` gives the host's throughput; this says why it is what it is. The host
 is provisioned as in bench/host.py, then the same pre-built sales run through
-`Host.handle` on this process's event loop (16 in flight, no TCP), the pipeline's
+`Host.handle` on this process's event loop (--terminals in flight, 16 by default; no TCP), the pipeline's
 synchronous steps wrapped in timers of the event-loop thread's CPU clock
 (`thread_time`: time other processes take on this shared machine does not count).
 The first row is that thread's whole CPU time over the run, per sale; the ledger
@@ -111,19 +111,20 @@ def instrument(svc: HostService, timers: Timers) -> set[str]:
     return {label for label, *_ in STEPS} - skipped
 
 
-async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, float], float, int]:
+async def run_pipeline(state: Path, frames: list[Frame], in_flight: int = TERMINALS
+                       ) -> tuple[dict[str, float], float, int]:
     svc = await HostService(state).start()
     try:
         timers = Timers()
         warm, timed = frames[:200], frames[200:]
-        await _drive(svc, warm)
+        await _drive(svc, warm, in_flight)
         timed_steps = instrument(svc, timers)
         thread = getattr(svc.writer, "_thread", None)  # none when the event loop hands groups to the ledger process
         writer_cpu = _thread_cpu_probe(thread) if thread is not None else (lambda: 0)
         children = _children()  # started by the warm-up: the ledger's and the issuer's processes
         before, loop_before, process_before = writer_cpu(), time.thread_time_ns(), time.process_time_ns()
         children_before = {name: _process_cpu_ns(pid) for name, pid in children.items()}
-        declined = await _drive(svc, timed)
+        declined = await _drive(svc, timed, in_flight)
         timers.ns[STEPS[0][0]] = loop_ns = time.thread_time_ns() - loop_before
         writer_ns = writer_cpu() - before
         children_ns = {name: _process_cpu_ns(pid) - children_before[name] for name, pid in children.items()}
@@ -136,8 +137,8 @@ async def run_pipeline(state: Path, frames: list[Frame]) -> tuple[dict[str, floa
         svc.close_stores()
 
 
-async def _drive(svc: HostService, frames: list[Frame]) -> int:
-    slots = asyncio.Semaphore(TERMINALS)
+async def _drive(svc: HostService, frames: list[Frame], in_flight: int = TERMINALS) -> int:
+    slots = asyncio.Semaphore(in_flight)
     declined = 0
 
     async def one(frame):
@@ -204,24 +205,27 @@ def server_cost(frames_per_conn: list[list[bytes]], seconds: float) -> tuple[flo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sales", type=int, default=3000)
+    ap.add_argument("--terminals", type=int, default=TERMINALS,
+                    help="sales in flight, one per terminal (bench/host.py's closed loop runs 64)")
     a = ap.parse_args()
-    per = a.sales // TERMINALS + 14  # per terminal: 200 sales warm the host up first
+    terminals = a.terminals
+    per = a.sales // terminals + 200 // terminals + 2  # per terminal: 200 sales warm the host up first
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         state = Path(tmp) / "host"
         state.mkdir()
-        cards = prepare(state, TERMINALS, per + 400 // TERMINALS)
+        cards = prepare(state, terminals, per + 400 // terminals + 1)
         th = ThreadedHost(state).start()
         try:
             lanes = provision(state, th.port, cards)
         finally:
             th.stop()
         by_lane = build_sales(lanes, per)
-        frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(TERMINALS)]
-        rows, writer_us, children_us, others_us, declined = uvloop.run(run_pipeline(state, frames))
-        server_us, server_rate = server_cost(build_sales(lanes, 400 // TERMINALS, first=per), 1.0)
+        frames = [Frame.decode_body(by_lane[t][i][2:]) for i in range(per) for t in range(terminals)]
+        rows, writer_us, children_us, others_us, declined = uvloop.run(run_pipeline(state, frames, terminals))
+        server_us, server_rate = server_cost(build_sales(lanes, 400 // terminals + 1, first=per), 1.0)
     total = rows[STEPS[0][0]]
     covered = sum(rows.get(label, 0.0) for (label, _w, _a, depth) in STEPS if depth == 1)
-    print(f"{len(frames) - 200} sales through Host.handle, 16 in flight (not approved: {declined})")
+    print(f"{len(frames) - 200} sales through Host.handle, {terminals} in flight (not approved: {declined})")
     print(f"{'step':44s} {'us/sale':>8s}")
     for label, _w, _a, depth in STEPS:
         print(f"{'  ' * depth + label:44s} {rows[label]:8.0f}" if label in rows
