@@ -31,8 +31,9 @@ moves); --fresh-fixes signs a new one for every sale. Sales rotate over enough c
 
 It also reads the host process's CPU time (all threads) over the closed loop: CPU per
 sale says what the host costs even when other work on this shared machine slows the
-wall clock. A closed loop that used up its pre-built sales before its time was over
-says so (`ran_out`): its rate is then low by the part of the time its terminals idled.
+wall clock. A closed loop in which a terminal used up its pre-built sales before its
+time was over says so (`ran_out`, `ran_out_few_terminals`): that terminal idled from
+then on, so the rate is low.
 Ends with one JSON line.
 """
 from __future__ import annotations
@@ -70,8 +71,8 @@ from tests.acquirer.cards import luhn_complete, personalise  # noqa: E402
 
 MERCHANT = "898440358120001"
 SITE = (31.2304, 121.4737)
-TAPS_PER_CARD = 4
-CLOSED_LOOP_MAX = 5000  # sales/s a closed loop has sales pre-built for (`ran_out` says when a host is faster)  # the default rules decline a card's sixth tap within a minute
+TAPS_PER_CARD = 4  # the default rules decline a card's sixth tap within a minute
+CLOSED_LOOP_MAX = 5000  # sales/s a closed loop has sales pre-built for (`ran_out` says when a host is faster)
 MEASUREMENT = bytes(range(32))
 ECHO_SERVER = r"""
 import asyncio, struct, sys
@@ -163,17 +164,22 @@ def build_sales(lanes, per_terminal: int, first: int = 0, fresh_fixes: bool = Fa
         reuse_s = session.fence_terms.payment_fix_reuse_s
         frames = []
         session._db.execute("BEGIN IMMEDIATE")  # the STANs taken in one durable write, not an fsync each
-        for n in range(first, first + per_terminal):
-            card = cards[n // TAPS_PER_CARD]
-            track2 = keys.seal(f"{card.pan}D2712201{'0' * 8}".encode())
-            amount = 100 + n % 900
-            fields = {"t": "0200", "3": "000000", "4": f"{amount:012d}", "11": session.next_stan(), "22":
-                      EntryMode.CONTACTLESS_NO_PIN.value, "23": "001", "25": "00", "35": track2.hex().upper(),
-                      "41": tid, "42": MERCHANT, "49": "156", "55": encode_dict(card.field55(amount)).hex().upper(),
-                      "60": Field60(TxnType.SALE.value, session.batch).encode(),
-                      "59": private_fields({PrivateTag.LOCATION: keys.location_report(
-                          tid, site.read(1.0), "fixed", reuse_s=0.0 if fresh_fixes else reuse_s)})}
-            frames.append(Frame(encode(fields, keys.mac), 0, 1).encode())
+        try:
+            for n in range(first, first + per_terminal):
+                card = cards[n // TAPS_PER_CARD]
+                track2 = keys.seal(f"{card.pan}D2712201{'0' * 8}".encode())
+                amount = 100 + n % 900
+                fields = {"t": "0200", "3": "000000", "4": f"{amount:012d}", "11": session.next_stan(), "22":
+                          EntryMode.CONTACTLESS_NO_PIN.value, "23": "001", "25": "00", "35": track2.hex().upper(),
+                          "41": tid, "42": MERCHANT, "49": "156",
+                          "55": encode_dict(card.field55(amount)).hex().upper(),
+                          "60": Field60(TxnType.SALE.value, session.batch).encode(),
+                          "59": private_fields({PrivateTag.LOCATION: keys.location_report(
+                              tid, site.read(1.0), "fixed", reuse_s=0.0 if fresh_fixes else reuse_s)})}
+                frames.append(Frame(encode(fields, keys.mac), 0, 1).encode())
+        except BaseException:
+            session._db.execute("ROLLBACK")
+            raise
         session._db.execute("COMMIT")
         out.append(frames)
     return out
@@ -196,13 +202,18 @@ class _Lane(asyncio.Protocol):
         self.sent = 0.0
         self.buffer = bytearray()
         self.transport = None
+        self.ran_out = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         self._send()
 
     def _send(self) -> None:
-        if self.next >= len(self.frames) or time.perf_counter() > self.deadline:
+        if time.perf_counter() > self.deadline:
+            self.transport.close()
+            return
+        if self.next >= len(self.frames):  # before the deadline: this terminal idles from here on
+            self.ran_out = True
             self.transport.close()
             return
         self.sent = time.perf_counter()
@@ -223,11 +234,13 @@ class _Lane(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         if not self.done.done():
-            self.done.set_result(None)
+            self.done.set_result(self.ran_out)
 
 
 async def closed_loop(port: int, frames_per_conn: list[list[bytes]], seconds: float
-                      ) -> tuple[float, list[float], list[bytes]]:
+                      ) -> tuple[float, list[float], list[bytes], bool]:
+    """Rate, latencies and answers, and whether a terminal used up its sales before the
+    deadline (it idled from then on, and the rate is low by what it would have sent)."""
     latencies: list[float] = []
     bodies: list[bytes] = []
     loop = asyncio.get_running_loop()
@@ -237,9 +250,9 @@ async def closed_loop(port: int, frames_per_conn: list[list[bytes]], seconds: fl
     for frames, finished in zip(frames_per_conn, done):
         await loop.create_connection(lambda f=frames, d=finished: _Lane(f, deadline, latencies, bodies, d),
                                      "127.0.0.1", port)
-    await asyncio.gather(*done)
+    ran_out = any(await asyncio.gather(*done))
     elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, latencies, bodies
+    return len(latencies) / elapsed, latencies, bodies, ran_out
 
 
 def not_approved(bodies: list[bytes]) -> int:
@@ -358,6 +371,8 @@ def main() -> int:
     ap.add_argument("--fresh-fixes", action="store_true",
                     help="every sale carries a newly signed fix (a terminal on the move): one SM2 check per sale")
     a = ap.parse_args()
+    if a.terminals < 1 or a.few_terminals < 0:
+        ap.error("--terminals must be 1 or more and --few-terminals 0 or more")
     few = min(a.few_terminals, a.terminals)
     per_terminal = int(CLOSED_LOOP_MAX * a.seconds / a.terminals) + 10
     per_terminal_open = int(a.rate * a.seconds / a.terminals) + 5
@@ -389,12 +404,13 @@ def main() -> int:
                                      fresh_fixes=a.fresh_fixes)
             setup_s = time.perf_counter() - t0
             cpu0 = host_cpu_s(host.pid)
-            tps, lat, bodies = drive(closed_loop(port, closed_frames, a.seconds))
+            tps, lat, bodies, ran_out = drive(closed_loop(port, closed_frames, a.seconds))
             host_cpu_us = (host_cpu_s(host.pid) - cpu0) * 1e6 / max(1, len(lat))
             declined = not_approved(bodies)
             open_lat, _, _ = drive(open_loop(port, open_frames, a.rate, a.seconds))
             sustain_lat, sustain_rate, sustain_bodies = drive(open_loop(port, sustain_frames, a.sustain, a.seconds))
-            few_tps, few_lat, few_bodies = drive(closed_loop(port, few_frames, a.seconds)) if few else (0.0, [], [])
+            few_tps, few_lat, few_bodies, few_ran_out = (drive(closed_loop(port, few_frames, a.seconds)) if few
+                                                          else (0.0, [], [], False))
         finally:
             host.terminate()  # SIGTERM: the host finishes in-flight sales and closes its stores
             host.wait(60)
@@ -404,7 +420,7 @@ def main() -> int:
                                 stderr=subprocess.PIPE, text=True)
         try:
             wait_ready(echo, "ready")
-            echo_tps, echo_lat, _ = drive(closed_loop(eport, closed_frames, a.seconds))
+            echo_tps, echo_lat, _, _ = drive(closed_loop(eport, closed_frames, a.seconds))
         finally:
             echo.terminate()
             echo.wait(10)
@@ -417,7 +433,7 @@ def main() -> int:
         "p50_ms_sustained": round(pct(sustain_lat, 50), 2), "p99_ms_sustained": round(pct(sustain_lat, 99), 2),
         "echo_sales_per_s": round(echo_tps, 1), "echo_p99_ms": round(pct(echo_lat, 99), 3),
         "echo_ratio": round(tps / echo_tps, 4) if echo_tps else 0.0, "terminals": a.terminals,
-        "ran_out": len(lat) >= sum(map(len, closed_frames)), "few_terminals": few,
+        "ran_out": ran_out, "few_terminals": few, "ran_out_few_terminals": few_ran_out,
         "sales_per_s_few_terminals": round(few_tps, 1), "p99_ms_few_terminals": round(pct(few_lat, 99), 2) if few else 0.0,
         "few_terminals_not_approved": not_approved(few_bodies),
         **{name: getattr(a, name) for name in PROCESS_OPTIONS}, "fresh_fixes": a.fresh_fixes,
@@ -438,7 +454,8 @@ def main() -> int:
           f"   (not approved: {figures['sustained_not_approved']})")
     if few:
         print(f"closed loop, {few} terminals: {few_tps:8.1f} durable sales/s   p99 {figures['p99_ms_few_terminals']} ms"
-              f"   (not approved: {figures['few_terminals_not_approved']})")
+              f"   (not approved: {figures['few_terminals_not_approved']})"
+              + ("   RAN OUT of pre-built sales: the rate is low" if few_ran_out else ""))
     print(f"echo server, same framing: {echo_tps:8.1f} round trips/s  p99 {figures['echo_p99_ms']} ms"
           f"   ratio host/echo {figures['echo_ratio']}")
     print(json.dumps(figures))

@@ -194,7 +194,7 @@ def server_cost(frames_per_conn: list[list[bytes]], seconds: float) -> tuple[flo
     ready.wait(10)
     c0 = asyncio.run_coroutine_threadsafe(cpu_ns(), loop).result(10)
     # the canned handler checks nothing: the same frames again make a run long enough to measure
-    rate, lat, _ = drive(closed_loop(box["server"].port, [f * 10 for f in frames_per_conn], seconds))
+    rate, lat, _, _ = drive(closed_loop(box["server"].port, [f * 10 for f in frames_per_conn], seconds))
     used = asyncio.run_coroutine_threadsafe(cpu_ns(), loop).result(10) - c0
     asyncio.run_coroutine_threadsafe(box["server"].close(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
