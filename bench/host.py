@@ -334,15 +334,29 @@ def child_pids(pid: int) -> list[int]:
     return pids
 
 
-def host_cpu_s(pid: int) -> float:
-    """CPU seconds of the host and its child processes (ledger, issuer) so far."""
-    total = process_cpu_s(pid)
+def children_by_module(pid: int) -> dict[str, int]:
+    """A process's child processes started as `python -m MODULE`: MODULE -> pid."""
+    found = {}
     for child in child_pids(pid):
         try:
-            total += process_cpu_s(child)
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        if b"-m" in argv[:-1]:
+            found[argv[argv.index(b"-m") + 1].decode()] = child
+    return found
+
+
+def host_cpu_parts(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the host process (its event loop and threads: "host") and of
+    each of its child processes by module (the ledger's, the issuer's)."""
+    parts = {"host": process_cpu_s(pid)}
+    for module, child in children_by_module(pid).items():
+        try:
+            parts[module] = process_cpu_s(child)
         except FileNotFoundError:
             pass  # ended meanwhile
-    return total
+    return parts
 
 
 def interpreter() -> str:
@@ -403,9 +417,11 @@ def main() -> int:
             few_frames = build_sales(lanes[:few], per_few, first=per_terminal + per_terminal_open + per_terminal_sustain,
                                      fresh_fixes=a.fresh_fixes)
             setup_s = time.perf_counter() - t0
-            cpu0 = host_cpu_s(host.pid)
+            cpu0 = host_cpu_parts(host.pid)
             tps, lat, bodies, ran_out = drive(closed_loop(port, closed_frames, a.seconds))
-            host_cpu_us = (host_cpu_s(host.pid) - cpu0) * 1e6 / max(1, len(lat))
+            cpu_parts = {name: (used - cpu0.get(name, 0.0)) * 1e6 / max(1, len(lat))
+                         for name, used in host_cpu_parts(host.pid).items()}
+            host_cpu_us = sum(cpu_parts.values())
             declined = not_approved(bodies)
             open_lat, _, _ = drive(open_loop(port, open_frames, a.rate, a.seconds))
             sustain_lat, sustain_rate, sustain_bodies = drive(open_loop(port, sustain_frames, a.sustain, a.seconds))
@@ -438,6 +454,7 @@ def main() -> int:
         "few_terminals_not_approved": not_approved(few_bodies),
         **{name: getattr(a, name) for name in PROCESS_OPTIONS}, "fresh_fixes": a.fresh_fixes,
         "host_warnings": host_warnings, "host_cpu_us_per_sale": round(host_cpu_us),
+        "host_cpu_us_per_sale_by_process": {name: round(us) for name, us in cpu_parts.items()},
         "setup_s": round(setup_s, 1), "python": interpreter(),
     }
     print(f"python {figures['python']}; terminals: {a.terminals}, setup {setup_s:.1f} s (cards {cards_s:.1f} s, provisioning {provision_s:.1f} s,"
@@ -446,7 +463,8 @@ def main() -> int:
           f"  p99 {figures['p99_ms']} ms   (not approved: {declined})"
           + ("   RAN OUT of pre-built sales: the rate is low" if figures["ran_out"] else ""))
     print(f"host CPU (all threads and child processes) per sale in the closed loop: {host_cpu_us:.0f} us"
-          f" (a ceiling of {2e6 / host_cpu_us:.0f} sales/s on 2 cores, {1e6 / host_cpu_us:.0f} on one)")
+          f" (a ceiling of {2e6 / host_cpu_us:.0f} sales/s on 2 cores, {1e6 / host_cpu_us:.0f} on one): "
+          + ", ".join(f"{name} {us:.0f}" for name, us in cpu_parts.items()))
     print(f"open loop at {a.rate:.0f}/s offered: p50 {figures['p50_ms_at_1000']} ms  "
           f"p99 {figures['p99_ms_at_1000']} ms over {len(open_lat)} sales")
     print(f"open loop at {a.sustain:.0f}/s offered: {figures['sustained_sales_per_s']} durable sales/s answered"

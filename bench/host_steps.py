@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from acquirer.protocol import Frame, decode  # noqa: E402
 from acquirer.server import HostServer  # noqa: E402
 from acquirer.service import HostService, ThreadedHost  # noqa: E402
-from bench.host import (build_sales, child_pids, closed_loop, drive, prepare, process_cpu_s,  # noqa: E402
+from bench.host import (build_sales, children_by_module, closed_loop, drive, prepare, process_cpu_s,  # noqa: E402
                         provision, stat_cpu_s)
 
 TERMINALS = 16
@@ -121,7 +121,7 @@ async def run_pipeline(state: Path, frames: list[Frame], in_flight: int = TERMIN
         timed_steps = instrument(svc, timers)
         thread = getattr(svc.writer, "_thread", None)  # none when the event loop hands groups to the ledger process
         writer_cpu = _thread_cpu_probe(thread) if thread is not None else (lambda: 0)
-        children = _children()  # started by the warm-up: the ledger's and the issuer's processes
+        children = children_by_module(os.getpid())  # started by the warm-up: the ledger's and the issuer's
         before, loop_before, process_before = writer_cpu(), time.thread_time_ns(), time.process_time_ns()
         children_before = {name: _process_cpu_ns(pid) for name, pid in children.items()}
         declined = await _drive(svc, timed, in_flight)
@@ -154,16 +154,6 @@ def _thread_cpu_probe(thread: threading.Thread):
     """CPU ns of another thread of this process, from /proc (Linux)."""
     stat = f"/proc/self/task/{thread.native_id}/stat"
     return lambda: int(stat_cpu_s(stat) * 1e9)
-
-
-def _children() -> dict[str, int]:
-    """This process's child processes by module (`python -m MODULE`): pid."""
-    found = {}
-    for pid in child_pids(os.getpid()):
-        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        if b"-m" in argv:
-            found[argv[argv.index(b"-m") + 1].decode()] = pid
-    return found
 
 
 def _process_cpu_ns(pid: int) -> int:
