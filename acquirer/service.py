@@ -26,6 +26,7 @@ from acquirer.card_flows import CardFlows
 from acquirer.channels.issuer import IssuerSimulator
 from acquirer.channels.remote import ANSWER_EVERY, IssuerProcess
 from acquirer.channels.qr import PollPolicy
+from acquirer.collector import collect_less_often
 from acquirer.face import FacePay
 from acquirer.face_flows import FaceFlows
 from acquirer.fence import FenceMonitor, FenceStore
@@ -121,6 +122,7 @@ class HostService:
         self.host.netmgmt.static_codes = self.static_codes
         if self.qr is not None:
             await self._open_static_site(host)
+        collect_less_often()  # the event loop's CPU per sale (acquirer/collector.py)
         self.server = await HostServer(self.host.handle, host, port, read_timeout, idle_timeout).start()
         if self.metrics_port:
             await self._serve_metrics(host)
