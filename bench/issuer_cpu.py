@@ -1,6 +1,6 @@
 """CPU per card sale of the issuer simulator's process, against an echo of the same pipe.
 
-    .venv/bin/python bench/issuer_cpu.py [--sales 3000] [--rounds 3] [--cards 300]
+    .venv/bin/python bench/issuer_cpu.py [--sales 3000] [--rounds 3] [--cards 300] [--taps N]
 
 The host hands every card sale to the issuer simulator's own process
 (acquirer/channels/remote.py): a pickled `CardAuthorisation` down a pipe, the decision
@@ -11,6 +11,12 @@ built as bench/host.py builds them (PBOC_SM4 cards personalised from the issuer'
 field 55 with a real ARQC, each card tapped several times with a rising ATC), and reads
 the child's CPU time (its threads' `sum_exec_runtime` in /proc/PID/task/*/schedstat:
 CPU, not wall, so the other tenants of this shared machine count only through caches).
+
+By default the same 300 cards go round, every card known to the issuer after the
+warm-up. In the host each card is tapped only a few times (bench/host.py, TAPS_PER_CARD):
+a quarter of its sales are a card's first at the issuer, which reads its account from the
+file, computes its PAN token and derives its ICC master key. `--taps N` builds the sales
+that way: each terminal's card is tapped N times, then the terminal takes a fresh card.
 
 Sales go down in groups and the bench waits for each group's answers before the next:
 groups of 1 are what the issuer mostly sees at the host's target load (each sale its
@@ -82,18 +88,29 @@ def prepare(workdir: Path, cards: int) -> tuple[list, str]:
     return made, zpk
 
 
-def requests(cards: list, count: int, first: int) -> list[bytes]:
+def requests(cards: list, count: int, first: int, taps: int = 0) -> list[bytes]:
     """`count` sales as the host pickles them: the request CardFlows.sale builds (a contactless
-    sale without PIN, field 55 as the terminal sent it), each card tapped in turn (its ATC rises)."""
+    sale without PIN, field 55 as the terminal sent it), each card tapped in turn (its ATC rises).
+    `taps`: each terminal's card is tapped that many times, then the next one is (from the
+    first card on, whatever `first`): `cards_for(count, taps)` cards."""
     out = []
     for n in range(first, first + count):
-        card = cards[n % len(cards)]
+        if taps:
+            i = n - first
+            card = cards[i % TERMINALS + TERMINALS * (i // TERMINALS // taps)]
+        else:
+            card = cards[n % len(cards)]
         amount = 100 + n % 900
         request = CardAuthorisation(Operation.SALE, card.pan, "01", "2712", amount, "156", f"B{n % TERMINALS:07d}",
                                     MERCHANT, f"{n % 999_999 + 1:06d}", card.field55(amount), None, None,
                                     risk_flags=())
         out.append(request_message(n, request))
     return out
+
+
+def cards_for(count: int, taps: int) -> int:
+    """The cards `requests(..., count, first, taps)` taps."""
+    return TERMINALS * -(-count // (TERMINALS * taps))
 
 
 def cpu_ns(pid: int) -> int:
@@ -148,19 +165,21 @@ def main() -> int:
     ap.add_argument("--sales", type=int, default=3000, help="timed sales per run (default 3000)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds, best kept (default 3)")
     ap.add_argument("--cards", type=int, default=300, help="card accounts (default 300)")
+    ap.add_argument("--taps", type=int, default=0,
+                    help="taps per card before a fresh one, as in the host (bench/host.py: 4); default: --cards go round")
     ap.add_argument("--dir", default=None, help="where the files go (default: a new temporary directory)")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="issuer-cpu-", dir=args.dir))
     try:
         master = workdir / "master"
         master.mkdir()
-        cards, zpk = prepare(master, args.cards)
         warm_n = 200
+        cards, zpk = prepare(master, cards_for(warm_n + args.sales, args.taps) if args.taps else args.cards)
         best = {(way, g): float("inf") for way in ("issuer", "echo") for g in GROUPS}
         first = 0
         for r in range(args.rounds):
             for g in GROUPS:
-                batch = requests(cards, warm_n + args.sales, first)
+                batch = requests(cards, warm_n + args.sales, first, args.taps)
                 first += warm_n + args.sales
                 run = workdir / f"run{r}-{g}"
                 shutil.copytree(master, run)  # the same accounts each time; their ATCs rise across runs
@@ -172,9 +191,10 @@ def main() -> int:
                 best["echo", g] = min(best["echo", g], drive(argv, env, batch[:warm_n], batch[warm_n:], g))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"issuer process CPU us per sale ({args.sales} sales, best of {args.rounds})")
+    cards_said = f"{args.taps} taps per card" if args.taps else f"{args.cards} cards"
+    print(f"issuer process CPU us per sale ({args.sales} sales, {cards_said}, best of {args.rounds})")
     print(f"{'group':>5s} {'issuer':>8s} {'echo (baseline)':>16s} {'ratio':>6s}")
-    out = {"sales": args.sales}
+    out = {"sales": args.sales, "taps": args.taps}
     for g in GROUPS:
         issuer, echo = best["issuer", g], best["echo", g]
         print(f"{g:5d} {issuer:8.1f} {echo:16.1f} {issuer / echo:6.2f}")
