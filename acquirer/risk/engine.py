@@ -5,7 +5,8 @@ it can be called from the card flow, a QR or face flow, or a benchmark alike.
 
 One decision:
   1. built-in gates that are not a policy choice: a frozen merchant, a location report
-     refused as forged/replayed/foreign/impossible/stale, a required fix missing;
+     refused as forged/replayed/foreign/impossible/stale, a required fix missing, a
+     decision store that cannot keep what it decides (96: no approval without its reasons);
   2. every trial and live rule, evaluated in one call over the variables they read
      (the counters have already counted this transaction: one pass per tally);
   3. the most severe live hit wins (freeze > decline > step-up > hold > pass; file
@@ -34,6 +35,7 @@ log = logging.getLogger("acquirer.risk")
 BUILTIN = "builtin"
 _G1 = ResponseCode.GEOFENCE_VIOLATION.value
 _FRAUD = ResponseCode.SUSPECTED_FRAUD.value
+_SYSTEM = ResponseCode.SYSTEM_ERROR.value
 _TRIAL = Status.TRIAL.value
 # members read on every decision, looked up once (an enum class attribute costs ~150 ns)
 _PASS, _STEP_UP, _DECLINE = Action.PASS, Action.STEP_UP, Action.DECLINE
@@ -239,6 +241,9 @@ class RiskEngine:
         elif status == "missing" and f.location_required:
             hits.append(Hit("location-required", BUILTIN, _DECLINE, _G1, "no signed location: fix required",
                             {"location.status": "missing", "location.required": True}))
+        if self.store.backlogged:  # its reasons could not be kept: no approval without them (risk/store.py)
+            hits.append(Hit("risk-store-backlogged", BUILTIN, _DECLINE, _SYSTEM, "risk records cannot be written",
+                            {"risk.unwritten": self.store.max_unwritten}))
         return hits
 
     def _side_effects(self, f: Facts, hits: list[Hit]) -> None:

@@ -14,6 +14,12 @@ the counters rebuilt at start. A batch the background thread cannot write stays 
 in line and is tried again. Freezes and holds change what happens next, so they are
 written at once.
 
+What waits unwritten is capped (`max_unwritten` decisions, about a minute of the host's
+full rate): past it the store is `backlogged` and keeps nothing more, and the engine then
+declines every transaction (96) rather than approve one whose reasons could not be kept
+(acquirer.risk.engine). Once the file takes writes again, the backlog is written in order
+and decisions go on. Entering and leaving that state are logged as errors.
+
 The background thread also checkpoints the WAL (autocheckpoint is off on the writing
 connections): a checkpoint fsyncs, and that wait belongs off the request path.
 
@@ -75,6 +81,7 @@ _INSERT = ("INSERT INTO decisions (txn_id, at, terminal_id, merchant_id, card_to
 _COLUMNS = 13
 _ROW = "(" + ",".join("?" * _COLUMNS) + ")"
 _ROWS_PER_INSERT = 64  # 832 parameters: below the 999 of SQLite builds before 3.32
+MAX_UNWRITTEN = 200_000  # decisions waiting unwritten before the store refuses more (module docstring)
 log = logging.getLogger("acquirer.risk")
 
 
@@ -107,7 +114,8 @@ class Hold:
 
 class DecisionStore:
     def __init__(self, path: str | os.PathLike, *, flush_every: int = 256, flush_after_s: float = 0.5,
-                 checkpoint_every_s: float = 5.0, index_every_s: float = 5.0, monotonic=time.monotonic):
+                 checkpoint_every_s: float = 5.0, index_every_s: float = 5.0, monotonic=time.monotonic,
+                 max_unwritten: int = MAX_UNWRITTEN):
         self.path = os.fspath(path)
         self._db = _connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -126,6 +134,10 @@ class DecisionStore:
         self._pending: list[tuple] = []
         self._ready: deque[list] = deque()  # encoded batches (flat column values), oldest first
         self._first_pending = 0.0
+        self._unwritten = 0  # decisions recorded and not yet written (pending and ready)
+        self.max_unwritten = max_unwritten
+        self.backlogged = False  # `max_unwritten` reached: nothing more is kept until the backlog is written
+        self.refused = 0  # decisions not kept because the store was backlogged
         self.flush_every = flush_every
         self.flush_after_s = flush_after_s
         self._monotonic = monotonic
@@ -141,10 +153,18 @@ class DecisionStore:
         facts as `codec.capture` takes them, the facts' flags and the decision's hits (encoded with the batch)."""
         now = self._monotonic()
         with self._queue_lock:
+            if self.backlogged:  # the engine declines meanwhile: this row is not kept
+                self.refused += 1
+                return
             pending = self._pending
             if not pending:
                 self._first_pending = now
             pending.append(row)
+            self._unwritten += 1
+            if self._unwritten >= self.max_unwritten:
+                self.backlogged = True
+                log.error("risk decision store: %d decisions wait unwritten (%s): declining until they are written",
+                          self._unwritten, self.path)
             if len(pending) < self.flush_every and now - self._first_pending < self.flush_after_s:
                 return
             self._batch()
@@ -189,6 +209,11 @@ class DecisionStore:
                     raise  # the batch stays first in line
                 with self._queue_lock:
                     self._ready.popleft()
+                    self._unwritten -= len(values) // _COLUMNS
+                    if self.backlogged and self._unwritten < self.max_unwritten:
+                        self.backlogged = False
+                        log.error("risk decision store: the backlog is written (%d decisions refused meanwhile): "
+                                  "deciding again", self.refused)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now (the upkeep thread does it every `checkpoint_every_s`)."""

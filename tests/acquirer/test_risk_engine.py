@@ -292,3 +292,30 @@ def test_random_traffic_gets_the_decisions_and_rows_the_reference_counting_gives
     finally:
         now.close()
         ref.close()
+
+
+def test_no_approval_while_the_store_cannot_keep_decisions_then_decisions_go_on(bed):
+    """A decision store whose file takes no writes fills to its cap; from then on every
+    transaction is declined 96 (a built-in gate, not a rule) rather than approved without its
+    reasons kept. Once the file takes writes again, the backlog is written and sales pass."""
+    import sqlite3
+
+    bed.store.max_unwritten, bed.store.flush_every = 3, 1  # each decision a batch for the store's thread
+    bed.store._w.execute("PRAGMA busy_timeout=20")
+    blocker = sqlite3.connect(bed.state / "risk.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
+    try:
+        kept = [bed.decide(500) for _ in range(3)]
+        assert [outcome(d) for d in kept] == [("pass", "")] * 3 and bed.store.backlogged
+        refused = bed.decide(500)
+        assert outcome(refused) == ("decline", "96")
+        assert [h.rule for h in refused.hits] == ["risk-store-backlogged"]
+        assert refused.text == "risk records cannot be written"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    bed.store.flush()
+    assert not bed.store.backlogged
+    after = bed.decide(500)
+    assert outcome(after) == ("pass", "")
+    assert [len(bed.engine.explain(d.txn_id)) for d in (*kept, refused, after)] == [1, 1, 1, 0, 1]
