@@ -137,7 +137,8 @@ class DecisionStore:
         self._unwritten = 0  # decisions recorded and not yet written (pending and ready)
         self.max_unwritten = max_unwritten
         self.backlogged = False  # `max_unwritten` reached: nothing more is kept until the backlog is written
-        self.refused = 0  # decisions not kept because the store was backlogged
+        self.refused = 0  # decisions not kept because the store was backlogged (since it opened)
+        self._refused_before = 0  # `refused` when the store last became backlogged
         self.flush_every = flush_every
         self.flush_after_s = flush_after_s
         self._monotonic = monotonic
@@ -162,7 +163,7 @@ class DecisionStore:
             pending.append(row)
             self._unwritten += 1
             if self._unwritten >= self.max_unwritten:
-                self.backlogged = True
+                self.backlogged, self._refused_before = True, self.refused
                 log.error("risk decision store: %d decisions wait unwritten (%s): declining until they are written",
                           self._unwritten, self.path)
             if len(pending) < self.flush_every and now - self._first_pending < self.flush_after_s:
@@ -213,7 +214,7 @@ class DecisionStore:
                     if self.backlogged and self._unwritten < self.max_unwritten:
                         self.backlogged = False
                         log.error("risk decision store: the backlog is written (%d decisions refused meanwhile): "
-                                  "deciding again", self.refused)
+                                  "deciding again", self.refused - self._refused_before)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now (the upkeep thread does it every `checkpoint_every_s`)."""
