@@ -73,6 +73,7 @@ MERCHANT = "898440358120001"
 SITE = (31.2304, 121.4737)
 TAPS_PER_CARD = 4  # the default rules decline a card's sixth tap within a minute
 CLOSED_LOOP_MAX = 5000  # sales/s a closed loop has sales pre-built for (`ran_out` says when a host is faster)
+RAN_OUT = "   RAN OUT of pre-built sales: the rate is low"  # after a closed loop's figures
 ECHO_MAX = 200_000  # round trips/s the echo baseline has frames for (the host's, sent again)
 MEASUREMENT = bytes(range(32))
 ECHO_SERVER = r"""
@@ -464,7 +465,7 @@ def main() -> int:
           f" pre-building sales {setup_s - cards_s - provision_s:.1f} s)")
     print(f"closed loop, {a.terminals} terminals: {tps:8.1f} durable sales/s   p50 {figures['p50_ms']} ms"
           f"  p99 {figures['p99_ms']} ms   (not approved: {declined})"
-          + ("   RAN OUT of pre-built sales: the rate is low" if figures["ran_out"] else ""))
+          + (RAN_OUT if ran_out else ""))
     print(f"host CPU (all threads and child processes) per sale in the closed loop: {host_cpu_us:.0f} us"
           f" (a ceiling of {2e6 / host_cpu_us:.0f} sales/s on 2 cores, {1e6 / host_cpu_us:.0f} on one): "
           + ", ".join(f"{name} {us:.0f}" for name, us in cpu_parts.items()))
@@ -476,7 +477,7 @@ def main() -> int:
     if few:
         print(f"closed loop, {few} terminals: {few_tps:8.1f} durable sales/s   p99 {figures['p99_ms_few_terminals']} ms"
               f"   (not approved: {figures['few_terminals_not_approved']})"
-              + ("   RAN OUT of pre-built sales: the rate is low" if few_ran_out else ""))
+              + (RAN_OUT if few_ran_out else ""))
     print(f"echo server, same framing: {echo_tps:8.1f} round trips/s  p99 {figures['echo_p99_ms']} ms"
           f"   ratio host/echo {figures['echo_ratio']}")
     print(json.dumps(figures))

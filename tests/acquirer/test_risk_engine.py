@@ -12,6 +12,8 @@ from acquirer.risk import DEFAULT_RULES, Action, DecisionStore, Facts, RiskEngin
 from acquirer.risk.cli import format_decision
 from acquirer.risk.variables import normalise_flag
 
+from .risk_helpers import writes_held
+
 T0 = 1749952800.0  # 2025-06-15 10:00 China Standard Time
 MERCHANT = "898440358120001"
 TOKEN = "5F3A9C0D11223344AABBCCDDEEFF0011"
@@ -298,22 +300,14 @@ def test_no_approval_while_the_store_cannot_keep_decisions_then_decisions_go_on(
     """A decision store whose file takes no writes fills to its cap; from then on every
     transaction is declined 96 (a built-in gate, not a rule) rather than approved without its
     reasons kept. Once the file takes writes again, the backlog is written and sales pass."""
-    import sqlite3
-
     bed.store.max_unwritten, bed.store.flush_every = 3, 1  # each decision a batch for the store's thread
-    bed.store._w.execute("PRAGMA busy_timeout=20")
-    blocker = sqlite3.connect(bed.state / "risk.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
-    try:
+    with writes_held(bed.store):  # another writer holds the file
         kept = [bed.decide(500) for _ in range(3)]
         assert [outcome(d) for d in kept] == [("pass", "")] * 3 and bed.store.backlogged
         refused = bed.decide(500)
         assert outcome(refused) == ("decline", "96")
         assert [h.rule for h in refused.hits] == ["risk-store-backlogged"]
         assert refused.text == "risk records cannot be written"
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     bed.store.flush()
     assert not bed.store.backlogged
     after = bed.decide(500)

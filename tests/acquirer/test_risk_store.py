@@ -13,6 +13,8 @@ from acquirer.risk.counters import Counters, Tally, day_of, month_of_day, stat_i
 from acquirer.risk.engine import Hit
 from acquirer.risk.rules import Action
 
+from .risk_helpers import writes_held
+
 T0 = 1749952800.0  # 2025-06-15 10:00 China Standard Time
 
 
@@ -308,59 +310,56 @@ def test_a_batch_that_cannot_be_written_waits_and_goes_first_later(tmp_path, cap
     import time
 
     store = DecisionStore(tmp_path / "risk.db", flush_every=2, flush_after_s=3600)
-    blocker = sqlite3.connect(tmp_path / "risk.db", isolation_level=None)
     try:
-        store._w.execute("PRAGMA busy_timeout=20")
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file
         ids = [f"T0000001:000001:{n:06d}" for n in range(1, 6)]
-        for txn in ids[:4]:
-            store.record(row(txn))
-        deadline = time.monotonic() + 10
-        while "upkeep failed" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "database is locked" in caplog.text
-        blocker.execute("ROLLBACK")
+        with writes_held(store):  # another writer holds the file
+            for txn in ids[:4]:
+                store.record(row(txn))
+            deadline = time.monotonic() + 10
+            while "upkeep failed" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert "database is locked" in caplog.text
         store.record(row(ids[4]))
         store.flush()
         assert _rows_in(tmp_path / "risk.db") == ids
     finally:
-        blocker.close()
         store.close()
 
 
 def test_a_store_that_cannot_write_keeps_no_more_than_its_cap_and_goes_on_once_it_can(tmp_path, caplog):
     """Disk trouble must not turn into memory trouble: past `max_unwritten` decisions waiting,
     the store is backlogged and keeps nothing more (the engine declines meanwhile); the ones
-    it kept are written in order once the file takes writes again, and it keeps rows again."""
+    it kept are written in order once the file takes writes again, and it keeps rows again.
+    What was written before the trouble stays as it was."""
     import time
 
     store = DecisionStore(tmp_path / "risk.db", flush_every=2, flush_after_s=3600, max_unwritten=6)
-    blocker = sqlite3.connect(tmp_path / "risk.db", isolation_level=None)
     try:
-        store._w.execute("PRAGMA busy_timeout=20")
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file: no batch can be written
-        ids = [f"T0000001:000001:{n:06d}" for n in range(1, 11)]
-        for txn in ids[:5]:
+        before = [f"T0000001:000001:{n:06d}" for n in range(1, 3)]
+        for txn in before:
             store.record(row(txn))
-        assert not store.backlogged
-        store.record(row(ids[5]))  # the sixth waiting
-        assert store.backlogged and store.refused == 0
-        for txn in ids[6:8]:
-            store.record(row(txn))
-        assert store.refused == 2
-        deadline = time.monotonic() + 10
-        while "upkeep failed" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "database is locked" in caplog.text and "declining until they are written" in caplog.text
-        assert _rows_in(tmp_path / "risk.db") == []
-        blocker.execute("ROLLBACK")
+        store.flush()
+        ids = [f"T0000001:000001:{n:06d}" for n in range(3, 13)]
+        with writes_held(store):  # another writer holds the file: no batch can be written
+            for txn in ids[:5]:
+                store.record(row(txn))
+            assert not store.backlogged
+            store.record(row(ids[5]))  # the sixth waiting
+            assert store.backlogged and store.refused == 0
+            for txn in ids[6:8]:
+                store.record(row(txn))
+            assert store.refused == 2
+            deadline = time.monotonic() + 10
+            while "upkeep failed" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert "database is locked" in caplog.text and "declining until they are written" in caplog.text
+            assert _rows_in(tmp_path / "risk.db") == before
         store.flush()
         assert not store.backlogged and "the backlog is written (2 decisions refused" in caplog.text
-        assert _rows_in(tmp_path / "risk.db") == ids[:6]
+        assert _rows_in(tmp_path / "risk.db") == before + ids[:6]
         for txn in ids[8:]:
             store.record(row(txn))
         store.flush()
-        assert _rows_in(tmp_path / "risk.db") == ids[:6] + ids[8:]
+        assert _rows_in(tmp_path / "risk.db") == before + ids[:6] + ids[8:]
     finally:
-        blocker.close()
         store.close()
